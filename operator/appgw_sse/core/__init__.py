@@ -1,0 +1,1 @@
+"""Pure domain logic: no kopf, kubernetes or azure imports live here."""

@@ -1,0 +1,259 @@
+"""SseRoute spec: the same rules the CRD's schema and CEL enforce, re-checked by the operator."""
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from appgw_sse.core.contract import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    BACKEND_SETTING_NAME_PATTERN,
+    DEFAULT_BACKEND_PATH,
+    DEFAULT_HEADERS,
+    DEFAULT_RESTORE_ON_DELETE,
+    GATEWAY_ID_PATTERN,
+    HEADER_NAME_PATTERN,
+    IDLE_LIMIT_SECONDS,
+    MAX_BACKEND_SETTINGS,
+    MAX_REQUEST_TIMEOUT_SECONDS,
+    MIN_IDLE_SECONDS,
+    RESPONSE_BUFFERING_DISABLED,
+)
+from appgw_sse.core.duration import derived_request_timeout, parse_duration
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _check_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+
+class LabelSelectorRequirement(_Model):
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> Self:
+        needs_values = self.operator in ("In", "NotIn")
+        if needs_values and not self.values:
+            raise ValueError(f"operator {self.operator} needs a non-empty values list")
+        if not needs_values and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(_Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        # An empty selector would select every pod in the namespace: never what a user means.
+        if not self.match_labels and not self.match_expressions:
+            raise ValueError("must set matchLabels or matchExpressions")
+        return self
+
+
+def _check_gateway_id(text: str) -> str:
+    if not re.fullmatch(GATEWAY_ID_PATTERN, text):
+        raise ValueError(
+            "must be an Application Gateway resource id: /subscriptions/<subscription>"
+            "/resourceGroups/<group>/providers/Microsoft.Network/applicationGateways/<name>"
+        )
+    return text
+
+
+def _check_port(port: int | str | None) -> int | str | None:
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        raise ValueError("must be a port number from 1 to 65535 or a named container port")
+    if isinstance(port, str) and not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?", port):
+        raise ValueError("must be a port number or an IANA_SVC_NAME such as 'http'")
+    return port
+
+
+class GatewayRef(_Model):
+    id: Annotated[str, AfterValidator(_check_gateway_id)]
+    backend_settings: tuple[
+        Annotated[str, Field(pattern=BACKEND_SETTING_NAME_PATTERN)], ...
+    ] = Field(min_length=1, max_length=MAX_BACKEND_SETTINGS)
+
+    @field_validator("backend_settings")
+    @classmethod
+    def _unique(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate names: {', '.join(duplicates)}")
+        return names
+
+    @property
+    def name(self) -> str:
+        return self.id.rstrip("/").rsplit("/", 1)[-1]
+
+
+class BackendRef(_Model):
+    service_name: str | None = Field(default=None, min_length=1)
+    selector: LabelSelector | None = None
+    port: Annotated[int | str | None, AfterValidator(_check_port)] = Field(
+        default=None, union_mode="left_to_right"
+    )
+    path: str = Field(default=DEFAULT_BACKEND_PATH, pattern=r"^/")
+
+    @model_validator(mode="after")
+    def _exactly_one_selection(self) -> Self:
+        if (self.service_name is None) == (self.selector is None):
+            raise ValueError("set exactly one of serviceName or selector")
+        return self
+
+
+def _check_header_names(headers: dict[str, str]) -> dict[str, str]:
+    bad = sorted(name for name in headers if not re.fullmatch(HEADER_NAME_PATTERN, name))
+    if bad:
+        raise ValueError(f"invalid header names: {', '.join(bad)}")
+    return headers
+
+
+class SseRouteSpec(_Model):
+    gateway: GatewayRef
+    idle_interval: Duration
+    request_timeout: Duration | None = None
+    response_buffering: Literal["Disabled", "Unmanaged"] = RESPONSE_BUFFERING_DISABLED
+    backend: BackendRef | None = None
+    headers: Annotated[dict[str, str], AfterValidator(_check_header_names)] = Field(
+        default_factory=lambda: dict(DEFAULT_HEADERS)
+    )
+    restore_on_delete: bool = DEFAULT_RESTORE_ON_DELETE
+
+    @field_validator("idle_interval")
+    @classmethod
+    def _idle_in_range(cls, text: str) -> str:
+        seconds = parse_duration(text)
+        if not MIN_IDLE_SECONDS <= seconds < IDLE_LIMIT_SECONDS:
+            raise ValueError(f"{text!r} must be at least 1s and less than 24h")
+        return text
+
+    @field_validator("request_timeout")
+    @classmethod
+    def _timeout_in_range(cls, text: str | None, info: ValidationInfo) -> str | None:
+        if text is None:
+            return None
+        seconds = parse_duration(text)
+        if seconds > MAX_REQUEST_TIMEOUT_SECONDS:
+            raise ValueError(f"{text!r} exceeds Application Gateway's maximum of 86400s")
+        idle = info.data.get("idle_interval")  # absent when idleInterval itself was invalid
+        if idle is not None and seconds <= parse_duration(idle):
+            raise ValueError(
+                f"{text!r} must be longer than idleInterval {idle!r}, "
+                "or the gateway cuts streams during silences"
+            )
+        return text
+
+    @property
+    def idle_seconds(self) -> int:
+        return parse_duration(self.idle_interval)
+
+    @property
+    def request_timeout_seconds(self) -> int:
+        """The timeout this route requires: the explicit override or the derived value."""
+        if self.request_timeout is not None:
+            return parse_duration(self.request_timeout)
+        return derived_request_timeout(self.idle_seconds)
+
+
+class SseRoute(BaseModel):
+    """Only what the planner needs from a whole object: identity, generation and spec."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    name: str
+    generation: int = 0
+    spec: SseRouteSpec
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class SpecError(ValueError):
+    """An invalid spec, with one human-readable line per offending field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _problem(error: Any) -> str:
+    loc = tuple(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    return f"{_field_path(loc)}: {message}"
+
+
+def parse_spec(raw: Any) -> SseRouteSpec:
+    """Validate a raw spec mapping; SpecError names every offending field (spec.x.y: why)."""
+    if not isinstance(raw, dict):
+        raise SpecError(["spec: must be an object"])
+    try:
+        return SseRouteSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError([_problem(error) for error in exc.errors()]) from None
+
+
+def route_from_manifest(manifest: Any) -> SseRoute:
+    """An SseRoute object as kubectl would apply it; SpecError names the offending fields."""
+    if not isinstance(manifest, dict):
+        raise SpecError(["object: must be a mapping"])
+    api_version = f"{API_GROUP}/{API_VERSION}"
+    problems = []
+    if manifest.get("apiVersion") != api_version:
+        problems.append(f"apiVersion: must be {api_version}")
+    if manifest.get("kind") != KIND:
+        problems.append(f"kind: must be {KIND}")
+    metadata = manifest.get("metadata") or {}
+    if not isinstance(metadata, dict) or not metadata.get("name"):
+        problems.append("metadata.name: required")
+    unknown = sorted(set(manifest) - {"apiVersion", "kind", "metadata", "spec", "status"})
+    problems += [f"{field}: unknown field" for field in unknown]
+    if "spec" not in manifest:
+        problems.append("spec: required")
+    try:
+        spec = parse_spec(manifest.get("spec"))
+    except SpecError as exc:
+        problems += [] if "spec" not in manifest else exc.problems
+    if problems:
+        raise SpecError(problems)
+    return SseRoute(
+        namespace=str(metadata.get("namespace") or "default"),
+        name=str(metadata["name"]),
+        generation=int(metadata.get("generation") or 0),
+        spec=spec,
+    )

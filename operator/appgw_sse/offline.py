@@ -1,0 +1,136 @@
+"""`appgw-sse plan`: the review a GitOps pull request needs, computed without a cluster or Azure."""
+
+import json
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from appgw_sse.core import document as doc
+from appgw_sse.core.ledger import Ledger
+from appgw_sse.core.planner import Plan, Reason, RouteIntent, plan_gateway
+from appgw_sse.models.route import SpecError, SseRoute, route_from_manifest
+
+
+class InputError(Exception):
+    """Bad input; the message names the file, the object and the field."""
+
+
+EXAMPLES = resources.files("appgw_sse") / "examples"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def load_routes(path: Path) -> list[SseRoute]:
+    """SseRoutes from a multi-document YAML file (a `kind: List` is unpacked)."""
+    try:
+        documents = [d for d in yaml.safe_load_all(_read(path)) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}") from None
+    manifests: list[tuple[str, Any]] = []
+    for index, document in enumerate(documents):
+        items = document.get("items") if isinstance(document, dict) else None
+        if isinstance(document, dict) and document.get("kind") == "List":
+            manifests += [(f"document {index + 1} item {i + 1}", m) for i, m in enumerate(items or [])]
+        else:
+            manifests.append((f"document {index + 1}", document))
+    routes = []
+    for where, manifest in manifests:
+        metadata = manifest.get("metadata") if isinstance(manifest, dict) else None
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        label = f"SseRoute {metadata.get('namespace') or 'default'}/{name}" if name else where
+        try:
+            routes.append(route_from_manifest(manifest))
+        except SpecError as exc:
+            raise InputError("\n".join(f"{path}: {label}: {p}" for p in exc.problems)) from None
+    keys = [route.key for route in routes]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise InputError(f"{path}: SseRoute {duplicates[0]} is defined more than once")
+    return routes
+
+
+def load_gateways(path: Path) -> list[dict[str, Any]]:
+    """Gateway documents: one ARM/az JSON object or a list of them, each with its `id`."""
+    try:
+        data = json.loads(_read(path))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON: {exc}") from None
+    documents = data if isinstance(data, list) else [data]
+    result = []
+    for index, document in enumerate(documents):
+        if not isinstance(document, dict) or not isinstance(document.get("id"), str):
+            raise InputError(f"{path}: gateway {index + 1}: id: required (the ARM resource id)")
+        result.append(doc.to_arm_document(document))
+    return result
+
+
+def load_ledgers(path: Path | None) -> dict[str, Ledger]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(_read(path))
+        ledgers = [Ledger.model_validate(item) for item in (data if isinstance(data, list) else [data])]
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a ledger: {exc}") from None
+    return {ledger.gateway_id.lower(): ledger for ledger in ledgers}
+
+
+def plan_all(
+    routes: Sequence[SseRoute], gateways: Sequence[dict[str, Any]], ledgers: dict[str, Ledger]
+) -> list[Plan]:
+    plans = []
+    for gateway in gateways:
+        gateway_id = str(gateway["id"])
+        intents = [RouteIntent.of(r) for r in routes if r.spec.gateway.id.lower() == gateway_id.lower()]
+        plans.append(plan_gateway(gateway_id, intents, gateway, ledgers.get(gateway_id.lower())))
+    return plans
+
+
+def _value(value: int | bool) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value}s"
+
+
+def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
+    lines: list[str] = []
+    planned = set()
+    for plan in plans:
+        planned |= set(plan.outcomes)
+        lines.append(f"Gateway {plan.gateway_id.rsplit('/', 1)[-1]}  ({plan.gateway_id})")
+        if plan.changes:
+            for change in plan.changes:
+                lines.append(
+                    f"  ~ {change.label}: {_value(change.before)} -> {_value(change.after)}"
+                    f"  [{change.kind}{': ' + ', '.join(change.routes) if change.routes else ''}]"
+                )
+        else:
+            lines.append("  no changes")
+        for key, outcome in plan.outcomes.items():
+            mark = "ok" if outcome.reason is Reason.APPLIED else "!!"
+            lines.append(f"  {mark} {key}: {outcome.reason.value}: {outcome.message}")
+        lines += [f"  warning: {n.route + ': ' if n.route else ''}{n.message}" for n in plan.notices]
+        lines.append("")
+    for route in routes:
+        if route.key not in planned:
+            lines.append(f"skipped {route.key}: its gateway {route.spec.gateway.id} is not in the input")
+    total = sum(len(plan.changes) for plan in plans)
+    puts = sum(1 for plan in plans if plan.changes)
+    if total:
+        lines.append(
+            f"Plan: {total} change(s) in {puts} PUT(s). Every PUT can end live connections "
+            "on the gateway."
+        )
+    else:
+        lines.append("Plan: no changes.")
+    return "\n".join(lines)
+
+
+def render_json(plans: Sequence[Plan]) -> str:
+    return json.dumps([plan.model_dump(mode="json", by_alias=True) for plan in plans], indent=2)
