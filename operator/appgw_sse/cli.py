@@ -3,6 +3,7 @@
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -21,14 +22,16 @@ def _plan(args: argparse.Namespace) -> int:
     except offline.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(offline.render_json(plans) if args.output == "json" else offline.render_text(plans, routes))
+    print(
+        offline.render_json(plans) if args.output == "json" else offline.render_text(plans, routes)
+    )
     return EXIT_CHANGES if any(plan.changes for plan in plans) else EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
     with (
-        offline.resources.as_file(offline.EXAMPLES / "routes.yaml") as routes,
-        offline.resources.as_file(offline.EXAMPLES / "gateway.json") as gateway,
+        resources.as_file(offline.EXAMPLES / "routes.yaml") as routes,
+        resources.as_file(offline.EXAMPLES / "gateway.json") as gateway,
     ):
         print(f"# appgw-sse plan -f {routes} --gateway {gateway}\n")
         _plan(argparse.Namespace(file=routes, gateway=gateway, ledger=None, output="text"))
@@ -51,14 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("-f", "--file", type=Path, required=True, help="YAML file of SseRoutes")
     plan.add_argument(
-        "--gateway", type=Path, required=True,
+        "--gateway",
+        type=Path,
+        required=True,
         help="gateway JSON as `az network application-gateway show` prints it (or a list)",
     )
-    plan.add_argument("--ledger", type=Path, help="ownership ledger JSON (what the operator changed)")
+    plan.add_argument(
+        "--ledger", type=Path, help="ownership ledger JSON (what the operator changed)"
+    )
     plan.add_argument("-o", "--output", choices=("text", "json"), default="text")
     plan.set_defaults(handler=_plan)
 
-    demo = commands.add_parser("demo", help="plan the shipped example routes against the example gateway")
+    demo = commands.add_parser(
+        "demo", help="plan the shipped example routes against the example gateway"
+    )
     demo.set_defaults(handler=_demo)
 
     crd = commands.add_parser("crd", help="print the SseRoute CustomResourceDefinition")

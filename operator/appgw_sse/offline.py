@@ -38,13 +38,16 @@ def load_routes(path: Path) -> list[SseRoute]:
     for index, document in enumerate(documents):
         items = document.get("items") if isinstance(document, dict) else None
         if isinstance(document, dict) and document.get("kind") == "List":
-            manifests += [(f"document {index + 1} item {i + 1}", m) for i, m in enumerate(items or [])]
+            manifests += [
+                (f"document {index + 1} item {i + 1}", m) for i, m in enumerate(items or [])
+            ]
         else:
             manifests.append((f"document {index + 1}", document))
     routes = []
     for where, manifest in manifests:
         metadata = manifest.get("metadata") if isinstance(manifest, dict) else None
-        name = metadata.get("name") if isinstance(metadata, dict) else None
+        metadata = metadata if isinstance(metadata, dict) else {}
+        name = metadata.get("name")
         label = f"SseRoute {metadata.get('namespace') or 'default'}/{name}" if name else where
         try:
             routes.append(route_from_manifest(manifest))
@@ -77,7 +80,9 @@ def load_ledgers(path: Path | None) -> dict[str, Ledger]:
         return {}
     try:
         data = json.loads(_read(path))
-        ledgers = [Ledger.model_validate(item) for item in (data if isinstance(data, list) else [data])]
+        ledgers = [
+            Ledger.model_validate(item) for item in (data if isinstance(data, list) else [data])
+        ]
     except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not a ledger: {exc}") from None
     return {ledger.gateway_id.lower(): ledger for ledger in ledgers}
@@ -89,7 +94,9 @@ def plan_all(
     plans = []
     for gateway in gateways:
         gateway_id = str(gateway["id"])
-        intents = [RouteIntent.of(r) for r in routes if r.spec.gateway.id.lower() == gateway_id.lower()]
+        intents = [
+            RouteIntent.of(r) for r in routes if r.spec.gateway.id.lower() == gateway_id.lower()
+        ]
         plans.append(plan_gateway(gateway_id, intents, gateway, ledgers.get(gateway_id.lower())))
     return plans
 
@@ -115,11 +122,15 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
         for key, outcome in plan.outcomes.items():
             mark = "ok" if outcome.reason is Reason.APPLIED else "!!"
             lines.append(f"  {mark} {key}: {outcome.reason.value}: {outcome.message}")
-        lines += [f"  warning: {n.route + ': ' if n.route else ''}{n.message}" for n in plan.notices]
+        lines += [
+            f"  warning: {n.route + ': ' if n.route else ''}{n.message}" for n in plan.notices
+        ]
         lines.append("")
     for route in routes:
         if route.key not in planned:
-            lines.append(f"skipped {route.key}: its gateway {route.spec.gateway.id} is not in the input")
+            lines.append(
+                f"skipped {route.key}: its gateway {route.spec.gateway.id} is not in the input"
+            )
     total = sum(len(plan.changes) for plan in plans)
     puts = sum(1 for plan in plans if plan.changes)
     if total:

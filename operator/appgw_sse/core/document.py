@@ -160,6 +160,7 @@ def to_arm_document(document: Mapping[str, Any]) -> dict[str, Any]:
             isinstance(item, Mapping) and "name" in item and "properties" not in item
             for item in value
         ):
-            result["properties"][key] = [_nest(item, frozenset({"id", "name", "type", "etag"}))
-                                         for item in value]
+            result["properties"][key] = [
+                _nest(item, frozenset({"id", "name", "type", "etag"})) for item in value
+            ]
     return result

@@ -5,9 +5,9 @@ from appgw_sse.models.route import (
     GatewayRef,
     LabelSelector,
     LabelSelectorRequirement,
+    SpecError,
     SseRoute,
     SseRouteSpec,
-    SpecError,
     parse_spec,
     route_from_manifest,
 )

@@ -20,6 +20,7 @@ from appgw_sse.core.contract import (
     MAX_BACKEND_SETTINGS,
     MAX_REQUEST_TIMEOUT_SECONDS,
     PLURAL,
+    PORT_NAME_PATTERN,
     RESPONSE_BUFFERING_DISABLED,
     RESPONSE_BUFFERING_MODES,
 )
@@ -28,7 +29,12 @@ Schema = dict[str, Any]
 
 
 def _duration(description: str) -> Schema:
-    return {"type": "string", "pattern": DURATION_PATTERN, "minLength": 2, "description": description}
+    return {
+        "type": "string",
+        "pattern": DURATION_PATTERN,
+        "minLength": 2,
+        "description": description,
+    }
 
 
 def _rule(rule: str, message: str, field_path: str | None = None) -> Schema:
@@ -174,6 +180,13 @@ _SPEC: Schema = {
                     "x-kubernetes-int-or-string": True,
                     "description": "Container port number or name used to probe the pods' "
                     "response headers. Probing is off when unset.",
+                    "x-kubernetes-validations": [
+                        _rule(
+                            "type(self) == int ? (self >= 1 && self <= 65535) : "
+                            f"self.matches('{PORT_NAME_PATTERN}')",
+                            "port must be a number from 1 to 65535 or a container port name",
+                        )
+                    ],
                 },
                 "path": {
                     "type": "string",
@@ -198,7 +211,7 @@ _SPEC: Schema = {
             "recommends for SSE.",
             "x-kubernetes-validations": [
                 _rule(
-                    f"self.all(name, name.matches('{HEADER_NAME_PATTERN}'))",
+                    f'self.all(name, name.matches("{HEADER_NAME_PATTERN}"))',
                     "header names must be HTTP tokens",
                 )
             ],
@@ -225,16 +238,28 @@ _CONDITION: Schema = {
     "description": "A metav1.Condition.",
     "required": ["type", "status", "reason", "lastTransitionTime"],
     "properties": {
-        "type": {"type": "string", "description": "Accepted, GatewayConfigured, "
-                 "BackendsAnnotated, BackendsConformant or Ready."},
-        "status": {"type": "string", "enum": ["True", "False", "Unknown"],
-                   "description": "Whether the condition holds."},
+        "type": {
+            "type": "string",
+            "description": "Accepted, GatewayConfigured, "
+            "BackendsAnnotated, BackendsConformant or Ready.",
+        },
+        "status": {
+            "type": "string",
+            "enum": ["True", "False", "Unknown"],
+            "description": "Whether the condition holds.",
+        },
         "reason": {"type": "string", "description": "CamelCase cause, e.g. Applied."},
         "message": {"type": "string", "description": "Human-readable detail."},
-        "observedGeneration": {"type": "integer", "format": "int64",
-                               "description": "The generation the condition was set for."},
-        "lastTransitionTime": {"type": "string", "format": "date-time",
-                               "description": "When status last changed."},
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation the condition was set for.",
+        },
+        "lastTransitionTime": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When status last changed.",
+        },
     },
 }
 
@@ -242,17 +267,24 @@ _STATUS: Schema = {
     "type": "object",
     "description": "What the operator observed and did.",
     "properties": {
-        "observedGeneration": {"type": "integer", "format": "int64",
-                               "description": "The generation last reconciled."},
-        "requestTimeoutSeconds": {"type": "integer",
-                                  "description": "The request timeout this route requires."},
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation last reconciled.",
+        },
+        "requestTimeoutSeconds": {
+            "type": "integer",
+            "description": "The request timeout this route requires.",
+        },
         "gateway": {
             "type": "object",
             "description": "The gateway's owned values after the last reconciliation.",
             "properties": {
                 "name": {"type": "string", "description": "Gateway name."},
-                "responseBuffering": {"type": "string",
-                                      "description": "Enabled or Disabled on the gateway."},
+                "responseBuffering": {
+                    "type": "string",
+                    "description": "Enabled or Disabled on the gateway.",
+                },
                 "backendSettings": {
                     "type": "array",
                     "description": "The request timeout of each named backend setting.",
@@ -260,8 +292,10 @@ _STATUS: Schema = {
                         "type": "object",
                         "properties": {
                             "name": {"type": "string", "description": "Setting name."},
-                            "requestTimeout": {"type": "integer",
-                                               "description": "Seconds on the gateway."},
+                            "requestTimeout": {
+                                "type": "integer",
+                                "description": "Seconds on the gateway.",
+                            },
                         },
                     },
                 },
@@ -273,8 +307,10 @@ _STATUS: Schema = {
             "properties": {
                 "selected": {"type": "integer", "description": "Pods selected."},
                 "annotated": {"type": "integer", "description": "Pods carrying the annotations."},
-                "conformant": {"type": "integer",
-                               "description": "Pods whose last probe matched the headers."},
+                "conformant": {
+                    "type": "integer",
+                    "description": "Pods whose last probe matched the headers.",
+                },
             },
         },
         "conditions": {
@@ -315,13 +351,20 @@ def build_crd() -> Schema:
                     "additionalPrinterColumns": [
                         {"name": "Gateway", "type": "string", "jsonPath": ".status.gateway.name"},
                         {"name": "Idle", "type": "string", "jsonPath": ".spec.idleInterval"},
-                        {"name": "Timeout", "type": "integer",
-                         "jsonPath": ".status.requestTimeoutSeconds"},
+                        {
+                            "name": "Timeout",
+                            "type": "integer",
+                            "jsonPath": ".status.requestTimeoutSeconds",
+                        },
                         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
                         {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                        {"name": "Message", "type": "string", "priority": 1,
-                         "jsonPath": f"{_READY}.message"},
+                        {
+                            "name": "Message",
+                            "type": "string",
+                            "priority": 1,
+                            "jsonPath": f"{_READY}.message",
+                        },
                     ],
                     "schema": {
                         "openAPIV3Schema": {
@@ -332,8 +375,10 @@ def build_crd() -> Schema:
                             "header contract on the backend pods.",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string",
-                                               "description": "sse.appgw.dev/v1alpha1"},
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": "sse.appgw.dev/v1alpha1",
+                                },
                                 "kind": {"type": "string", "description": "SseRoute"},
                                 "metadata": {"type": "object"},
                                 "spec": _SPEC,

@@ -8,6 +8,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -18,7 +21,6 @@ from pydantic.alias_generators import to_camel
 from appgw_sse.core.contract import (
     API_GROUP,
     API_VERSION,
-    KIND,
     BACKEND_SETTING_NAME_PATTERN,
     DEFAULT_BACKEND_PATH,
     DEFAULT_HEADERS,
@@ -26,9 +28,11 @@ from appgw_sse.core.contract import (
     GATEWAY_ID_PATTERN,
     HEADER_NAME_PATTERN,
     IDLE_LIMIT_SECONDS,
+    KIND,
     MAX_BACKEND_SETTINGS,
     MAX_REQUEST_TIMEOUT_SECONDS,
     MIN_IDLE_SECONDS,
+    PORT_NAME_PATTERN,
     RESPONSE_BUFFERING_DISABLED,
 )
 from appgw_sse.core.duration import derived_request_timeout, parse_duration
@@ -87,16 +91,16 @@ def _check_gateway_id(text: str) -> str:
 def _check_port(port: int | str | None) -> int | str | None:
     if isinstance(port, int) and not 1 <= port <= 65535:
         raise ValueError("must be a port number from 1 to 65535 or a named container port")
-    if isinstance(port, str) and not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?", port):
+    if isinstance(port, str) and not re.fullmatch(PORT_NAME_PATTERN, port):
         raise ValueError("must be a port number or an IANA_SVC_NAME such as 'http'")
     return port
 
 
 class GatewayRef(_Model):
     id: Annotated[str, AfterValidator(_check_gateway_id)]
-    backend_settings: tuple[
-        Annotated[str, Field(pattern=BACKEND_SETTING_NAME_PATTERN)], ...
-    ] = Field(min_length=1, max_length=MAX_BACKEND_SETTINGS)
+    backend_settings: tuple[Annotated[str, Field(pattern=BACKEND_SETTING_NAME_PATTERN)], ...] = (
+        Field(min_length=1, max_length=MAX_BACKEND_SETTINGS)
+    )
 
     @field_validator("backend_settings")
     @classmethod
@@ -114,7 +118,7 @@ class GatewayRef(_Model):
 class BackendRef(_Model):
     service_name: str | None = Field(default=None, min_length=1)
     selector: LabelSelector | None = None
-    port: Annotated[int | str | None, AfterValidator(_check_port)] = Field(
+    port: Annotated[StrictInt | StrictStr | None, AfterValidator(_check_port)] = Field(
         default=None, union_mode="left_to_right"
     )
     path: str = Field(default=DEFAULT_BACKEND_PATH, pattern=r"^/")
@@ -142,7 +146,7 @@ class SseRouteSpec(_Model):
     headers: Annotated[dict[str, str], AfterValidator(_check_header_names)] = Field(
         default_factory=lambda: dict(DEFAULT_HEADERS)
     )
-    restore_on_delete: bool = DEFAULT_RESTORE_ON_DELETE
+    restore_on_delete: StrictBool = DEFAULT_RESTORE_ON_DELETE
 
     @field_validator("idle_interval")
     @classmethod

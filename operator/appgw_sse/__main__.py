@@ -1,0 +1,5 @@
+import sys
+
+from appgw_sse.cli import main
+
+sys.exit(main())

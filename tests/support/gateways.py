@@ -1,0 +1,87 @@
+"""Small ARM gateway documents for tests."""
+
+import copy
+from typing import Any
+
+SUB = "00000000-0000-4000-8000-000000000001"
+
+
+def gateway_id(name: str = "agw", group: str = "rg") -> str:
+    return (
+        f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.Network"
+        f"/applicationGateways/{name}"
+    )
+
+
+def gateway_document(
+    settings: dict[str, int | None],
+    *,
+    name: str = "agw",
+    buffering: bool | None = True,
+    tier: str = "Standard_v2",
+    tags: dict[str, str] | None = None,
+    pools: dict[str, list[dict[str, str]]] | None = None,
+    rules: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """A v2 gateway with the given settings (None = requestTimeout omitted) and pool wiring."""
+    gid = gateway_id(name)
+    props: dict[str, Any] = {
+        "provisioningState": "Succeeded",
+        "sku": {"name": tier, "tier": tier, "capacity": 2},
+        "backendHttpSettingsCollection": [
+            {
+                "name": setting,
+                "id": f"{gid}/backendHttpSettingsCollection/{setting}",
+                "properties": {"port": 80, "protocol": "Http", "cookieBasedAffinity": "Disabled"}
+                | ({} if timeout is None else {"requestTimeout": timeout}),
+            }
+            for setting, timeout in settings.items()
+        ],
+        "backendAddressPools": [
+            {
+                "name": pool,
+                "id": f"{gid}/backendAddressPools/{pool}",
+                "properties": {"backendAddresses": addresses},
+            }
+            for pool, addresses in (pools or {}).items()
+        ],
+        "requestRoutingRules": [
+            {
+                "name": f"rule-{i}",
+                "id": f"{gid}/requestRoutingRules/rule-{i}",
+                "properties": {
+                    "ruleType": "Basic",
+                    "priority": 100 + i,
+                    "backendHttpSettings": {"id": f"{gid}/backendHttpSettingsCollection/{s}"},
+                    "backendAddressPool": {"id": f"{gid}/backendAddressPools/{p}"},
+                },
+            }
+            for i, (s, p) in enumerate(rules)
+        ],
+    }
+    if buffering is not None:
+        props["globalConfiguration"] = {
+            "enableRequestBuffering": True,
+            "enableResponseBuffering": buffering,
+        }
+    return {
+        "id": gid,
+        "name": name,
+        "type": "Microsoft.Network/applicationGateways",
+        "location": "westeurope",
+        "tags": dict(tags or {}),
+        "etag": 'W/"1"',
+        "properties": props,
+    }
+
+
+def without_owned_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """The document minus the two fields the operator may change."""
+    result = copy.deepcopy(document)
+    props = result.get("properties", {})
+    props.get("globalConfiguration", {}).pop("enableResponseBuffering", None)
+    if props.get("globalConfiguration") == {}:
+        props.pop("globalConfiguration")
+    for setting in props.get("backendHttpSettingsCollection", []):
+        setting.get("properties", {}).pop("requestTimeout", None)
+    return result

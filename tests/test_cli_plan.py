@@ -1,0 +1,105 @@
+"""`appgw-sse plan` as a user runs it: a real process, files on disk, exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appgw_sse.offline import EXAMPLES
+
+ROUTES = str(EXAMPLES / "routes.yaml")
+GATEWAY = str(EXAMPLES / "gateway.json")
+
+
+def appgw_sse(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appgw_sse", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_examples_plan_shows_changes_and_exits_2() -> None:
+    result = appgw_sse("plan", "-f", ROUTES, "--gateway", GATEWAY)
+    assert result.returncode == 2, result.stderr
+    out = result.stdout
+    assert "~ globalConfiguration.enableResponseBuffering: true -> false" in out
+    assert "~ backendHttpSettingsCollection[notifications-http].requestTimeout: 30s -> 120s" in out
+    assert "Plan: 4 change(s) in 1 PUT(s)" in out
+    assert "HTTP/2" in out and "internet-facing" in out
+
+
+def test_json_output_then_replanning_with_its_ledger_on_the_applied_document_is_empty(
+    tmp_path: Path,
+) -> None:
+    result = appgw_sse("plan", "-f", ROUTES, "--gateway", GATEWAY, "-o", "json")
+    assert result.returncode == 2
+    [plan] = json.loads(result.stdout)
+    gateway = json.loads(Path(GATEWAY).read_text())
+    gateway["properties"]["globalConfiguration"]["enableResponseBuffering"] = False
+    for setting in gateway["properties"]["backendHttpSettingsCollection"]:
+        for change in plan["changes"]:
+            if change["setting"] == setting["name"]:
+                setting["properties"]["requestTimeout"] = change["after"]
+    (tmp_path / "gateway.json").write_text(json.dumps(gateway))
+    (tmp_path / "ledger.json").write_text(json.dumps(plan["ledger"]))
+    again = appgw_sse(
+        "plan",
+        "-f",
+        ROUTES,
+        "--gateway",
+        str(tmp_path / "gateway.json"),
+        "--ledger",
+        str(tmp_path / "ledger.json"),
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Plan: no changes." in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("routes_yaml", "expected"),
+    [
+        ("kind: [unclosed", "not valid YAML"),
+        (
+            "apiVersion: sse.appgw.dev/v1alpha1\nkind: SseRoute\nmetadata: {name: a, namespace: n}\n"
+            "spec: {gateway: {id: x, backendSettings: [s]}, idleInterval: 45s, colour: red}\n",
+            "SseRoute n/a: spec.colour: unknown field",
+        ),
+        (
+            "apiVersion: sse.appgw.dev/v1alpha1\nkind: SseRoute\nmetadata: {name: a}\n"
+            "spec: {gateway: {id: /subscriptions/s/resourceGroups/r/providers/Microsoft.Network/"
+            "applicationGateways/g, backendSettings: [s]}, idleInterval: 45}\n",
+            "SseRoute default/a: spec.idleInterval:",
+        ),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", "kind: must be SseRoute"),
+    ],
+)
+def test_bad_input_exits_1_naming_file_object_and_field(
+    tmp_path: Path, routes_yaml: str, expected: str
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(routes_yaml)
+    result = appgw_sse("plan", "-f", str(routes), "--gateway", GATEWAY)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert str(routes) in result.stderr and expected in result.stderr
+
+
+def test_bad_gateway_file_exits_1(tmp_path: Path) -> None:
+    gateway = tmp_path / "gateway.json"
+    gateway.write_text('{"name": "agw"}')
+    result = appgw_sse("plan", "-f", ROUTES, "--gateway", str(gateway))
+    assert result.returncode == 1
+    assert "gateway 1: id: required" in result.stderr
+
+
+def test_demo_runs_on_the_embedded_examples() -> None:
+    result = appgw_sse("demo")
+    assert result.returncode == 0, result.stderr
+    assert "agw-shop-prod" in result.stdout and "Plan: 4 change(s)" in result.stdout
+
+
+def test_crd_command_prints_the_committed_crd() -> None:
+    result = appgw_sse("crd")
+    committed = Path(__file__).resolve().parent.parent / "crds" / "sseroutes.sse.appgw.dev.yaml"
+    assert result.stdout == committed.read_text()

@@ -1,0 +1,171 @@
+"""The CRD and the pydantic models enforce the same contract, case by case."""
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from appgw_sse.models import SpecError, parse_spec
+from appgw_sse.models.crd import build_crd
+from appgw_sse.offline import EXAMPLES
+from tests.support.crd_validation import CrdValidator
+
+ROOT = Path(__file__).resolve().parent.parent
+CRD_FILE = ROOT / "crds" / "sseroutes.sse.appgw.dev.yaml"
+VALIDATOR = CrdValidator(build_crd())
+
+BASE_SPEC: dict[str, Any] = {
+    "gateway": {
+        "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/applicationGateways/agw",
+        "backendSettings": ["notifications-http"],
+    },
+    "idleInterval": "45s",
+}
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _manifest(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "sse.appgw.dev/v1alpha1",
+        "kind": "SseRoute",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": spec,
+    }
+
+
+def _invalid_cases() -> list[Any]:
+    cases = yaml.safe_load((ROOT / "tests" / "data" / "invalid_routes.yaml").read_text())
+    params = []
+    for case in cases:
+        patch = case["spec"]
+        if (patch.get("gateway") or {}).get("backendSettings") == "FIFTY_ONE":
+            patch["gateway"]["backendSettings"] = [f"s{i}" for i in range(51)]
+        params.append(pytest.param(_merge(BASE_SPEC, patch), case["field"], id=case["case"]))
+    return params
+
+
+VALID_SPECS = [
+    pytest.param(BASE_SPEC, id="minimal"),
+    pytest.param(_merge(BASE_SPEC, {"idleInterval": "1s"}), id="idle 1s"),
+    pytest.param(_merge(BASE_SPEC, {"idleInterval": "23h59m59s"}), id="idle just under 24h"),
+    pytest.param(
+        _merge(BASE_SPEC, {"idleInterval": "23h", "requestTimeout": "86400s"}), id="timeout max"
+    ),
+    pytest.param(_merge(BASE_SPEC, {"requestTimeout": "1h30m"}), id="timeout hours"),
+    pytest.param(
+        _merge(BASE_SPEC, {"gateway": {"id": BASE_SPEC["gateway"]["id"].lower()}}),
+        id="lower-case id",
+    ),
+    pytest.param(_merge(BASE_SPEC, {"responseBuffering": "Unmanaged"}), id="unmanaged"),
+    pytest.param(
+        _merge(BASE_SPEC, {"backend": {"serviceName": "web", "port": "http", "path": "/events"}}),
+        id="service and named port",
+    ),
+    pytest.param(
+        _merge(
+            BASE_SPEC,
+            {"backend": {"selector": {"matchExpressions": [{"key": "a", "operator": "Exists"}]}}},
+        ),
+        id="selector expression",
+    ),
+    pytest.param(
+        _merge(BASE_SPEC, {"headers": {"Content-Type": "text/event-stream"}}), id="headers"
+    ),
+    pytest.param(
+        _merge(BASE_SPEC, {"gateway": {"backendSettings": [f"s{i}" for i in range(50)]}}),
+        id="50 settings",
+    ),
+]
+
+
+def test_crd_file_is_generated_from_the_contract() -> None:
+    assert yaml.safe_load(CRD_FILE.read_text()) == build_crd(), (
+        "crds/ is stale: run `appgw-sse crd > crds/sseroutes.sse.appgw.dev.yaml`"
+    )
+
+
+def test_every_schema_field_is_described() -> None:
+    def undocumented(schema: dict[str, Any], path: str) -> list[str]:
+        missing = [] if schema.get("description") or path.endswith("metadata") else [path]
+        for name, sub in (schema.get("properties") or {}).items():
+            missing += undocumented(sub, f"{path}.{name}")
+        if isinstance(schema.get("items"), dict) and "properties" in schema["items"]:
+            for name, sub in schema["items"]["properties"].items():
+                missing += undocumented(sub, f"{path}[].{name}")
+        return missing
+
+    assert undocumented(VALIDATOR.schema, "") == []
+
+
+def test_names_follow_the_contract() -> None:
+    crd = build_crd()
+    names = crd["spec"]["names"]
+    assert crd["metadata"]["name"] == "sseroutes.sse.appgw.dev"
+    assert (names["kind"], names["plural"], names["singular"]) == (
+        "SseRoute",
+        "sseroutes",
+        "sseroute",
+    )
+    assert names["shortNames"] == ["sser"] and names["categories"] == ["appgw"]
+    version = crd["spec"]["versions"][0]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Gateway", "Idle", "Timeout", "Ready", "Reason", "Age", "Message"]
+
+
+def test_defaults_in_crd_match_the_models() -> None:
+    spec = parse_spec(BASE_SPEC)
+    defaulted = VALIDATOR.schema["properties"]["spec"]["properties"]
+    assert defaulted["responseBuffering"]["default"] == spec.response_buffering
+    assert defaulted["restoreOnDelete"]["default"] == spec.restore_on_delete
+    assert defaulted["headers"]["default"] == spec.headers
+
+
+@pytest.mark.parametrize(("spec", "field"), _invalid_cases())
+def test_invalid_spec_is_rejected_by_both(spec: dict[str, Any], field: str) -> None:
+    assert VALIDATOR.errors(_manifest(spec)), "the API server would accept this"
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec)
+    assert any(p.startswith(f"{field}:") for p in caught.value.problems), caught.value.problems
+
+
+def test_invalid_corpus_is_large_enough() -> None:
+    assert len(_invalid_cases()) >= 30
+
+
+def test_missing_spec_is_rejected() -> None:
+    manifest = _manifest(BASE_SPEC)
+    del manifest["spec"]
+    assert VALIDATOR.errors(manifest)
+
+
+@pytest.mark.parametrize("spec", VALID_SPECS)
+def test_valid_spec_is_accepted_by_both(spec: dict[str, Any]) -> None:
+    assert VALIDATOR.errors(_manifest(spec)) == []
+    parse_spec(spec)
+
+
+def test_shipped_examples_are_accepted_by_both() -> None:
+    manifests = list(yaml.safe_load_all((EXAMPLES / "routes.yaml").read_text()))
+    assert len(manifests) >= 3
+    for manifest in manifests:
+        assert VALIDATOR.errors(manifest) == [], manifest["metadata"]["name"]
+        parse_spec(manifest["spec"])
+
+
+def test_cel_rule_failure_names_the_field() -> None:
+    errors = VALIDATOR.errors(_manifest(_merge(BASE_SPEC, {"requestTimeout": "10s"})))
+    assert errors == ["spec.requestTimeout: requestTimeout must be longer than idleInterval"]

@@ -1,0 +1,304 @@
+"""The planner: table-driven cases for each rule of the contract, then properties."""
+
+import json
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from appgw_sse.core import document as doc
+from appgw_sse.core.duration import derived_request_timeout
+from appgw_sse.core.ledger import Ledger, OwnedBuffering, OwnedTimeout
+from appgw_sse.core.planner import Plan, Reason, RouteIntent, plan_gateway
+from appgw_sse.offline import EXAMPLES
+from tests.support.gateways import gateway_document, gateway_id, without_owned_fields
+
+GID = gateway_id()
+
+
+def route(
+    name: str,
+    settings: tuple[str, ...] = ("a",),
+    idle: int = 45,
+    timeout: int | None = None,
+    buffering: bool = True,
+) -> RouteIntent:
+    return RouteIntent(
+        key=f"ns/{name}",
+        gateway_id=GID,
+        backend_settings=settings,
+        request_timeout=timeout or derived_request_timeout(idle),
+        idle_seconds=idle,
+        disable_buffering=buffering,
+    )
+
+
+def changes(plan: Plan) -> list[tuple[str | None, object, object, str]]:
+    return [(c.setting, c.before, c.after, c.kind) for c in plan.changes]
+
+
+def test_first_route_disables_buffering_and_raises_timeout() -> None:
+    plan = plan_gateway(GID, [route("r")], gateway_document({"a": 30, "b": 30}))
+    assert changes(plan) == [(None, True, False, "apply"), ("a", 30, 68, "apply")]
+    assert plan.ledger.response_buffering == OwnedBuffering(original=True, applied=False)
+    assert plan.ledger.backend_settings == {"a": OwnedTimeout(original=30, applied=68)}
+    assert plan.outcomes["ns/r"].reason is Reason.APPLIED
+    assert plan.outcomes["ns/r"].request_timeouts == {"a": 68}
+
+
+def test_nothing_to_do_means_no_changes_and_no_ownership() -> None:
+    plan = plan_gateway(GID, [route("r")], gateway_document({"a": 300}, buffering=False))
+    assert plan.changes == ()
+    assert plan.ledger.is_empty
+    assert plan.outcomes["ns/r"].request_timeouts == {"a": 300}
+
+
+def test_largest_requirement_wins_on_a_shared_setting() -> None:
+    plan = plan_gateway(
+        GID,
+        [route("small", idle=10), route("big", idle=100), route("x", timeout=90)],
+        gateway_document({"a": 30}),
+    )
+    assert ("a", 30, 150, "apply") in changes(plan)
+    assert plan.changes[1].routes == ("ns/big", "ns/small", "ns/x")
+
+
+def test_explicit_request_timeout_is_used() -> None:
+    plan = plan_gateway(GID, [route("r", timeout=600)], gateway_document({"a": 30}))
+    assert ("a", 30, 600, "apply") in changes(plan)
+
+
+def test_never_lowers_a_user_configured_timeout() -> None:
+    plan = plan_gateway(GID, [route("r", buffering=False)], gateway_document({"a": 300}))
+    assert plan.changes == ()
+
+
+def test_raises_above_original_and_restores_it_on_delete() -> None:
+    first = plan_gateway(
+        GID, [route("r", timeout=400, buffering=False)], gateway_document({"a": 300})
+    )
+    assert changes(first) == [("a", 300, 400, "apply")]
+    after = first.apply_to(gateway_document({"a": 300}))
+    gone = plan_gateway(GID, [], after, first.ledger)
+    assert changes(gone) == [("a", 400, 300, "restore")]
+    assert gone.ledger.is_empty
+
+
+def test_deleting_the_last_route_restores_both_fields() -> None:
+    ledger = Ledger(
+        gateway_id=GID,
+        response_buffering=OwnedBuffering(original=True, applied=False),
+        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
+    )
+    plan = plan_gateway(GID, [], gateway_document({"a": 68}, buffering=False), ledger)
+    assert changes(plan) == [(None, False, True, "restore"), ("a", 68, 30, "restore")]
+    assert plan.ledger.is_empty
+
+
+def test_someone_elses_later_change_survives_deletion() -> None:
+    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    plan = plan_gateway(GID, [], gateway_document({"a": 100}), ledger)
+    assert plan.changes == ()
+    assert plan.ledger.is_empty
+    assert any("100s" in n.message and "not restored" in n.message for n in plan.notices)
+
+
+def test_deleting_one_of_two_routes_lowers_to_the_remaining_requirement() -> None:
+    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=150)})
+    plan = plan_gateway(
+        GID, [route("small", buffering=False)], gateway_document({"a": 150}), ledger
+    )
+    assert changes(plan) == [("a", 150, 68, "apply")]
+    assert plan.ledger.backend_settings["a"] == OwnedTimeout(original=30, applied=68)
+
+
+def test_lowered_owned_value_is_drift_and_is_corrected() -> None:
+    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    plan = plan_gateway(GID, [route("r", buffering=False)], gateway_document({"a": 40}), ledger)
+    assert changes(plan) == [("a", 40, 68, "drift")]
+
+
+def test_buffering_turned_back_on_is_drift() -> None:
+    ledger = Ledger(gateway_id=GID, response_buffering=OwnedBuffering(original=True, applied=False))
+    plan = plan_gateway(GID, [route("r", settings=("a",))], gateway_document({"a": 68}), ledger)
+    assert changes(plan) == [(None, True, False, "drift")]
+
+
+def test_a_foreign_raise_that_satisfies_the_route_is_adopted_not_fought() -> None:
+    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    plan = plan_gateway(GID, [route("r", buffering=False)], gateway_document({"a": 400}), ledger)
+    assert plan.changes == ()
+    assert plan.ledger.backend_settings == {}
+    assert any("no longer owns" in n.message for n in plan.notices)
+
+
+def test_missing_setting_blocks_the_whole_route_and_only_it() -> None:
+    plan = plan_gateway(
+        GID,
+        [route("bad", settings=("a", "nope")), route("good", settings=("b",), idle=40)],
+        gateway_document({"a": 30, "b": 30}),
+    )
+    assert plan.outcomes["ns/bad"].reason is Reason.BACKEND_SETTINGS_NOT_FOUND
+    assert "nope" in plan.outcomes["ns/bad"].message
+    assert changes(plan) == [(None, True, False, "apply"), ("b", 30, 60, "apply")]
+
+
+def test_v1_sku_cannot_disable_buffering() -> None:
+    document = gateway_document({"a": 30}, tier="WAF", buffering=None)
+    plan = plan_gateway(
+        GID, [route("r"), route("u", settings=("a",), idle=100, buffering=False)], document
+    )
+    assert plan.outcomes["ns/r"].reason is Reason.UNSUPPORTED_SKU
+    assert "Unmanaged" in plan.outcomes["ns/r"].message
+    assert plan.outcomes["ns/u"].reason is Reason.APPLIED
+    assert changes(plan) == [("a", 30, 150, "apply")]
+    assert "globalConfiguration" not in plan.apply_to(document)["properties"]
+
+
+def test_agic_managed_gateway_is_never_written() -> None:
+    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    document = gateway_document({"a": 30}, tags={"managed-by-k8s-ingress": "1.7.2"})
+    plan = plan_gateway(GID, [route("r")], document, ledger)
+    assert plan.changes == ()
+    assert plan.ledger == ledger
+    assert plan.outcomes["ns/r"].reason is Reason.MANAGED_BY_AGIC
+    assert "request-timeout" in plan.outcomes["ns/r"].message
+
+
+def test_released_route_leaves_its_values_and_forgets_them() -> None:
+    ledger = Ledger(
+        gateway_id=GID,
+        response_buffering=OwnedBuffering(original=True, applied=False),
+        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
+    )
+    plan = plan_gateway(
+        GID, [], gateway_document({"a": 68}, buffering=False), ledger, released=[route("r")]
+    )
+    assert plan.changes == ()
+    assert plan.ledger.is_empty
+
+
+def test_unmanaged_buffering_is_never_touched() -> None:
+    plan = plan_gateway(GID, [route("r", buffering=False)], gateway_document({"a": 30}))
+    assert changes(plan) == [("a", 30, 68, "apply")]
+    assert plan.outcomes["ns/r"].response_buffering is True
+
+
+def test_missing_request_timeout_counts_as_arm_default() -> None:
+    plan = plan_gateway(GID, [route("r", idle=10, buffering=False)], gateway_document({"a": None}))
+    assert plan.changes == ()
+    plan = plan_gateway(GID, [route("r", idle=45, buffering=False)], gateway_document({"a": None}))
+    assert changes(plan) == [("a", 30, 68, "apply")]
+
+
+def test_http2_idle_warning() -> None:
+    plan = plan_gateway(
+        GID, [route("long", idle=171), route("short", idle=170)], gateway_document({"a": 30})
+    )
+    warned = {n.route for n in plan.notices if "HTTP/2" in n.message}
+    assert warned == {"ns/long"}
+
+
+def test_timeout_above_240s_warns_only_for_internet_backends() -> None:
+    document = gateway_document(
+        {"ext": 30, "int": 30},
+        pools={
+            "public": [{"fqdn": "api.partner.example.com"}],
+            "private": [{"ipAddress": "10.0.0.4"}],
+        },
+        rules=[("ext", "public"), ("int", "private")],
+    )
+    plan = plan_gateway(
+        GID, [route("e", ("ext",), timeout=300), route("i", ("int",), timeout=300)], document
+    )
+    warned = {n.route for n in plan.notices if "240s" in n.message}
+    assert warned == {"ns/e"}
+
+
+def test_flattened_az_output_plans_like_arm_json() -> None:
+    arm = json.loads((EXAMPLES / "gateway.json").read_text())
+    flat = {k: v for k, v in arm.items() if k != "properties"} | {"resourceGroup": "rg"}
+    flat |= {
+        key: [{k: v for k, v in c.items() if k != "properties"} | c["properties"] for c in value]
+        if isinstance(value, list)
+        and value
+        and isinstance(value[0], dict)
+        and "properties" in value[0]
+        else value
+        for key, value in arm["properties"].items()
+    }
+    assert doc.to_arm_document(flat) == arm
+
+
+# ---- properties -------------------------------------------------------------------------
+
+SETTINGS = ("s0", "s1", "s2", "s3")
+
+routes_strategy = st.lists(
+    st.builds(
+        lambda i, names, idle, override, buffering: route(
+            f"r{i}", tuple(sorted(set(names))), idle=idle, timeout=override, buffering=buffering
+        ),
+        st.integers(0, 5),
+        st.lists(st.sampled_from(SETTINGS), min_size=1, max_size=3),
+        st.integers(1, 400),
+        st.one_of(st.none(), st.integers(401, 1000)),
+        st.booleans(),
+    ),
+    max_size=5,
+    unique_by=lambda r: r.key,
+)
+documents = st.builds(
+    lambda timeouts, buffering: gateway_document(
+        dict(zip(SETTINGS, timeouts, strict=True)), buffering=buffering
+    ),
+    st.lists(st.integers(1, 700), min_size=len(SETTINGS), max_size=len(SETTINGS)),
+    st.booleans(),
+)
+
+
+@given(documents, routes_strategy)
+def test_applying_a_plan_then_replanning_changes_nothing(document: dict, routes: list) -> None:
+    plan = plan_gateway(GID, routes, document)
+    replan = plan_gateway(GID, routes, plan.apply_to(document), plan.ledger)
+    assert replan.changes == ()
+    assert replan.ledger == plan.ledger
+
+
+@given(documents, st.lists(routes_strategy, min_size=1, max_size=4))
+def test_never_below_original_and_full_restore(document: dict, steps: list) -> None:
+    original = doc.backend_setting_timeouts(document)
+    current, ledger = document, None
+    for routes in steps:
+        plan = plan_gateway(GID, routes, current, ledger)
+        current, ledger = plan.apply_to(current), plan.ledger
+        for setting, timeout in doc.backend_setting_timeouts(current).items():
+            assert timeout >= original[setting]
+            required = [r.request_timeout for r in routes if setting in r.backend_settings]
+            assert timeout >= max(required, default=0)
+        assert without_owned_fields(current) == without_owned_fields(document)
+    final = plan_gateway(GID, [], current, ledger)
+    restored = final.apply_to(current)
+    assert doc.backend_setting_timeouts(restored) == original
+    assert doc.response_buffering_enabled(restored) == doc.response_buffering_enabled(document)
+    assert final.ledger.is_empty
+
+
+@given(documents, routes_strategy, st.sampled_from(SETTINGS), st.integers(1, 2000))
+def test_restore_leaves_a_foreign_change_alone(
+    document: dict, routes: list, setting: str, foreign: int
+) -> None:
+    plan = plan_gateway(GID, routes, document)
+    applied = plan.apply_to(document)
+    if foreign == doc.backend_setting_timeouts(applied)[setting]:
+        return
+    tampered = doc.with_request_timeouts(applied, {setting: foreign})
+    final = plan_gateway(GID, [], tampered, plan.ledger)
+    assert doc.backend_setting_timeouts(final.apply_to(tampered))[setting] == foreign
+
+
+@given(documents, routes_strategy, st.randoms(use_true_random=False))
+def test_route_order_does_not_matter(document: dict, routes: list, rnd: random.Random) -> None:
+    shuffled = list(routes)
+    rnd.shuffle(shuffled)
+    assert plan_gateway(GID, shuffled, document) == plan_gateway(GID, routes, document)
