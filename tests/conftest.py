@@ -14,3 +14,6 @@ def gateway_id() -> str:
         "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/rg-shop-prod"
         "/providers/Microsoft.Network/applicationGateways/agw-shop-prod"
     )
+
+
+pytest_plugins = ["tests.support.emulator"]

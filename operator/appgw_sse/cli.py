@@ -38,6 +38,28 @@ def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _emulator(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from appgw_sse.emulator.server import load_seeds, run_until_signalled
+
+    try:
+        seeds = load_seeds(args.seed)
+    except (OSError, ValueError) as exc:
+        print(f"error: --seed: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    asyncio.run(
+        run_until_signalled(
+            host=args.host,
+            port=args.port,
+            tls_dir=args.tls_dir,
+            lro_seconds=args.lro_seconds,
+            seeds=seeds,
+        )
+    )
+    return EXIT_OK
+
+
 def _crd(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(build_crd(), sort_keys=False, width=100), end="")
     return EXIT_OK
@@ -69,6 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="plan the shipped example routes against the example gateway"
     )
     demo.set_defaults(handler=_demo)
+
+    emulator = commands.add_parser(
+        "emulator", help="serve a local HTTPS emulator of ARM's Application Gateway API"
+    )
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    emulator.add_argument(
+        "--seed",
+        type=Path,
+        action="append",
+        default=[],
+        help="gateway JSON (one document or a list); repeatable",
+    )
+    emulator.add_argument(
+        "--tls-dir", type=Path, help="keep the CA, certificate and token here (reused across runs)"
+    )
+    emulator.add_argument(
+        "--lro-seconds", type=float, default=1.0, help="how long a PUT stays Updating"
+    )
+    emulator.set_defaults(handler=_emulator)
 
     crd = commands.add_parser("crd", help="print the SseRoute CustomResourceDefinition")
     crd.set_defaults(handler=_crd)

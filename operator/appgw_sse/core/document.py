@@ -6,6 +6,7 @@ prints). Everything outside the owned fields is carried through untouched.
 
 import copy
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,6 +17,21 @@ Document = Mapping[str, Any]
 # Hostnames that stay inside a private network: a setting that only reaches these may exceed
 # the 240 s cap for internet-facing backends.
 _PRIVATE_SUFFIXES = (".internal", ".local", ".cluster.local", ".privatelink.azurewebsites.net")
+
+
+_GATEWAY_ID = re.compile(
+    r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Network"
+    r"/applicationGateways/([^/]+)$",
+    re.IGNORECASE,
+)
+
+
+def split_gateway_id(gateway_id: str) -> tuple[str, str, str]:
+    match = _GATEWAY_ID.match(gateway_id)
+    if match is None:
+        raise ValueError(f"not an Application Gateway id: {gateway_id}")
+    subscription, group, name = match.groups()
+    return subscription, group, name
 
 
 def _properties(document: Document) -> Mapping[str, Any]:

@@ -1,0 +1,1 @@
+"""Adapters: the Azure gateway port (azure-mgmt-network) and Kubernetes access."""

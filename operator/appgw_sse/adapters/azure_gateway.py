@@ -1,0 +1,200 @@
+"""The gateway port, implemented with the real azure-mgmt-network async client.
+
+Every write is a read-modify-write of the WHOLE document (ARM has no partial update for gateway
+configuration): GET a fresh copy right before the PUT, check the plan still starts from what it
+saw, change only the owned fields, PUT with If-Match so another writer's change is never
+overwritten, wait for the long-running operation, and verify the result.
+"""
+
+import asyncio
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.mgmt.network.aio import NetworkManagementClient
+
+from appgw_sse.adapters.credentials import TokenFileCredential
+from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
+from appgw_sse.core.document import (
+    backend_setting_timeouts,
+    response_buffering_enabled,
+    split_gateway_id,
+)
+from appgw_sse.core.planner import Plan, Reason
+
+log = logging.getLogger(__name__)
+
+PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+_TERMINAL_STATUS = {400: Reason.AZURE_ERROR, 401: Reason.AZURE_AUTH_FAILED,
+                    403: Reason.AZURE_AUTH_FAILED, 404: Reason.GATEWAY_NOT_FOUND}  # fmt: skip
+_SKU_CODES = {"ApplicationGatewayFeatureCannotBeEnabledForSelectedSku"}
+
+
+@dataclass(frozen=True)
+class ArmSettings:
+    endpoint: str = PUBLIC_ARM_ENDPOINT
+    ca_bundle: Path | None = None
+    token_file: Path | None = None
+    polling_interval: float = 5.0
+    sdk_retries: int = 3  # azure-core's own retries of 429/5xx, each honouring Retry-After
+    lro_timeout: float = 3600.0  # PUTs take minutes, and up to ~40 min during platform upgrades
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    document: dict[str, Any]
+    etag: str
+
+    @property
+    def provisioning_state(self) -> str:
+        return str(self.document.get("properties", {}).get("provisioningState", ""))
+
+
+def _retry_after(error: HttpResponseError) -> float | None:
+    headers = getattr(error.response, "headers", None) or {}
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def classify(error: Exception, gateway_id: str) -> GatewayError:
+    """Map an SDK or transport failure onto a transient or terminal gateway error."""
+    if isinstance(error, ClientAuthenticationError) and error.status_code is None:
+        return TerminalGatewayError(Reason.AZURE_AUTH_FAILED, "CredentialUnavailable", str(error))
+    if isinstance(error, HttpResponseError):
+        code = str(getattr(error.error, "code", "") or "")
+        message = str(getattr(error.error, "message", "") or error.reason or error)
+        status = error.status_code or 0
+        if status == 200:  # the long-running operation itself ended Failed or Canceled
+            return TransientGatewayError(Reason.AZURE_ERROR, code or "OperationFailed", message, 15)
+        if status == 429:
+            return TransientGatewayError(Reason.THROTTLED, code, message, _retry_after(error) or 30)
+        if status in (409, 412):
+            return TransientGatewayError(Reason.APPLYING, code, message, _retry_after(error) or 2)
+        if status in _TERMINAL_STATUS:
+            reason = Reason.UNSUPPORTED_SKU if code in _SKU_CODES else _TERMINAL_STATUS[status]
+            return TerminalGatewayError(reason, code, message)
+        return TransientGatewayError(Reason.AZURE_ERROR, code, message, _retry_after(error) or 15)
+    if isinstance(error, ServiceRequestError | ServiceResponseError | TimeoutError | OSError):
+        return TransientGatewayError(Reason.AZURE_ERROR, type(error).__name__, str(error), 15)
+    raise error
+
+
+def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> dict[str, Any]:
+    return dict(pipeline_response.http_response.json())
+
+
+class AzureGateways:
+    """Application Gateways over ARM; one SDK client per subscription, closed by close()."""
+
+    def __init__(self, settings: ArmSettings) -> None:
+        self.settings = settings
+        self._clients: dict[str, NetworkManagementClient] = {}
+        if settings.token_file is not None:
+            self._credential: Any = TokenFileCredential(settings.token_file)
+        else:
+            from azure.identity.aio import DefaultAzureCredential
+
+            self._credential = DefaultAzureCredential()
+
+    def _client(self, subscription: str) -> NetworkManagementClient:
+        key = subscription.lower()
+        if key not in self._clients:
+            endpoint = self.settings.endpoint.rstrip("/")
+            self._clients[key] = NetworkManagementClient(
+                self._credential,
+                subscription,
+                base_url=endpoint,
+                credential_scopes=[f"{endpoint}/.default"],
+                connection_verify=str(self.settings.ca_bundle) if self.settings.ca_bundle else True,
+                polling_interval=self.settings.polling_interval,
+                retry_total=self.settings.sdk_retries,
+                retry_backoff_factor=0.5,
+                retry_backoff_max=30,
+            )
+        return self._clients[key]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+        await self._credential.close()
+
+    async def get(self, gateway_id: str) -> Snapshot:
+        subscription, group, name = split_gateway_id(gateway_id)
+        try:
+            document: dict[str, Any] = await self._client(subscription).application_gateways.get(
+                group, name, cls=_raw_json
+            )  # type: ignore[assignment]
+        except Exception as exc:
+            raise classify(exc, gateway_id) from exc
+        return Snapshot(document=document, etag=str(document.get("etag", "")))
+
+    async def wait_until_settled(self, gateway_id: str) -> Snapshot:
+        """The gateway once no operation runs on it (a PUT in flight is never abandoned)."""
+        deadline = asyncio.get_running_loop().time() + self.settings.lro_timeout
+        while True:
+            snapshot = await self.get(gateway_id)
+            if snapshot.provisioning_state not in ("Updating", "Deleting"):
+                return snapshot
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransientGatewayError(
+                    Reason.APPLYING, "OperationStillRunning",
+                    f"gateway still {snapshot.provisioning_state} after "
+                    f"{self.settings.lro_timeout:.0f}s", 60,
+                )  # fmt: skip
+            log.info("gateway %s is %s; waiting", gateway_id, snapshot.provisioning_state)
+            await asyncio.sleep(self.settings.polling_interval)
+
+    async def apply(self, plan: Plan) -> dict[str, Any]:
+        """PUT the plan onto a fresh copy of the gateway; the resulting document."""
+        fresh = await self.wait_until_settled(plan.gateway_id)
+        if not plan.holds_in(fresh.document):
+            raise TransientGatewayError(
+                Reason.APPLYING, "StalePlan",
+                "the gateway changed since the plan was made; re-planning", 0,
+            )  # fmt: skip
+        desired = plan.apply_to(fresh.document)
+        subscription, group, name = split_gateway_id(plan.gateway_id)
+        operations = self._client(subscription).application_gateways
+        try:
+            async with asyncio.timeout(self.settings.lro_timeout):
+                poller = await operations.begin_create_or_update(
+                    group,
+                    name,
+                    io.BytesIO(json.dumps(desired).encode()),
+                    content_type="application/json",
+                    headers={"If-Match": fresh.etag},
+                    cls=_raw_json,
+                )
+                result: dict[str, Any] = await poller.result()  # type: ignore[assignment]
+        except Exception as exc:
+            raise classify(exc, plan.gateway_id) from exc
+        self._verify(plan, result)
+        return result
+
+    @staticmethod
+    def _verify(plan: Plan, result: dict[str, Any]) -> None:
+        timeouts = backend_setting_timeouts(result)
+        for change in plan.changes:
+            actual = (
+                response_buffering_enabled(result)
+                if change.setting is None
+                else timeouts.get(change.setting)
+            )
+            if actual != change.after:
+                raise TransientGatewayError(
+                    Reason.APPLYING, "VerificationFailed",
+                    f"{change.label} is {actual} after the update, expected {change.after}", 5,
+                )  # fmt: skip
