@@ -1,6 +1,7 @@
 """The `appgw-sse` command line."""
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -60,6 +61,60 @@ def _emulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _env(flag: str) -> str:
+    return "APPGW_SSE_" + flag.upper().replace("-", "_")
+
+
+def _duration_seconds(text: str) -> float:
+    from appgw_sse.core.duration import parse_duration
+
+    try:
+        return float(parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    import kopf
+
+    import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
+    from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
+    from appgw_sse.reconciler import OperatorConfig
+
+    patterns = args.allowed_gateway or [
+        p.strip() for p in os.environ.get("APPGW_SSE_ALLOWED_GATEWAYS", "").split(",") if p.strip()
+    ]
+    if not patterns:
+        print("warning: no --allowed-gateway: no gateway will be written", file=sys.stderr)
+    config = OperatorConfig(
+        allowed_gateways=tuple(patterns),
+        namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
+        debounce=args.debounce,
+        resync=args.resync,
+        dry_run=args.dry_run,
+        arm=ArmSettings(
+            endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
+            ca_bundle=args.arm_ca_bundle,
+            token_file=args.arm_token_file,
+        ),
+    )
+    namespaces = args.namespace or [
+        n for n in os.environ.get(_env("namespace"), "").split(",") if n
+    ]
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            memo=kopf.Memo(config=config),
+        )
+    )
+    return EXIT_OK
+
+
 def _crd(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(build_crd(), sort_keys=False, width=100), end="")
     return EXIT_OK
@@ -91,6 +146,57 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="plan the shipped example routes against the example gateway"
     )
     demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="run the operator (kubeconfig or in-cluster)")
+    run.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; default: all)",
+    )
+    run.add_argument(
+        "--allowed-gateway",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="glob on gateway resource ids this operator may write (repeatable)",
+    )
+    run.add_argument(
+        "--resync",
+        type=_duration_seconds,
+        default=os.environ.get(_env("resync"), "5m"),
+        help="drift check period",
+    )
+    run.add_argument(
+        "--debounce",
+        type=_duration_seconds,
+        default=os.environ.get(_env("debounce"), "2s"),
+        help="coalescing window",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=os.environ.get(_env("dry-run"), "").lower() in ("1", "true", "yes"),
+        help="plan and report in status, never write a gateway",
+    )
+    run.add_argument(
+        "--arm-endpoint",
+        default=os.environ.get(_env("arm-endpoint")),
+        help="ARM URL (sovereign clouds, emulators)",
+    )
+    run.add_argument(
+        "--arm-ca-bundle",
+        type=Path,
+        default=os.environ.get(_env("arm-ca-bundle")),
+        help="PEM bundle to trust for ARM",
+    )
+    run.add_argument(
+        "--arm-token-file",
+        type=Path,
+        default=os.environ.get(_env("arm-token-file")),
+        help="bearer token file instead of azure-identity (emulators)",
+    )
+    run.set_defaults(handler=_run)
 
     emulator = commands.add_parser(
         "emulator", help="serve a local HTTPS emulator of ARM's Application Gateway API"

@@ -119,6 +119,26 @@ class Plan(_Frozen):
     def has_changes(self) -> bool:
         return bool(self.changes)
 
+    def without(self, paths: set[str], previous: Ledger) -> "Plan":
+        """This plan minus the changes to `paths`; their ownership stays as it was."""
+        if not paths:
+            return self
+        kept = tuple(c for c in self.changes if c.path not in paths)
+        dropped = {c.setting for c in self.changes if c.path in paths}
+        settings = dict(self.ledger.backend_settings)
+        for setting in dropped - {None}:
+            assert setting is not None
+            settings.pop(setting, None)
+            if setting in previous.backend_settings:
+                settings[setting] = previous.backend_settings[setting]
+        buffering = (
+            previous.response_buffering if None in dropped else self.ledger.response_buffering
+        )
+        ledger = self.ledger.model_copy(
+            update={"backend_settings": settings, "response_buffering": buffering}
+        )
+        return self.model_copy(update={"changes": kept, "ledger": ledger})
+
     def holds_in(self, document: doc.Document) -> bool:
         """Whether every change still starts from the value the plan saw."""
         return all(_current(document, change.setting) == change.before for change in self.changes)

@@ -1,0 +1,108 @@
+"""Kubernetes access for the reconciler: route status, Events, and the ledger ConfigMaps.
+
+The official client is synchronous; every call runs in a thread so the event loop (kopf's
+watches, the gateway workers) never blocks.
+"""
+
+import asyncio
+import datetime
+import hashlib
+import logging
+from typing import Any
+
+import kubernetes
+from kubernetes.client import CoreV1Event, V1ConfigMap
+from kubernetes.client.exceptions import ApiException
+
+from appgw_sse.core.contract import API_GROUP, API_VERSION, KIND, PLURAL
+from appgw_sse.core.ledger import Ledger
+
+log = logging.getLogger(__name__)
+_MANAGED_BY = {"app.kubernetes.io/managed-by": "appgw-sse-operator"}
+
+
+def _load_config() -> None:
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def ledger_name(gateway_id: str) -> str:
+    digest = hashlib.sha256(gateway_id.lower().encode()).hexdigest()[:12]
+    return f"appgw-sse-ledger-{digest}"
+
+
+class Kube:
+    def __init__(self, namespace: str) -> None:
+        _load_config()
+        self.namespace = namespace
+        self.core = kubernetes.client.CoreV1Api()
+        self.custom = kubernetes.client.CustomObjectsApi()
+
+    async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object_status,
+                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status},
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status != 404:  # a route deleted meanwhile needs no status
+                raise
+
+    async def post_event(
+        self, route: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        """Record a Kubernetes Event on the route; failures are logged, never raised."""
+        now = datetime.datetime.now(tz=datetime.UTC).isoformat()
+        event = {
+            "metadata": {"generateName": f"{route['name']}.", "namespace": route["namespace"]},
+            "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, **route},
+            "type": event_type, "reason": reason, "message": message[:1024],
+            "source": {"component": "appgw-sse-operator"},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": "appgw-sse-operator",
+        }  # fmt: skip
+        try:
+            await asyncio.to_thread(
+                self.core.create_namespaced_event,
+                route["namespace"],
+                CoreV1Event.model_validate(event),
+            )
+        except (ApiException, OSError) as exc:
+            log.warning("could not record event %s on %s/%s: %s", reason, route["namespace"],
+                        route["name"], exc)  # fmt: skip
+
+    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
+        """The confirmed ledger and an unconfirmed intent (present after a crash mid-PUT)."""
+        try:
+            config_map = await asyncio.to_thread(
+                self.core.read_namespaced_config_map, ledger_name(gateway_id), self.namespace
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return Ledger(gateway_id=gateway_id), None
+            raise
+        data = config_map.data or {}
+        confirmed = Ledger.model_validate_json(data["ledger"])
+        intent = Ledger.model_validate_json(data["intent"]) if data.get("intent") else None
+        return confirmed, intent
+
+    async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None:
+        name = ledger_name(confirmed.gateway_id)
+        data = {"gatewayId": confirmed.gateway_id,
+                "ledger": confirmed.model_dump_json(by_alias=True)}  # fmt: skip
+        if intent is not None:
+            data["intent"] = intent.model_dump_json(by_alias=True)
+        body = V1ConfigMap.model_validate(
+            {"metadata": {"name": name, "namespace": self.namespace, "labels": _MANAGED_BY},
+             "data": data}
+        )  # fmt: skip
+        try:
+            await asyncio.to_thread(
+                self.core.replace_namespaced_config_map, name, self.namespace, body
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await asyncio.to_thread(self.core.create_namespaced_config_map, self.namespace, body)

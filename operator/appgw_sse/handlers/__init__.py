@@ -1,0 +1,1 @@
+"""kopf wiring: thin handlers that hand route events to the reconciler."""

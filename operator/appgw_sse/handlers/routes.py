@@ -1,0 +1,60 @@
+"""kopf handlers for SseRoutes. They only feed the reconciler; it does the work per gateway."""
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from appgw_sse.adapters.azure_gateway import AzureGateways
+from appgw_sse.adapters.kube import Kube
+from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
+from appgw_sse.reconciler import OperatorConfig, Reconciler
+
+# How long one run of the delete handler waits for its gateway before kopf retries it.
+_RELEASE_WAIT_SECONDS = 30.0
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = memo["config"]
+    settings.persistence.finalizer = FINALIZER
+    # Keep kopf's bookkeeping in our own annotation prefix, not in status or kopf.zalando.org.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # our own Events say what happened
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    reconciler = Reconciler(config, AzureGateways(config.arm), Kube(config.namespace))
+    memo["reconciler"] = reconciler
+    memo["resync"] = asyncio.create_task(reconciler.resync(), name="resync")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo["resync"].cancel()
+    await memo["reconciler"].close()
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def route_event(
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    if type == "DELETED":
+        reconciler.forget(str(namespace), name)
+    else:
+        await reconciler.observe(body)
+
+
+@kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
+async def route_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        async with asyncio.timeout(_RELEASE_WAIT_SECONDS):
+            await memo["reconciler"].released(str(namespace), name)
+    except TimeoutError:
+        raise kopf.TemporaryError(
+            "waiting until the gateway is settled without it", delay=5
+        ) from None

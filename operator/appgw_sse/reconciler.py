@@ -1,0 +1,393 @@
+"""The gateway reconciler: route events mark gateways dirty; one worker per gateway coalesces a
+burst, reads the gateway once, plans, and PUTs at most once. Gateways run in parallel, each one
+strictly serially, because every PUT to a gateway can cut its live streams.
+"""
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from appgw_sse.adapters.azure_gateway import ArmSettings, Snapshot
+from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
+from appgw_sse.core import conditions as cond
+from appgw_sse.core.document import gateway_name, response_buffering_enabled
+from appgw_sse.core.drift import DriftTracker
+from appgw_sse.core.ledger import Ledger, recover
+from appgw_sse.core.planner import Plan, Reason, RouteIntent, RouteOutcome, plan_gateway
+from appgw_sse.core.policy import gateway_allowed
+from appgw_sse.models.route import SpecError, SseRoute, parse_spec
+from appgw_sse.models.status import (
+    BackendSettingStatus,
+    Condition,
+    GatewayStatus,
+    SseRouteStatus,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    allowed_gateways: tuple[str, ...]
+    namespace: str = "appgw-sse-system"
+    debounce: float = 2.0
+    resync: float = 300.0
+    dry_run: bool = False
+    arm: ArmSettings = field(default_factory=ArmSettings)
+
+
+class GatewayPort(Protocol):
+    async def wait_until_settled(self, gateway_id: str) -> Snapshot: ...
+    async def apply(self, plan: Plan) -> dict[str, Any]: ...
+    async def close(self) -> None: ...
+
+
+class KubePort(Protocol):
+    async def patch_route_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None: ...
+    async def post_event(
+        self, route: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None: ...
+    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]: ...
+    async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None: ...
+
+
+@dataclass
+class RouteRecord:
+    """What the reconciler knows of one SseRoute."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    deleting: bool
+    intent: RouteIntent | None  # the last valid, allowed requirements (None: none to apply)
+    restore_on_delete: bool = True
+    conditions: tuple[Condition, ...] = ()
+    written: dict[str, Any] | None = None  # the status last written (skip identical writes)
+    notices: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+    @property
+    def gateway_key(self) -> str | None:
+        return self.intent.gateway_id.lower() if self.intent else None
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(type_: str, ok: bool | None, reason: str, message: str) -> Condition:
+    status = "Unknown" if ok is None else "True" if ok else "False"
+    return Condition(type=type_, status=status, reason=reason, message=message)
+
+
+class Reconciler:
+    def __init__(self, config: OperatorConfig, gateways: GatewayPort, kube: KubePort) -> None:
+        self.config, self.gateways, self.kube = config, gateways, kube
+        self.routes: dict[str, RouteRecord] = {}
+        self._dirty: dict[str, asyncio.Event] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._released: dict[str, asyncio.Event] = {}
+        self._drift: dict[str, DriftTracker] = {}
+
+    # -- events from kopf -----------------------------------------------------------------
+
+    async def observe(self, body: Mapping[str, Any]) -> None:
+        """Take in the current state of a route; mark the gateways it affects dirty."""
+        meta = body["metadata"]
+        old = self.routes.get(f"{meta['namespace']}/{meta['name']}")
+        record = RouteRecord(
+            namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
+            generation=int(meta.get("generation") or 0),
+            deleting=bool(meta.get("deletionTimestamp")),
+            intent=old.intent if old else None,
+            conditions=old.conditions if old else tuple(
+                Condition.model_validate(c) for c in (body.get("status") or {}).get("conditions", [])
+            ),
+            written=old.written if old else None, notices=old.notices if old else set(),
+            restore_on_delete=old.restore_on_delete if old else True,
+        )  # fmt: skip
+        changed = old is None or (old.generation, old.deleting) != (
+            record.generation,
+            record.deleting,
+        )
+        self.routes[record.key] = record
+        if not changed:
+            return
+        try:
+            spec = parse_spec(body.get("spec"))
+        except SpecError as exc:
+            # Invalid input changes nothing: the last valid requirements stay in force.
+            await self._write_status(record, [
+                _condition(cond.ACCEPTED, False, Reason.INVALID_SPEC, str(exc)),
+            ])  # fmt: skip
+            await self.kube.post_event(record.ref, "Warning", Reason.INVALID_SPEC, str(exc))
+            if record.deleting:
+                self._mark_or_release(record)
+            return
+        route = SseRoute(namespace=record.namespace, name=record.name, spec=spec,
+                         generation=record.generation)  # fmt: skip
+        previous_gateway = old.gateway_key if old else None
+        record.restore_on_delete = spec.restore_on_delete
+        if gateway_allowed(spec.gateway.id, self.config.allowed_gateways):
+            record.intent = RouteIntent.of(route)
+        else:
+            record.intent = None
+            message = (f"gateway {spec.gateway.id} matches no --allowed-gateway pattern; "
+                       "the operator never writes it")  # fmt: skip
+            await self._write_status(record, [
+                _condition(cond.ACCEPTED, False, Reason.GATEWAY_NOT_ALLOWED, message),
+            ])  # fmt: skip
+            await self.kube.post_event(record.ref, "Warning", Reason.GATEWAY_NOT_ALLOWED, message)
+        if previous_gateway and previous_gateway != record.gateway_key:
+            self._mark(previous_gateway)
+        self._mark_or_release(record)
+
+    def forget(self, namespace: str, name: str) -> None:
+        record = self.routes.pop(f"{namespace}/{name}", None)
+        self._released.pop(f"{namespace}/{name}", None)
+        if record and record.gateway_key:
+            self._mark(record.gateway_key)
+
+    async def released(self, namespace: str, name: str) -> None:
+        """Return once the gateway is settled without this route (so its finalizer may go)."""
+        await self._released.setdefault(f"{namespace}/{name}", asyncio.Event()).wait()
+
+    def _mark_or_release(self, record: RouteRecord) -> None:
+        if record.gateway_key:
+            self._mark(record.gateway_key)
+        elif record.deleting:
+            self._release(record)
+
+    def _release(self, record: RouteRecord) -> None:
+        self._released.setdefault(record.key, asyncio.Event()).set()
+
+    def _mark(self, gateway_key: str) -> None:
+        self._dirty.setdefault(gateway_key, asyncio.Event()).set()
+        if gateway_key not in self._workers:
+            self._workers[gateway_key] = asyncio.create_task(
+                self._worker(gateway_key), name=f"gateway {gateway_key}"
+            )
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def resync(self) -> None:
+        """Every --resync, read each gateway that has routes once (drift check)."""
+        while True:
+            await asyncio.sleep(self.config.resync)
+            for gateway_key in {r.gateway_key for r in self.routes.values() if r.gateway_key}:
+                self._mark(gateway_key)
+
+    async def close(self) -> None:
+        for task in self._workers.values():
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await self.gateways.close()
+
+    async def _worker(self, gateway_key: str) -> None:
+        dirty = self._dirty[gateway_key]
+        while True:
+            await dirty.wait()
+            await asyncio.sleep(self.config.debounce)  # coalesce a burst into one pass
+            dirty.clear()
+            try:
+                retry = await self.reconcile(gateway_key)
+            except Exception:
+                log.exception("gateway %s: reconciliation failed unexpectedly", gateway_key)
+                retry = 30.0
+            if retry is not None:
+                await asyncio.sleep(max(retry, 1.0))
+                dirty.set()
+
+    async def reconcile(self, gateway_key: str) -> float | None:
+        """One pass over one gateway; the delay before a retry, or None when settled."""
+        records = [r for r in self.routes.values() if r.gateway_key == gateway_key]
+        gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
+        confirmed, intent = await self.kube.load_ledger(gateway_id)
+        active = [r for r in records if not r.deleting]
+        if not active and confirmed.is_empty and intent is None:
+            for record in records:
+                self._release(record)
+            return None
+        name = gateway_id.rsplit("/", 1)[-1]
+        try:
+            snapshot = await self.gateways.wait_until_settled(gateway_id)
+            ledger = recover(confirmed, intent, snapshot.document)
+            if intent is not None:
+                log.info("gateway %s: recovered the ledger of an interrupted update", name)
+                await self.kube.save_ledger(ledger)
+            plan = plan_gateway(
+                gateway_id,
+                [r.intent for r in active if r.intent],
+                snapshot.document,
+                ledger,
+                released=[r.intent for r in records if r.deleting and not r.restore_on_delete and r.intent],
+            )  # fmt: skip
+            plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
+            document = snapshot.document
+            if plan.has_changes and self.config.dry_run:
+                await self._report(records, plan, document, conflicts, dry_run=True)
+                return None
+            if plan.has_changes:
+                document = await self._apply(name, plan, ledger, active)
+            elif plan.ledger != ledger:
+                await self.kube.save_ledger(plan.ledger)
+            await self._report(records, plan, document, conflicts)
+        except TransientGatewayError as exc:
+            log.warning("gateway %s: %s (retrying in %.0fs)", name, exc, exc.delay or 0)
+            await self._fail(active, exc)
+            return float(exc.delay or 1.0)
+        except TerminalGatewayError as exc:
+            log.error("gateway %s: %s", name, exc)
+            await self._fail(active, exc)
+            if exc.reason is Reason.GATEWAY_NOT_FOUND:
+                for record in records:
+                    if record.deleting:
+                        self._release(record)
+            return None
+        for record in records:
+            if record.deleting:
+                self._release(record)
+        return None
+
+    async def _apply(
+        self, name: str, plan: Plan, ledger: Ledger, active: list[RouteRecord]
+    ) -> dict[str, Any]:
+        summary = "; ".join(f"{c.label} {c.before} -> {c.after}" for c in plan.changes)
+        log.info("gateway %s: applying %s", name, summary)
+        for record in active:
+            await self._write_status(record, [
+                _condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed"),
+                _condition(cond.GATEWAY_CONFIGURED, False, Reason.APPLYING,
+                           f"updating gateway {name}: {summary}"),
+            ])  # fmt: skip
+        # Intent first: a crash during the PUT can then never lose an original value.
+        await self.kube.save_ledger(ledger, intent=plan.ledger)
+        document = await self.gateways.apply(plan)
+        await self.kube.save_ledger(plan.ledger)
+        log.info("gateway %s: applied %s", name, summary)
+        affected = {route for change in plan.changes for route in change.routes}
+        for record in active:
+            if record.key in affected or not affected:
+                await self.kube.post_event(record.ref, "Normal", Reason.APPLIED,
+                                           f"gateway {name}: {summary}")  # fmt: skip
+        return document
+
+    async def _hold_drift_conflicts(
+        self, gateway_key: str, plan: Plan, ledger: Ledger, records: list[RouteRecord]
+    ) -> tuple[Plan, dict[str, str]]:
+        tracker = self._drift.setdefault(gateway_key, DriftTracker())
+        generations = {r.key: r.generation for r in records}
+        held: set[str] = set()
+        conflicts: dict[str, str] = {}
+        for change in plan.changes:
+            if change.kind != "drift":
+                continue
+            routes = {key: generations.get(key, 0) for key in change.routes}
+            message = (f"{change.label} was changed to {change.before} by someone else "
+                       f"repeatedly (the operator set {change.after}); stopped correcting it "
+                       "because every update cuts live streams. Change the route to retry.")  # fmt: skip
+            if tracker.in_conflict(change.path, routes):
+                held.add(change.path)
+            elif tracker.record(change.path, routes, time.monotonic()):
+                held.add(change.path)
+                for record in records:
+                    if record.key in routes:
+                        await self.kube.post_event(
+                            record.ref, "Warning", Reason.DRIFT_CONFLICT, message
+                        )
+            else:
+                continue
+            conflicts.update(dict.fromkeys(routes, message))
+        return plan.without(held, ledger), conflicts
+
+    async def _report(
+        self, records: list[RouteRecord], plan: Plan, document: Mapping[str, Any],
+        conflicts: dict[str, str], dry_run: bool = False,
+    ) -> None:  # fmt: skip
+        for notice in plan.notices:
+            targets = [r for r in records if notice.route in (None, r.key)]
+            for record in targets:
+                if notice.message not in record.notices:
+                    record.notices.add(notice.message)
+                    await self.kube.post_event(record.ref, notice.level, "Notice", notice.message)
+        summary = "; ".join(f"{c.label} {c.before} -> {c.after}" for c in plan.changes)
+        for record in records:
+            if record.deleting or record.intent is None:
+                continue
+            outcome = plan.outcomes.get(record.key)
+            if outcome is None:
+                continue
+            if dry_run:
+                configured = _condition(cond.GATEWAY_CONFIGURED, False, Reason.DRY_RUN,
+                                        f"dry run: would change {summary}")  # fmt: skip
+            elif record.key in conflicts:
+                configured = _condition(cond.GATEWAY_CONFIGURED, False, Reason.DRIFT_CONFLICT,
+                                        conflicts[record.key])  # fmt: skip
+            else:
+                ok = outcome.reason is Reason.APPLIED
+                configured = _condition(
+                    cond.GATEWAY_CONFIGURED, ok, outcome.reason, outcome.message
+                )
+            await self._write_status(
+                record,
+                [_condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed"),
+                 configured],
+                gateway=self._gateway_status(outcome, document),
+            )  # fmt: skip
+
+    @staticmethod
+    def _gateway_status(outcome: RouteOutcome, document: Mapping[str, Any]) -> GatewayStatus:
+        return GatewayStatus(
+            name=gateway_name(document),
+            response_buffering="Enabled" if response_buffering_enabled(document) else "Disabled",
+            backend_settings=tuple(
+                BackendSettingStatus(name=s, request_timeout=t)
+                for s, t in outcome.request_timeouts.items()
+            ),
+        )
+
+    async def _fail(self, records: list[RouteRecord], error: GatewayError) -> None:
+        for record in records:
+            if record.intent is None:
+                continue
+            await self._write_status(record, [
+                _condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed"),
+                _condition(cond.GATEWAY_CONFIGURED, False, error.reason, str(error)),
+            ])  # fmt: skip
+            if record.written and error.message not in record.notices:
+                record.notices.add(error.message)
+                await self.kube.post_event(record.ref, "Warning", error.reason, str(error))
+
+    async def _write_status(
+        self, record: RouteRecord, updates: list[Condition], gateway: GatewayStatus | None = None
+    ) -> None:
+        conditions = cond.merge_conditions(record.conditions, updates, record.generation, _now())
+        status = SseRouteStatus(
+            observed_generation=record.generation,
+            request_timeout_seconds=record.intent.request_timeout if record.intent else None,
+            gateway=gateway,
+            conditions=conditions,
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        if gateway is None:
+            status.pop("gateway", None)
+        comparable = {**status, "conditions": [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
+        ]}  # fmt: skip
+        if comparable == record.written:
+            return
+        await self.kube.patch_route_status(record.namespace, record.name, status)
+        record.conditions, record.written = conditions, comparable
