@@ -16,4 +16,4 @@ def gateway_id() -> str:
     )
 
 
-pytest_plugins = ["tests.support.emulator"]
+pytest_plugins = ["tests.support.emulator", "tests.support.e2e"]

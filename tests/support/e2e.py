@@ -1,0 +1,224 @@
+"""End-to-end rig: `appgw-sse emulator` and `appgw-sse run` as real processes, the realistic
+Kubernetes API on a thread, and kubectl, all on loopback."""
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from appgw_sse.models.crd import build_crd
+from appgw_sse.offline import EXAMPLES
+from tests.support.kube_api import KubeApi, Query, ResourceDef
+
+T = TypeVar("T")
+SSEROUTES = ResourceDef.from_crd(build_crd())
+OPERATOR_NAMESPACE = "appgw-sse-system"
+GATEWAY_ID = json.loads((EXAMPLES / "gateway.json").read_text())["id"]
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Emulator:
+    def __init__(self, workdir: Path, seeds: list[Path], lro_seconds: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "appgw_sse", "emulator", "--tls-dir", str(workdir / "tls"),
+             "--lro-seconds", str(lro_seconds), *[a for s in seeds for a in ("--seed", str(s))]],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        self.ready = json.loads(self.process.stdout.readline())
+        self.url = self.ready["url"]
+        self._ssl = ssl.create_default_context(cafile=self.ready["ca_bundle"])
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}/_emulator/{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, context=self._ssl, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def gateway(self, gateway_id: str = GATEWAY_ID) -> dict[str, Any]:
+        return next(g for g in self.admin("GET", "gateways") if g["id"].lower() == gateway_id.lower())
+
+    def requests(self, method: str, gateway_id: str = GATEWAY_ID) -> list[dict[str, Any]]:
+        return [r for r in self.admin("GET", "requests")
+                if r["method"] == method and r["path"].lower() == gateway_id.lower()]  # fmt: skip
+
+    def third_party_put(self, change: Callable[[dict[str, Any]], None], gateway_id: str = GATEWAY_ID) -> None:
+        """Another writer changes the gateway (through the admin API, as a finished update)."""
+        document = self.gateway(gateway_id)
+        change(document)
+        self.admin("POST", "gateways", document)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=20)
+
+
+class Operator:
+    def __init__(self, workdir: Path, api: KubeApi, emulator: Emulator, *extra: str) -> None:
+        self.log = workdir / f"operator-{time.monotonic_ns()}.log"
+        self.args = [
+            sys.executable, "-m", "appgw_sse", "run", "--debounce", "1s",
+            "--allowed-gateway", "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
+            "--arm-endpoint", emulator.url, "--arm-ca-bundle", emulator.ready["ca_bundle"],
+            "--arm-token-file", emulator.ready["token_file"], *extra,
+        ]  # fmt: skip
+        self.env = dict(os.environ, KUBECONFIG=str(api.kubeconfig), POD_NAMESPACE=OPERATOR_NAMESPACE)
+        self.start()
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+class Rig:
+    def __init__(self, workdir: Path, api: KubeApi, emulator: Emulator) -> None:
+        self.workdir, self.api, self.emulator = workdir, api, emulator
+        self.operators: list[Operator] = []
+
+    def operator(self, *extra: str) -> Operator:
+        operator = Operator(self.workdir, self.api, self.emulator, *extra)
+        self.operators.append(operator)
+        return operator
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, KUBECONFIG=str(self.api.kubeconfig)),
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def apply(self, *manifests: dict[str, Any]) -> None:
+        self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(manifests))
+
+    def route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        def read() -> dict[str, Any] | None:
+            try:
+                return self.api.store.get(Query(SSEROUTES, namespace, name, None, {}))
+            except Exception:
+                return None
+
+        return self.api.call(read)
+
+    def condition(self, namespace: str, name: str, type_: str = "Ready") -> dict[str, Any]:
+        route = self.route(namespace, name) or {}
+        conditions = (route.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), {})
+
+    def wait_condition(
+        self, namespace: str, name: str, status: str, reason: str | None = None,
+        type_: str = "Ready", timeout: float = 30.0,
+    ) -> dict[str, Any]:  # fmt: skip
+        def check() -> dict[str, Any] | None:
+            route = self.route(namespace, name) or {}
+            found = self.condition(namespace, name, type_)
+            current = (route.get("metadata") or {}).get("generation")
+            if found.get("status") == status and (reason is None or found.get("reason") == reason) \
+                    and found.get("observedGeneration") == current:
+                return found
+            return None
+
+        return wait_for(f"{namespace}/{name} {type_}={status} {reason or ''}", check, timeout)
+
+    def events(self, namespace: str, reason: str | None = None) -> list[dict[str, Any]]:
+        return self.api.call(lambda: [
+            e for e in self.api.store.listing(Query(self.api.store.find("", "v1", "events"), namespace, None, None, {}))
+            if reason is None or e.get("reason") == reason
+        ])  # fmt: skip
+
+
+def route_manifest(
+    name: str, namespace: str = "shop", settings: tuple[str, ...] = ("notifications-http",),
+    idle: str = "45s", gateway_id: str = GATEWAY_ID, **spec: Any,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "apiVersion": "sse.appgw.dev/v1alpha1", "kind": "SseRoute",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"gateway": {"id": gateway_id, "backendSettings": list(settings)},
+                 "idleInterval": idle, **spec},
+    }  # fmt: skip
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    seeds = tmp_path / "seeds.json"
+    example = json.loads((EXAMPLES / "gateway.json").read_text())
+    seeds.write_text(json.dumps([example] + extra_gateways(example)))
+    emulator = Emulator(tmp_path, [seeds], lro_seconds=1.0)
+    try:
+        with KubeApi([SSEROUTES], tmp_path) as api:
+            namespaces = api.store.find("", "v1", "namespaces")
+            for name in ("default", "shop", "partners", OPERATOR_NAMESPACE):
+                api.call(lambda n=name: api.store.create(namespaces, None, _namespace(n)))
+            rig = Rig(tmp_path, api, emulator)
+            try:
+                yield rig
+            finally:
+                for operator in rig.operators:
+                    operator.stop()
+                if os.environ.get("APPGW_SSE_E2E_LOGS"):
+                    for operator in rig.operators:
+                        print(operator.output())
+    finally:
+        emulator.stop()
+
+
+def extra_gateways(example: dict[str, Any]) -> list[dict[str, Any]]:
+    """A second v2 gateway, a v1 (Standard) gateway, an AGIC-managed one, a disallowed one."""
+    def variant(name: str, group: str = "rg-shop-prod", **changes: Any) -> dict[str, Any]:
+        text = json.dumps(example).replace("agw-shop-prod", name).replace("rg-shop-prod", group)
+        document = json.loads(text)
+        for key, value in changes.items():
+            if key == "sku":
+                document["properties"]["sku"] = value
+                document["properties"].pop("globalConfiguration", None)
+            else:
+                document[key] = value
+        return document
+
+    return [
+        variant("agw-shop-second"),
+        variant("agw-shop-v1", sku={"name": "Standard_Medium", "tier": "Standard", "capacity": 2}),
+        variant("agw-shop-agic", tags={"managed-by-k8s-ingress": "1.8.1",
+                                       "ingress-for-aks-cluster-id": "/subscriptions/x/aks"}),
+        variant("agw-finance", group="rg-finance"),
+    ]  # fmt: skip
+
+
+def gateway_id(name: str, group: str = "rg-shop-prod") -> str:
+    return GATEWAY_ID.replace("agw-shop-prod", name).replace("rg-shop-prod", group)
