@@ -1,7 +1,10 @@
 """The operator end to end: `appgw-sse run` as a process, driven with kubectl, against the
 project's ARM emulator and a realistic Kubernetes API."""
 
-from tests.support.e2e import Rig, route_manifest, wait_for
+import json
+import signal
+
+from tests.support.e2e import Rig, gateway_id, route_manifest, wait_for
 
 
 def timeouts(document: dict) -> dict[str, int]:
@@ -25,7 +28,8 @@ def test_create_update_delete_restores(rig: Rig) -> None:
     route = rig.route("shop", "notifications")
     assert route["status"]["requestTimeoutSeconds"] == 68
     assert route["status"]["gateway"] == {
-        "name": "agw-shop-prod", "responseBuffering": "Disabled",
+        "name": "agw-shop-prod",
+        "responseBuffering": "Disabled",
         "backendSettings": [{"name": "notifications-http", "requestTimeout": 68}],
     }
     assert "sse.appgw.dev/finalizer" in route["metadata"]["finalizers"]
@@ -37,7 +41,9 @@ def test_create_update_delete_restores(rig: Rig) -> None:
     rig.wait_condition("shop", "notifications", "True", "Applied")
     assert timeouts(rig.emulator.gateway())["notifications-http"] == 150
     # Accepted stayed True through the update: its lastTransitionTime must not move.
-    assert rig.condition("shop", "notifications", "Accepted") == accepted | {"observedGeneration": 2}
+    assert rig.condition("shop", "notifications", "Accepted") == accepted | {
+        "observedGeneration": 2
+    }
 
     rig.kubectl("delete", "sser", "-n", "shop", "notifications", "--wait=false")
     wait_for("route gone", lambda: rig.route("shop", "notifications") is None)
@@ -46,3 +52,166 @@ def test_create_update_delete_restores(rig: Rig) -> None:
     assert timeouts(restored) == timeouts(original)
     assert len(rig.emulator.requests("PUT")) == 3
     assert rig.events("shop", "Applied")
+
+
+def test_fifty_routes_at_once_cost_at_most_two_puts(rig: Rig) -> None:
+    rig.operator()
+    routes = [route_manifest(f"stream-{i:02d}", idle=f"{10 + i}s") for i in range(50)]
+    rig.apply(*routes)
+    for i in range(50):
+        rig.wait_condition("shop", f"stream-{i:02d}", "True", "Applied", timeout=60)
+    assert len(rig.emulator.requests("PUT")) <= 2
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 89  # idle 59s -> 89s
+
+
+def test_two_gateways_in_parallel(rig: Rig) -> None:
+    rig.operator()
+    second = gateway_id("agw-shop-second")
+    rig.apply(route_manifest("a"), route_manifest("b", gateway_id=second, idle="20s"))
+    rig.wait_condition("shop", "a", "True", "Applied")
+    rig.wait_condition("shop", "b", "True", "Applied")
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 68
+    assert timeouts(rig.emulator.gateway(second))["notifications-http"] == 30  # 25s needed, 30 kept
+    assert buffering(rig.emulator.gateway(second)) is False
+    first_puts = rig.emulator.requests("PUT")
+    second_puts = rig.emulator.requests("PUT", second)
+    assert len(first_puts) == len(second_puts) == 1
+    # In parallel: the second PUT started before the first one's 1 s operation could finish.
+    assert abs(first_puts[0]["time"] - second_puts[0]["time"]) < 1.0
+
+
+def test_a_users_later_change_survives_deletion(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(route_manifest("notifications"))
+    rig.wait_condition("shop", "notifications", "True", "Applied")
+
+    def raise_timeout(document: dict) -> None:
+        document["properties"]["backendHttpSettingsCollection"][0]["properties"][
+            "requestTimeout"
+        ] = 300
+
+    rig.emulator.third_party_put(raise_timeout)
+    rig.kubectl("delete", "sser", "-n", "shop", "notifications", "--wait=false")
+    wait_for("route gone", lambda: rig.route("shop", "notifications") is None)
+    document = rig.emulator.gateway()
+    assert timeouts(document)["notifications-http"] == 300  # theirs, not our original 30
+    assert buffering(document) is True  # ours, restored
+
+
+def test_restore_on_delete_false_leaves_values(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(route_manifest("notifications", restoreOnDelete=False))
+    rig.wait_condition("shop", "notifications", "True", "Applied")
+    rig.kubectl("delete", "sser", "-n", "shop", "notifications", "--wait=false")
+    wait_for("route gone", lambda: rig.route("shop", "notifications") is None)
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 68
+    assert len(rig.emulator.requests("PUT")) == 1
+
+
+def test_drift_is_corrected_then_conflict_stops_the_fight(rig: Rig) -> None:
+    rig.operator("--resync", "1s")
+    rig.apply(route_manifest("notifications"))
+    rig.wait_condition("shop", "notifications", "True", "Applied")
+
+    def revert(document: dict) -> None:
+        document["properties"]["backendHttpSettingsCollection"][0]["properties"][
+            "requestTimeout"
+        ] = 30
+
+    for correction in (1, 2):
+        rig.emulator.third_party_put(revert)
+        wait_for(f"correction {correction}",
+                 lambda: timeouts(rig.emulator.gateway())["notifications-http"] == 68)  # fmt: skip
+    assert len(rig.emulator.requests("PUT")) == 3
+    rig.emulator.third_party_put(revert)
+    rig.wait_condition("shop", "notifications", "False", "DriftConflict", type_="GatewayConfigured")
+    assert "stopped correcting" in rig.condition("shop", "notifications")["message"]
+    assert rig.events("shop", "DriftConflict")
+    gets = len(rig.emulator.requests("GET"))
+    wait_for("two more resyncs", lambda: len(rig.emulator.requests("GET")) >= gets + 2)
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 30
+    assert len(rig.emulator.requests("PUT")) == 3  # no more fighting
+
+
+def test_gateways_the_operator_must_not_write(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(
+        route_manifest("agic", gateway_id=gateway_id("agw-shop-agic")),
+        route_manifest("v1", gateway_id=gateway_id("agw-shop-v1")),
+        route_manifest("finance", gateway_id=gateway_id("agw-finance", "rg-finance")),
+        route_manifest("missing", settings=("notifications-http", "nope")),
+    )
+    agic = rig.wait_condition("shop", "agic", "False", "ManagedByAGIC")
+    assert "request-timeout" in agic["message"]
+    rig.wait_condition("shop", "v1", "False", "UnsupportedSku")
+    rig.wait_condition("shop", "finance", "False", "GatewayNotAllowed")
+    missing = rig.wait_condition("shop", "missing", "False", "BackendSettingsNotFound")
+    assert "nope" in missing["message"]
+    assert rig.condition("shop", "finance", "Accepted")["status"] == "False"
+    assert rig.condition("shop", "agic", "Accepted")["status"] == "True"
+    assert rig.admin_puts() == 0
+
+
+def test_invalid_spec_is_reported_and_changes_nothing(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(route_manifest("notifications"))
+    rig.wait_condition("shop", "notifications", "True", "Applied")
+    bad = route_manifest("notifications", idle="45")  # no unit: the API server would reject it
+    rig.apply(bad)
+    ready = rig.wait_condition("shop", "notifications", "False", "InvalidSpec")
+    assert "spec.idleInterval" in ready["message"]
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 68  # last valid spec holds
+    assert len(rig.emulator.requests("PUT")) == 1
+    rig.apply(route_manifest("notifications", idle="20s"))
+    rig.wait_condition("shop", "notifications", "True", "Applied")
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 30  # back to the original
+
+
+def test_dry_run_plans_and_never_puts(rig: Rig) -> None:
+    rig.operator("--dry-run")
+    rig.apply(route_manifest("notifications"))
+    ready = rig.wait_condition("shop", "notifications", "False", "DryRun")
+    assert "requestTimeout 30 -> 68" in ready["message"]
+    assert rig.admin_puts() == 0
+
+
+def test_429_storm_and_concurrent_writer_converge_keeping_their_change(rig: Rig) -> None:
+    rig.emulator.admin("POST", "faults", [
+        {"method": "PUT", "status": 429, "count": 6, "code": "RetryableErrorDueToAnotherOperation",
+         "headers": {"Retry-After": "1"}},
+        {"target": "interleave", "method": "PUT", "patch": {"tags": {"owner": "someone-else"}}},
+    ])  # fmt: skip
+    rig.operator()
+    rig.apply(route_manifest("notifications"))
+    rig.wait_condition("shop", "notifications", "True", "Applied", timeout=60)
+    document = rig.emulator.gateway()
+    assert document["tags"]["owner"] == "someone-else"
+    assert timeouts(document)["notifications-http"] == 68
+    statuses = [r["status"] for r in rig.emulator.requests("PUT")]
+    assert statuses.count(429) == 6 and 412 in statuses and statuses[-1] == 200
+    assert rig.events("shop", "Throttled")
+
+
+def test_operator_killed_mid_update_resumes_without_losing_the_original(rig: Rig) -> None:
+    rig.emulator.admin("POST", "config", {"lroSeconds": 6})
+    operator = rig.operator()
+    rig.apply(route_manifest("notifications"))
+    wait_for("the PUT in flight", lambda: rig.emulator.requests("PUT"))
+    operator.stop(signal.SIGKILL)
+    ledger = rig.ledger()
+    assert "intent" in ledger["data"]  # written before the PUT, not yet confirmed
+    assert rig.emulator.gateway()["properties"]["provisioningState"] == "Updating"
+
+    rig.operator()
+    rig.wait_condition("shop", "notifications", "True", "Applied", timeout=60)
+    assert len(rig.emulator.requests("PUT")) == 1  # waited for the running update, no second PUT
+    ledger = rig.ledger()
+    assert "intent" not in ledger["data"]
+    owned = json.loads(ledger["data"]["ledger"])
+    assert owned["backendSettings"]["notifications-http"] == {"original": 30, "applied": 68}
+
+    rig.emulator.admin("POST", "config", {"lroSeconds": 1})
+    rig.kubectl("delete", "sser", "-n", "shop", "notifications", "--wait=false")
+    wait_for("route gone", lambda: rig.route("shop", "notifications") is None, timeout=60)
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 30
+    assert buffering(rig.emulator.gateway()) is True

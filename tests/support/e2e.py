@@ -58,13 +58,17 @@ class Emulator:
             return json.loads(response.read() or b"null")
 
     def gateway(self, gateway_id: str = GATEWAY_ID) -> dict[str, Any]:
-        return next(g for g in self.admin("GET", "gateways") if g["id"].lower() == gateway_id.lower())
+        return next(
+            g for g in self.admin("GET", "gateways") if g["id"].lower() == gateway_id.lower()
+        )
 
     def requests(self, method: str, gateway_id: str = GATEWAY_ID) -> list[dict[str, Any]]:
         return [r for r in self.admin("GET", "requests")
                 if r["method"] == method and r["path"].lower() == gateway_id.lower()]  # fmt: skip
 
-    def third_party_put(self, change: Callable[[dict[str, Any]], None], gateway_id: str = GATEWAY_ID) -> None:
+    def third_party_put(
+        self, change: Callable[[dict[str, Any]], None], gateway_id: str = GATEWAY_ID
+    ) -> None:
         """Another writer changes the gateway (through the admin API, as a finished update)."""
         document = self.gateway(gateway_id)
         change(document)
@@ -84,12 +88,16 @@ class Operator:
             "--arm-endpoint", emulator.url, "--arm-ca-bundle", emulator.ready["ca_bundle"],
             "--arm-token-file", emulator.ready["token_file"], *extra,
         ]  # fmt: skip
-        self.env = dict(os.environ, KUBECONFIG=str(api.kubeconfig), POD_NAMESPACE=OPERATOR_NAMESPACE)
+        self.env = dict(
+            os.environ, KUBECONFIG=str(api.kubeconfig), POD_NAMESPACE=OPERATOR_NAMESPACE
+        )
         self.start()
 
     def start(self) -> None:
         with self.log.open("a") as log:
-            self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
@@ -144,12 +152,26 @@ class Rig:
             route = self.route(namespace, name) or {}
             found = self.condition(namespace, name, type_)
             current = (route.get("metadata") or {}).get("generation")
-            if found.get("status") == status and (reason is None or found.get("reason") == reason) \
-                    and found.get("observedGeneration") == current:
+            if (
+                found.get("status") == status
+                and (reason is None or found.get("reason") == reason)
+                and found.get("observedGeneration") == current
+            ):
                 return found
             return None
 
         return wait_for(f"{namespace}/{name} {type_}={status} {reason or ''}", check, timeout)
+
+    def ledger(self, gateway: str = GATEWAY_ID) -> dict[str, Any]:
+        from appgw_sse.adapters.kube import ledger_name
+
+        configmaps = self.api.store.find("", "v1", "configmaps")
+        query = Query(configmaps, OPERATOR_NAMESPACE, ledger_name(gateway), None, {})
+        return self.api.call(lambda: self.api.store.get(query))
+
+    def admin_puts(self) -> int:
+        """PUTs to any gateway."""
+        return sum(1 for r in self.emulator.admin("GET", "requests") if r["method"] == "PUT")
 
     def events(self, namespace: str, reason: str | None = None) -> list[dict[str, Any]]:
         return self.api.call(lambda: [
@@ -178,7 +200,7 @@ def _namespace(name: str) -> dict[str, Any]:
 def rig(tmp_path: Path) -> Iterator[Rig]:
     seeds = tmp_path / "seeds.json"
     example = json.loads((EXAMPLES / "gateway.json").read_text())
-    seeds.write_text(json.dumps([example] + extra_gateways(example)))
+    seeds.write_text(json.dumps([example, *extra_gateways(example)]))
     emulator = Emulator(tmp_path, [seeds], lro_seconds=1.0)
     try:
         with KubeApi([SSEROUTES], tmp_path) as api:
@@ -200,6 +222,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 def extra_gateways(example: dict[str, Any]) -> list[dict[str, Any]]:
     """A second v2 gateway, a v1 (Standard) gateway, an AGIC-managed one, a disallowed one."""
+
     def variant(name: str, group: str = "rg-shop-prod", **changes: Any) -> dict[str, Any]:
         text = json.dumps(example).replace("agw-shop-prod", name).replace("rg-shop-prod", group)
         document = json.loads(text)

@@ -34,7 +34,9 @@ from kmock._internal import rendering
 T = TypeVar("T")
 Key = tuple[str, str | None, str]  # (resource, namespace or None, name)
 
-_PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/(?P<rest>.+?)/?$")
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/(?P<rest>.+?)/?$"
+)
 
 
 @dataclass(frozen=True)
@@ -154,10 +156,13 @@ def table(resource: "ResourceDef", objects: list[dict[str, Any]], rv: int) -> di
         {"name": c["name"], "type": c["type"], "format": "", "priority": c.get("priority", 0)}
         for c in resource.columns
     ]
+
     def cell(obj: dict[str, Any], column: dict[str, Any]) -> Any:
         value = json_path(obj, column["jsonPath"])
         if column["type"] == "date" and value:
-            created = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+            created = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=datetime.UTC
+            )
             seconds = int((datetime.datetime.now(tz=datetime.UTC) - created).total_seconds())
             return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
         return value
@@ -170,8 +175,13 @@ def table(resource: "ResourceDef", objects: list[dict[str, Any]], rv: int) -> di
         }
         for obj in objects
     ]  # fmt: skip
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
-            "metadata": {"resourceVersion": str(rv)}, "columnDefinitions": columns, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": str(rv)},
+        "columnDefinitions": columns,
+        "rows": rows,
+    }
 
 
 def _field_value(obj: dict[str, Any], path: str) -> str:
@@ -196,7 +206,9 @@ class Query:
         if self.name is not None and meta.get("name") != self.name:
             return False
         labels = meta.get("labels") or {}
-        if not all(check(labels) for check in _parse_selector(self.params.get("labelSelector", ""))):
+        if not all(
+            check(labels) for check in _parse_selector(self.params.get("labelSelector", ""))
+        ):
             return False
         for term in filter(None, self.params.get("fieldSelector", "").split(",")):
             negate = "!=" in term
@@ -239,7 +251,9 @@ class Store:
         self.last_rv = next(self._rv)
         obj["metadata"]["resourceVersion"] = str(self.last_rv)
 
-    def create(self, resource: ResourceDef, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self, resource: ResourceDef, namespace: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -250,7 +264,9 @@ class Store:
             meta["namespace"] = namespace or meta.get("namespace") or "default"
         key = (resource.key, meta.get("namespace"), meta["name"])
         if key in self.objects:
-            raise ApiError(409, "AlreadyExists", f'{resource.plural} "{meta["name"]}" already exists')
+            raise ApiError(
+                409, "AlreadyExists", f'{resource.plural} "{meta["name"]}" already exists'
+            )
         obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
         meta.pop("deletionTimestamp", None)
@@ -260,7 +276,11 @@ class Store:
         return obj
 
     def get(self, query: Query) -> dict[str, Any]:
-        key = (query.resource.key, query.namespace if query.resource.namespaced else None, str(query.name))
+        key = (
+            query.resource.key,
+            query.namespace if query.resource.namespaced else None,
+            str(query.name),
+        )
         if key not in self.objects:
             raise ApiError(404, "NotFound", f'{query.resource.plural} "{query.name}" not found')
         return self.objects[key]
@@ -269,8 +289,12 @@ class Store:
         """Store `new` as the next version of the object the query names."""
         old = self.get(query)
         if expected_rv and expected_rv != old["metadata"]["resourceVersion"]:
-            raise ApiError(409, "Conflict", "the object has been modified; please apply your "
-                           "changes to the latest version and try again")
+            raise ApiError(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your "
+                "changes to the latest version and try again",
+            )
         resource = query.resource
         new = copy.deepcopy(new)
         if resource.status_subresource:
@@ -312,10 +336,14 @@ class Store:
             new["metadata"]["deletionTimestamp"] = _now()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             self._bump(new)
-            self.objects[(query.resource.key, old["metadata"].get("namespace"), old["metadata"]["name"])] = new
+            self.objects[
+                (query.resource.key, old["metadata"].get("namespace"), old["metadata"]["name"])
+            ] = new
             self._emit(query.resource, "MODIFIED", new)
             return new
-        del self.objects[(query.resource.key, old["metadata"].get("namespace"), old["metadata"]["name"])]
+        del self.objects[
+            (query.resource.key, old["metadata"].get("namespace"), old["metadata"]["name"])
+        ]
         self._bump(old)
         self._emit(query.resource, "DELETED", old)
         return old
@@ -328,7 +356,9 @@ class Store:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    async def handle(self, request: aiohttp.web.BaseRequest, query: Query) -> aiohttp.web.StreamResponse:
+    async def handle(
+        self, request: aiohttp.web.BaseRequest, query: Query
+    ) -> aiohttp.web.StreamResponse:
         body = await request.read()
         self.requests.append({
             "method": request.method, "path": request.path, "query": dict(request.query),
@@ -343,7 +373,7 @@ class Store:
             result = self._dispatch(request.method, request.headers, body, query)
             wants_table = "as=Table" in request.headers.get("Accept", "")
             if wants_table and query.resource.columns and request.method == "GET":
-                items = result["items"] if "items" in result else [result]
+                items = result.get("items", [result])
                 result = table(query.resource, items, self.last_rv)
             return aiohttp.web.json_response(result)
         except ApiError as exc:
@@ -361,7 +391,15 @@ class Store:
             return self.create(resource, query.namespace, json.loads(body or b"{}"))
         if method == "DELETE" and query.name is None:
             for obj in self.listing(query):
-                self.delete(Query(resource, obj["metadata"].get("namespace"), obj["metadata"]["name"], None, {}))
+                self.delete(
+                    Query(
+                        resource,
+                        obj["metadata"].get("namespace"),
+                        obj["metadata"]["name"],
+                        None,
+                        {},
+                    )
+                )
             return {"apiVersion": "v1", "kind": "Status", "status": "Success"}
         if method == "DELETE":
             return self.delete(query)
@@ -375,17 +413,28 @@ class Store:
                 try:
                     new = jsonpatch.apply_patch(old, payload)
                 except jsonpatch.JsonPatchTestFailed as exc:
-                    raise ApiError(422, "Invalid", f"the server rejected our request: {exc}") from None
+                    raise ApiError(
+                        422, "Invalid", f"the server rejected our request: {exc}"
+                    ) from None
                 except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                     raise ApiError(422, "Invalid", str(exc)) from None
                 return self.write(query, new, None)
-            if content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if content_type in (
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ):
                 expected = (payload.get("metadata") or {}).get("resourceVersion")
                 return self.write(query, merge_patch(old, payload), expected)
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format: {content_type}",
+            )
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
 
-    async def _watch(self, request: aiohttp.web.BaseRequest, query: Query) -> aiohttp.web.StreamResponse:
+    async def _watch(
+        self, request: aiohttp.web.BaseRequest, query: Query
+    ) -> aiohttp.web.StreamResponse:
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         since = query.params.get("resourceVersion", "")
