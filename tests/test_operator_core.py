@@ -1,0 +1,115 @@
+"""Pure pieces the reconciler relies on: conditions, ledger recovery, drift, held changes."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from appgw_sse.core.conditions import merge_conditions
+from appgw_sse.core.drift import DriftTracker
+from appgw_sse.core.ledger import Ledger, OwnedBuffering, OwnedTimeout, recover
+from appgw_sse.core.planner import plan_gateway
+from appgw_sse.models.status import Condition
+from tests.support.gateways import gateway_document, gateway_id
+from tests.test_planner import route
+
+GID = gateway_id()
+
+
+def c(type_: str, status: str, reason: str = "R") -> Condition:
+    return Condition(type=type_, status=status, reason=reason)  # type: ignore[arg-type]
+
+
+def test_ready_is_derived_and_transition_time_moves_only_on_flips() -> None:
+    first = merge_conditions(
+        [], [c("Accepted", "True"), c("GatewayConfigured", "True", "Applied")], 1, "t1"
+    )
+    ready = {x.type: x for x in first}["Ready"]
+    assert (ready.status, ready.reason, ready.last_transition_time) == ("True", "Applied", "t1")
+    same = merge_conditions(first, [c("GatewayConfigured", "True", "Applied")], 2, "t2")
+    assert {x.type: x for x in same}["Ready"].last_transition_time == "t1"
+    assert {x.type: x for x in same}["Ready"].observed_generation == 2
+    flipped = merge_conditions(same, [c("GatewayConfigured", "False", "Throttled")], 2, "t3")
+    ready = {x.type: x for x in flipped}["Ready"]
+    assert (ready.status, ready.reason, ready.last_transition_time) == ("False", "Throttled", "t3")
+    assert {x.type: x for x in flipped}["Accepted"].last_transition_time == "t1"
+
+
+def test_rejected_spec_makes_ready_false_with_its_reason() -> None:
+    result = merge_conditions([], [c("Accepted", "False", "InvalidSpec")], 1, "t")
+    assert [(x.type, x.status, x.reason) for x in result] == [
+        ("Accepted", "False", "InvalidSpec"),
+        ("Ready", "False", "InvalidSpec"),
+    ]
+
+
+CONFIRMED = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+INTENT = Ledger(
+    gateway_id=GID,
+    response_buffering=OwnedBuffering(original=True, applied=False),
+    backend_settings={"a": OwnedTimeout(original=30, applied=150)},
+)
+
+
+def test_recover_takes_the_intent_when_the_put_landed() -> None:
+    landed = gateway_document({"a": 150}, buffering=False)
+    assert recover(CONFIRMED, INTENT, landed) == INTENT
+
+
+def test_recover_keeps_the_confirmed_ledger_when_the_put_did_not_land() -> None:
+    lost = gateway_document({"a": 68}, buffering=True)
+    assert recover(CONFIRMED, INTENT, lost) == CONFIRMED
+
+
+def test_recover_drops_a_restored_entry_once_the_restore_landed() -> None:
+    restore = Ledger(gateway_id=GID)
+    assert recover(CONFIRMED, restore, gateway_document({"a": 30})).is_empty
+    assert recover(CONFIRMED, restore, gateway_document({"a": 68})) == CONFIRMED
+
+
+@given(st.booleans(), st.booleans())
+def test_recover_never_loses_an_original(buffering_landed: bool, timeout_landed: bool) -> None:
+    document = gateway_document({"a": 150 if timeout_landed else 68},
+                                buffering=not buffering_landed)  # fmt: skip
+    ledger = recover(CONFIRMED, INTENT, document)
+    assert ledger.backend_settings["a"].original == 30
+    replan = plan_gateway(GID, [route("r", timeout=150)], document, ledger)
+    after = replan.apply_to(document)
+    restored = plan_gateway(GID, [], after, replan.ledger).apply_to(after)
+    assert (
+        restored["properties"]["backendHttpSettingsCollection"][0]["properties"]["requestTimeout"]
+        == 30
+    )
+
+
+def test_drift_conflict_after_three_corrections_within_an_hour() -> None:
+    tracker = DriftTracker()
+    gens = {"ns/r": 1}
+    assert tracker.record("f", gens, 0) is False
+    assert tracker.record("f", gens, 10) is False
+    assert tracker.record("f", gens, 20) is True
+    assert tracker.in_conflict("f", gens)
+    assert not tracker.in_conflict("f", {"ns/r": 2})  # the route changed: try again
+    assert not tracker.in_conflict("f", {"ns/r": 2})
+
+
+def test_corrections_older_than_an_hour_do_not_count() -> None:
+    tracker = DriftTracker()
+    assert not tracker.record("f", {}, 0)
+    assert not tracker.record("f", {}, 1800)
+    assert not tracker.record("f", {}, 3700)
+
+
+def test_plan_without_keeps_the_previous_ownership_of_held_fields() -> None:
+    ledger = Ledger(
+        gateway_id=GID,
+        response_buffering=OwnedBuffering(original=True, applied=False),
+        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
+    )
+    plan = plan_gateway(
+        GID, [route("r", settings=("a", "b"))], gateway_document({"a": 40, "b": 30}), ledger
+    )
+    drifted = next(ch for ch in plan.changes if ch.setting == "a")
+    assert drifted.kind == "drift"
+    held = plan.without({drifted.path}, ledger)
+    assert [ch.setting for ch in held.changes] == [None, "b"]
+    assert held.ledger.backend_settings["a"] == ledger.backend_settings["a"]
+    assert held.ledger.backend_settings["b"] == OwnedTimeout(original=30, applied=68)
