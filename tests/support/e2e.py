@@ -1,6 +1,7 @@
 """End-to-end rig: `appgw-sse emulator` and `appgw-sse run` as real processes, the realistic
 Kubernetes API on a thread, and kubectl, all on loopback."""
 
+import contextlib
 import json
 import os
 import signal
@@ -198,6 +199,12 @@ def _namespace(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
+    with running_rig(tmp_path) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_rig(tmp_path: Path) -> Iterator[Rig]:
     seeds = tmp_path / "seeds.json"
     example = json.loads((EXAMPLES / "gateway.json").read_text())
     seeds.write_text(json.dumps([example, *extra_gateways(example)]))
