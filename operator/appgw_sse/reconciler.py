@@ -7,7 +7,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,9 +19,10 @@ from appgw_sse.core.drift import DriftTracker
 from appgw_sse.core.ledger import Ledger, recover
 from appgw_sse.core.planner import Plan, Reason, RouteIntent, RouteOutcome, plan_gateway
 from appgw_sse.core.policy import gateway_allowed
-from appgw_sse.models.route import SpecError, SseRoute, parse_spec
+from appgw_sse.models.route import SpecError, SseRoute, SseRouteSpec, parse_spec
 from appgw_sse.models.status import (
     BackendSettingStatus,
+    BackendsStatus,
     Condition,
     GatewayStatus,
     SseRouteStatus,
@@ -67,7 +68,10 @@ class RouteRecord:
     generation: int
     deleting: bool
     intent: RouteIntent | None  # the last valid, allowed requirements (None: none to apply)
+    spec: SseRouteSpec | None = None  # the last valid, allowed spec
     restore_on_delete: bool = True
+    gateway_status: GatewayStatus | None = None
+    backends_status: BackendsStatus | None = None
     conditions: tuple[Condition, ...] = ()
     written: dict[str, Any] | None = None  # the status last written (skip identical writes)
     notices: set[str] = field(default_factory=set)
@@ -102,6 +106,7 @@ class Reconciler:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._released: dict[str, asyncio.Event] = {}
         self._drift: dict[str, DriftTracker] = {}
+        self.on_route_change: Callable[[str], None] | None = None  # the pods' side listens
 
     # -- events from kopf -----------------------------------------------------------------
 
@@ -113,7 +118,9 @@ class Reconciler:
             namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
             generation=int(meta.get("generation") or 0),
             deleting=bool(meta.get("deletionTimestamp")),
-            intent=old.intent if old else None,
+            intent=old.intent if old else None, spec=old.spec if old else None,
+            gateway_status=old.gateway_status if old else None,
+            backends_status=old.backends_status if old else None,
             conditions=old.conditions if old else tuple(
                 Condition.model_validate(c) for c in (body.get("status") or {}).get("conditions", [])
             ),
@@ -143,9 +150,9 @@ class Reconciler:
         previous_gateway = old.gateway_key if old else None
         record.restore_on_delete = spec.restore_on_delete
         if gateway_allowed(spec.gateway.id, self.config.allowed_gateways):
-            record.intent = RouteIntent.of(route)
+            record.intent, record.spec = RouteIntent.of(route), spec
         else:
-            record.intent = None
+            record.intent, record.spec = None, None
             message = (f"gateway {spec.gateway.id} matches no --allowed-gateway pattern; "
                        "the operator never writes it")  # fmt: skip
             await self._write_status(record, [
@@ -155,6 +162,8 @@ class Reconciler:
         if previous_gateway and previous_gateway != record.gateway_key:
             self._mark(previous_gateway)
         self._mark_or_release(record)
+        if self.on_route_change is not None:
+            self.on_route_change(record.namespace)
 
     def forget(self, namespace: str, name: str) -> None:
         record = self.routes.pop(f"{namespace}/{name}", None)
@@ -372,18 +381,31 @@ class Reconciler:
                 record.notices.add(error.message)
                 await self.kube.post_event(record.ref, "Warning", error.reason, str(error))
 
+    async def write_backends_status(
+        self, record: RouteRecord, updates: list[Condition], backends: BackendsStatus
+    ) -> None:
+        record.backends_status = backends
+        await self._write_status(record, updates)
+
     async def _write_status(
         self, record: RouteRecord, updates: list[Condition], gateway: GatewayStatus | None = None
     ) -> None:
-        conditions = cond.merge_conditions(record.conditions, updates, record.generation, _now())
+        if gateway is not None:
+            record.gateway_status = gateway
+        serves_pods = record.spec is not None and record.spec.backend is not None
+        if not serves_pods:
+            record.backends_status = None
+        conditions = cond.merge_conditions(
+            record.conditions, updates, record.generation, _now(),
+            drop=frozenset() if serves_pods else frozenset({cond.BACKENDS_ANNOTATED}),
+        )  # fmt: skip
         status = SseRouteStatus(
             observed_generation=record.generation,
             request_timeout_seconds=record.intent.request_timeout if record.intent else None,
-            gateway=gateway,
+            gateway=record.gateway_status,
+            backends=record.backends_status,
             conditions=conditions,
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
-        if gateway is None:
-            status.pop("gateway", None)
         comparable = {**status, "conditions": [
             {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
         ]}  # fmt: skip

@@ -50,6 +50,19 @@ class Kube:
             if exc.status != 404:  # a route deleted meanwhile needs no status
                 raise
 
+    async def patch_pod_annotations(
+        self, namespace: str, name: str, patch: dict[str, str | None]
+    ) -> None:
+        """Merge-patch only the given annotation keys (None removes one); labels untouched."""
+        try:
+            await asyncio.to_thread(
+                self.core.patch_namespaced_pod, name, namespace,
+                {"metadata": {"annotations": patch}}, _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status != 404:  # a pod gone meanwhile needs nothing
+                raise
+
     async def post_event(
         self, route: dict[str, Any], event_type: str, reason: str, message: str
     ) -> None:

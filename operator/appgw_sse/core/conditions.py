@@ -6,15 +6,21 @@ from appgw_sse.models.status import Condition
 
 ACCEPTED = "Accepted"
 GATEWAY_CONFIGURED = "GatewayConfigured"
+BACKENDS_ANNOTATED = "BackendsAnnotated"
 READY = "Ready"
-_ORDER = (ACCEPTED, GATEWAY_CONFIGURED, READY)
+_ORDER = (ACCEPTED, GATEWAY_CONFIGURED, BACKENDS_ANNOTATED, READY)
 
 
 def merge_conditions(
-    previous: Sequence[Condition], updates: Sequence[Condition], generation: int, now: str
+    previous: Sequence[Condition],
+    updates: Sequence[Condition],
+    generation: int,
+    now: str,
+    drop: frozenset[str] = frozenset(),
 ) -> tuple[Condition, ...]:
-    """Apply `updates` over `previous`, then derive Ready from the other conditions."""
-    by_type = {c.type: c for c in previous}
+    """Apply `updates` over `previous` (without the `drop` types), then derive Ready: True when
+    Accepted, GatewayConfigured and (for routes with a backend) BackendsAnnotated all are."""
+    by_type = {c.type: c for c in previous if c.type not in drop}
     for update in updates:
         old = by_type.get(update.type)
         moved = old is None or old.status != update.status

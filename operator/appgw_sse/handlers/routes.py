@@ -9,6 +9,7 @@ import kopf
 from appgw_sse.adapters.azure_gateway import AzureGateways
 from appgw_sse.adapters.kube import Kube
 from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
+from appgw_sse.pods import PodReconciler
 from appgw_sse.reconciler import OperatorConfig, Reconciler
 
 # How long one run of the delete handler waits for its gateway before kopf retries it.
@@ -27,14 +28,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    reconciler = Reconciler(config, AzureGateways(config.arm), Kube(config.namespace))
-    memo["reconciler"] = reconciler
+    kube = Kube(config.namespace)
+    reconciler = Reconciler(config, AzureGateways(config.arm), kube)
+    pods = PodReconciler(reconciler.routes, kube, reconciler.write_backends_status, config.debounce)
+    reconciler.on_route_change = pods.mark
+    memo["reconciler"], memo["pods"] = reconciler, pods
     memo["resync"] = asyncio.create_task(reconciler.resync(), name="resync")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo["resync"].cancel()
+    await memo["pods"].close()
     await memo["reconciler"].close()
 
 
@@ -49,11 +54,24 @@ async def route_event(
         await reconciler.observe(body)
 
 
+@kopf.on.event("", "v1", "pods")
+def pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["pods"].observe_pod(type, body)
+
+
+@kopf.on.event("", "v1", "services")
+def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["pods"].observe_service(type, body)
+
+
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
 async def route_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Hold the finalizer until the gateway is settled without the route and no pod carries
+    its annotations any more."""
     try:
         async with asyncio.timeout(_RELEASE_WAIT_SECONDS):
             await memo["reconciler"].released(str(namespace), name)
+            await memo["pods"].released(str(namespace), name)
     except TimeoutError:
         raise kopf.TemporaryError(
             "waiting until the gateway is settled without it", delay=5

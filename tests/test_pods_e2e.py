@@ -1,0 +1,132 @@
+"""Backend pods end to end: the operator process annotates pods selected by routes."""
+
+import json
+from typing import Any
+
+from tests.support.e2e import Rig, route_manifest, wait_for
+from tests.support.kube_api import Query
+
+CONTRACT = '{"Cache-Control":"no-cache","Connection":"keep-alive","Content-Type":"text/event-stream","Transfer-Encoding":"chunked"}'
+FOREIGN = {"team.example.com/owner": "shop-team"}
+
+
+def pod(
+    name: str, labels: dict[str, str], annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": labels,
+                     "annotations": dict(annotations or {})},
+        "spec": {"containers": [{"name": "app", "image": "shop/web"}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1",
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }  # fmt: skip
+
+
+def seed(rig: Rig, *objects: dict[str, Any]) -> None:
+    for obj in objects:
+        resource = rig.api.store.find("", "v1", obj["kind"].lower() + "s")
+        rig.api.call(lambda o=obj, r=resource: rig.api.store.create(r, "shop", o))
+
+
+def annotations(rig: Rig, name: str) -> dict[str, str]:
+    pods = rig.api.store.find("", "v1", "pods")
+    obj = rig.api.call(lambda: rig.api.store.get(Query(pods, "shop", name, None, {})))
+    return dict(obj["metadata"].get("annotations") or {})
+
+
+def pod_patches(rig: Rig) -> list[str]:
+    """The operator's PATCHes to pods: annotations only (kubectl's label patches excluded)."""
+    return rig.api.call(lambda: [
+        r["path"] for r in rig.api.store.requests
+        if r["method"] == "PATCH" and "/pods/" in r["path"]
+        and set(json.loads(r["body"]).get("metadata", {})) == {"annotations"}
+        and set(json.loads(r["body"])) == {"metadata"}
+    ])  # fmt: skip
+
+
+def sse(name: str) -> dict[str, str]:
+    return {"sse.appgw.dev/routes": name, "sse.appgw.dev/response-headers": CONTRACT,
+            "sse.appgw.dev/idle-interval": "45s"}  # fmt: skip
+
+
+def test_pods_follow_routes_and_foreign_annotations_survive(rig: Rig) -> None:
+    seed(rig, pod("web-1", {"app": "web"}, FOREIGN), pod("web-2", {"app": "web", "track": "canary"}),
+         pod("db-1", {"app": "db"}))  # fmt: skip
+    rig.operator()
+    rig.apply(route_manifest("events", backend={"selector": {"matchLabels": {"app": "web"}}}))
+    rig.wait_condition("shop", "events", "True", "Applied")
+    status = wait_for(
+        "both pods annotated",
+        lambda: (
+            (rig.route("shop", "events") or {}).get("status", {}).get("backends")
+            == {"selected": 2, "annotated": 2}
+            and rig.route("shop", "events")
+        ),
+    )
+    assert rig.condition("shop", "events", "BackendsAnnotated")["reason"] == "Annotated"
+    assert status["status"]["conditions"]
+    assert annotations(rig, "web-1") == FOREIGN | sse("events")
+    assert annotations(rig, "web-2") == sse("events")
+    assert annotations(rig, "db-1") == {}
+    assert sorted(pod_patches(rig)) == [
+        "/api/v1/namespaces/shop/pods/web-1",
+        "/api/v1/namespaces/shop/pods/web-2",
+    ]  # one each
+
+    seed(rig, pod("web-3", {"app": "web"}))
+    wait_for("new pod annotated", lambda: annotations(rig, "web-3") == sse("events"))
+
+    rig.kubectl("label", "pod", "-n", "shop", "web-2", "app=retired", "--overwrite")
+    wait_for("relabelled pod cleaned", lambda: annotations(rig, "web-2") == {})
+    assert len(pod_patches(rig)) == 4  # web-3 once, web-2 once: nothing else was touched
+
+    rig.kubectl("delete", "sser", "-n", "shop", "events", "--wait=false")
+    wait_for("route gone", lambda: rig.route("shop", "events") is None)
+    assert annotations(rig, "web-1") == FOREIGN
+    assert annotations(rig, "web-3") == {}
+
+
+def test_two_routes_one_by_service_share_a_pod_and_the_loser_of_a_header_is_told(rig: Rig) -> None:
+    seed(rig, pod("web-1", {"app": "web"}, FOREIGN),
+         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+          "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})  # fmt: skip
+    rig.operator()
+    rig.apply(
+        route_manifest("alerts", backend={"selector": {"matchExpressions": [
+            {"key": "app", "operator": "In", "values": ["web", "api"]}]}}),
+        route_manifest("chat", settings=("chat-http",), idle="20s", backend={"serviceName": "web"},
+                       headers={"Content-Type": "text/event-stream; charset=utf-8"}),
+    )  # fmt: skip
+    wait_for(
+        "both routes on the pod",
+        lambda: annotations(rig, "web-1").get("sse.appgw.dev/routes") == "alerts,chat",
+    )
+    carried = annotations(rig, "web-1")
+    assert carried["sse.appgw.dev/idle-interval"] == "20s"
+    assert (
+        json.loads(carried["sse.appgw.dev/response-headers"])["Content-Type"] == "text/event-stream"
+    )
+    lost = rig.wait_condition("shop", "chat", "False", "HeaderConflict", type_="BackendsAnnotated")
+    assert "Content-Type" in lost["message"] and "alerts" in lost["message"]
+    assert rig.condition("shop", "alerts", "BackendsAnnotated")["status"] == "True"
+
+    rig.kubectl("delete", "sser", "-n", "shop", "alerts", "--wait=false")
+    wait_for(
+        "only chat left", lambda: annotations(rig, "web-1").get("sse.appgw.dev/routes") == "chat"
+    )
+    assert annotations(rig, "web-1")["sse.appgw.dev/response-headers"] == (
+        '{"Content-Type":"text/event-stream; charset=utf-8"}'
+    )
+    assert FOREIGN.items() <= annotations(rig, "web-1").items()
+
+
+def test_no_pods_selected_is_visible_but_not_an_error(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(route_manifest("lonely", backend={"selector": {"matchLabels": {"app": "nobody"}}}))
+    condition = rig.wait_condition(
+        "shop", "lonely", "True", "NoPodsSelected", type_="BackendsAnnotated"
+    )
+    assert condition["message"]
+    rig.wait_condition("shop", "lonely", "True", "Applied")
+    assert rig.route("shop", "lonely")["status"]["backends"] == {"selected": 0, "annotated": 0}
