@@ -1,7 +1,13 @@
 """Backend pods end to end: the operator process annotates pods selected by routes."""
 
+import http.server
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from tests.support.e2e import Rig, route_manifest, wait_for
 from tests.support.kube_api import Query
@@ -130,3 +136,80 @@ def test_no_pods_selected_is_visible_but_not_an_error(rig: Rig) -> None:
     assert condition["message"]
     rig.wait_condition("shop", "lonely", "True", "Applied")
     assert rig.route("shop", "lonely")["status"]["backends"] == {"selected": 0, "annotated": 0}
+
+
+class _Conforming(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        for name, value in (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
+                            ("Connection", "keep-alive"), ("Transfer-Encoding", "chunked")):  # fmt: skip
+            self.send_header(name, value)
+        self.end_headers()
+        event = b": heartbeat\n\n"
+        self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+class _Buffered(_Conforming):
+    def do_GET(self) -> None:
+        body = b"data: all at once\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def backends() -> Iterator[dict[str, int]]:
+    servers = [
+        http.server.ThreadingHTTPServer(("127.0.0.1", 0), h) for h in (_Conforming, _Buffered)
+    ]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are accepted by the kernel and never answered
+    try:
+        yield {"good": servers[0].server_address[1], "buffered": servers[1].server_address[1],
+               "silent": silent.getsockname()[1]}  # fmt: skip
+    finally:
+        for server in servers:
+            server.shutdown()
+        silent.close()
+
+
+def test_probe_reports_conformance_per_pod(rig: Rig, backends: dict[str, int]) -> None:
+    for kind, port in backends.items():
+        serving = pod(f"web-{kind}", {"app": "web"})
+        serving["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": port}]
+        seed(rig, serving)
+    rig.operator("--probe-interval", "1s")
+    rig.apply(route_manifest("events", backend={"selector": {"matchLabels": {"app": "web"}},
+                                                "port": "http", "path": "/events"}))  # fmt: skip
+    wait_for(
+        "every pod probed",
+        lambda: all("sse.appgw.dev/conformance" in annotations(rig, f"web-{k}") for k in backends),
+        timeout=30,
+    )
+    assert annotations(rig, "web-good")["sse.appgw.dev/conformance"] == "ok"
+    assert "Content-Length set" in annotations(rig, "web-buffered")["sse.appgw.dev/conformance"]
+    assert annotations(rig, "web-silent")["sse.appgw.dev/conformance"] == "unreachable"
+    condition = rig.wait_condition(
+        "shop", "events", "False", "NonConformant", type_="BackendsConformant"
+    )
+    assert "web-buffered" in condition["message"] and "web-silent" in condition["message"]
+    assert rig.route("shop", "events")["status"]["backends"] == {
+        "selected": 3,
+        "annotated": 3,
+        "conformant": 1,
+    }
+    rig.wait_condition("shop", "events", "True", "Applied")  # advisory: Ready is not held back
+    assert {e["message"] for e in rig.events("shop", "NonConformant")} >= {
+        "pod web-silent: unreachable"
+    }

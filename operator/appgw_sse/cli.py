@@ -95,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         debounce=args.debounce,
         resync=args.resync,
         dry_run=args.dry_run,
+        probe=not args.no_probe,
+        probe_interval=args.probe_interval,
         arm=ArmSettings(
             endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
             ca_bundle=args.arm_ca_bundle,
@@ -178,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=os.environ.get(_env("dry-run"), "").lower() in ("1", "true", "yes"),
         help="plan and report in status, never write a gateway",
+    )
+    run.add_argument(
+        "--probe-interval",
+        type=_duration_seconds,
+        default=os.environ.get(_env("probe-interval"), "1m"),
+        help="how often backend pods' response headers are probed",
+    )
+    run.add_argument(
+        "--no-probe",
+        action="store_true",
+        default=os.environ.get(_env("no-probe"), "").lower() in ("1", "true", "yes"),
+        help="never probe backend pods",
     )
     run.add_argument(
         "--arm-endpoint",

@@ -12,9 +12,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aiohttp
+
 from appgw_sse.core import backends as bk
-from appgw_sse.core.conditions import BACKENDS_ANNOTATED
+from appgw_sse.core.conditions import BACKENDS_ANNOTATED, BACKENDS_CONFORMANT
 from appgw_sse.models.status import BackendsStatus, Condition
+from appgw_sse.probe import probe_pod
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,18 @@ class PodsPort(Protocol):
         self, namespace: str, name: str, patch: dict[str, str | None]
     ) -> None: ...
 
+    async def post_event(
+        self, route: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    enabled: bool = True
+    interval: float = 60.0
+    deadline: float = 3.0  # per pod: connect, headers and first bytes
+    concurrency: int = 10
+
 
 @dataclass
 class PodView:
@@ -31,6 +46,7 @@ class PodView:
     annotations: dict[str, str]
     ip: str | None
     ready: bool
+    ports: dict[str, int] = field(default_factory=dict)  # named container ports
 
 
 def _view(body: Mapping[str, Any]) -> PodView:
@@ -41,6 +57,12 @@ def _view(body: Mapping[str, Any]) -> PodView:
         annotations=dict(meta.get("annotations") or {}),
         ip=status.get("podIP"),
         ready=conditions.get("Ready") == "True",
+        ports={
+            port["name"]: int(port["containerPort"])
+            for container in (body.get("spec") or {}).get("containers") or []
+            for port in container.get("ports") or []
+            if port.get("name") and port.get("containerPort")
+        },
     )
 
 
@@ -53,12 +75,14 @@ class PodReconciler:
     kube: PodsPort
     write_status: StatusWriter
     debounce: float = 2.0
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
     pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
     services: dict[str, dict[str, dict[str, str] | None]] = field(default_factory=dict)
     patches: int = 0
     _dirty: dict[str, asyncio.Event] = field(default_factory=dict)
     _workers: dict[str, "asyncio.Task[None]"] = field(default_factory=dict)
     _released: dict[str, asyncio.Event] = field(default_factory=dict)
+    _probers: dict[str, "asyncio.Task[None]"] = field(default_factory=dict)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -104,9 +128,10 @@ class PodReconciler:
         await self._released.setdefault(f"{namespace}/{name}", asyncio.Event()).wait()
 
     async def close(self) -> None:
-        for task in self._workers.values():
+        tasks = [*self._workers.values(), *self._probers.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- work -----------------------------------------------------------------------------
 
@@ -165,6 +190,14 @@ class PodReconciler:
                     view.annotations[key] = value
         for record in serving:
             await self._report(record, selections[record.key], conflicts.get(record.key))
+        if (
+            self.probe.enabled
+            and namespace not in self._probers
+            and any(r.spec.backend.port is not None for r in serving)
+        ):
+            self._probers[namespace] = asyncio.create_task(
+                self._prober(namespace), name=f"probe {namespace}"
+            )
         carried = {
             route
             for view in self.pods.get(namespace, {}).values()
@@ -174,6 +207,91 @@ class PodReconciler:
         for record in records:
             if record.deleting and record.name not in carried:
                 self._released.setdefault(record.key, asyncio.Event()).set()
+
+    # -- probe --------------------------------------------------------------------------
+
+    async def _prober(self, namespace: str) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            while True:
+                try:
+                    await self.probe_namespace(session, namespace)
+                except Exception:
+                    log.exception("namespace %s: probing failed", namespace)
+                await asyncio.sleep(self.probe.interval)
+
+    def _probe_targets(self, namespace: str) -> dict[str, tuple[str, dict[str, str], list[Any]]]:
+        """Pod -> (URL, expected headers, routes) for ready pods of routes that set a port."""
+        targets: dict[str, tuple[str, dict[str, str], list[Any]]] = {}
+        for record in sorted(self.routes.values(), key=lambda r: r.key):
+            backend = record.spec.backend if record.spec and not record.deleting else None
+            if record.namespace != namespace or backend is None or backend.port is None:
+                continue
+            for name in sorted(self._selected(record)[0]):
+                view = self.pods[namespace][name]
+                port = (
+                    backend.port if isinstance(backend.port, int) else view.ports.get(backend.port)
+                )
+                if not (view.ready and view.ip and port):
+                    continue
+                host = f"[{view.ip}]" if ":" in view.ip else view.ip
+                _, _, routes = targets.setdefault(
+                    name, (f"http://{host}:{port}{backend.path}", dict(record.spec.headers), [])
+                )
+                routes.append(record)
+        return targets
+
+    async def probe_namespace(self, session: aiohttp.ClientSession, namespace: str) -> None:
+        targets = self._probe_targets(namespace)
+        limit = asyncio.Semaphore(self.probe.concurrency)
+
+        async def one(url: str, expected: dict[str, str]) -> str:
+            async with limit:
+                verdict: str = await probe_pod(session, url, expected, self.probe.deadline)
+                return verdict
+
+        verdicts = await asyncio.gather(*(one(url, exp) for url, exp, _ in targets.values()))
+        for (name, (_, _, routes)), verdict in zip(targets.items(), verdicts, strict=True):
+            view = self.pods[namespace].get(name)
+            previous = view.annotations.get(bk.CONFORMANCE_ANNOTATION) if view else None
+            if view is None or previous == verdict:
+                continue
+            await self.kube.patch_pod_annotations(
+                namespace, name, {bk.CONFORMANCE_ANNOTATION: verdict}
+            )
+            self.patches += 1
+            view.annotations[bk.CONFORMANCE_ANNOTATION] = verdict
+            self.mark(namespace)
+            if verdict != bk.CONFORMANT and previous in (None, bk.CONFORMANT):
+                for record in routes:
+                    await self.kube.post_event(
+                        record.ref, "Warning", "NonConformant", f"pod {name}: {verdict}"
+                    )
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _conformance_condition(
+        self, record: Any, pods: set[str]
+    ) -> tuple[list[Condition], int | None]:
+        if not (self.probe.enabled and record.spec.backend.port is not None):
+            return [], None
+        views = self.pods.get(record.namespace, {})
+        verdicts = {p: views[p].annotations.get(bk.CONFORMANCE_ANNOTATION) for p in sorted(pods)}
+        conformant = sum(1 for v in verdicts.values() if v == bk.CONFORMANT)
+        failing = [f"{p}: {v}" for p, v in verdicts.items() if v not in (None, bk.CONFORMANT)]
+        if failing:
+            status, reason, message = "False", "NonConformant", "; ".join(failing)
+        elif None in verdicts.values() or not verdicts:
+            status, reason, message = "Unknown", "Probing", "not every pod has been probed yet"
+        else:
+            status, reason, message = (
+                "True",
+                "Conformant",
+                f"{conformant} pod(s) send the SSE headers",
+            )
+        condition = Condition(
+            type=BACKENDS_CONFORMANT, status=status, reason=reason, message=message
+        )
+        return [condition], conformant
 
     async def _report(
         self, record: Any, selection: tuple[set[str], str | None], conflict: str | None
@@ -185,6 +303,7 @@ class PodReconciler:
             for p in pods
             if record.name in views[p].annotations.get(bk.ROUTES_ANNOTATION, "").split(",")
         )
+        probed, conformant = self._conformance_condition(record, pods)
         if missing_service:
             condition = Condition(type=BACKENDS_ANNOTATED, status="False", reason="ServiceNotFound",
                                   message=missing_service)  # fmt: skip
@@ -198,5 +317,7 @@ class PodReconciler:
             condition = Condition(type=BACKENDS_ANNOTATED, status="True", reason="Annotated",
                                   message=f"{annotated} pod(s) carry the SSE contract")  # fmt: skip
         await self.write_status(
-            record, [condition], BackendsStatus(selected=len(pods), annotated=annotated)
+            record,
+            [condition, *probed],
+            BackendsStatus(selected=len(pods), annotated=annotated, conformant=conformant),
         )

@@ -38,6 +38,8 @@ class OperatorConfig:
     debounce: float = 2.0
     resync: float = 300.0
     dry_run: bool = False
+    probe_interval: float = 60.0
+    probe: bool = True
     arm: ArmSettings = field(default_factory=ArmSettings)
 
 
@@ -75,6 +77,8 @@ class RouteRecord:
     conditions: tuple[Condition, ...] = ()
     written: dict[str, Any] | None = None  # the status last written (skip identical writes)
     notices: set[str] = field(default_factory=set)
+    # The gateway and pod sides both write status: one at a time, each from the other's result.
+    status_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def key(self) -> str:
@@ -113,27 +117,23 @@ class Reconciler:
     async def observe(self, body: Mapping[str, Any]) -> None:
         """Take in the current state of a route; mark the gateways it affects dirty."""
         meta = body["metadata"]
-        old = self.routes.get(f"{meta['namespace']}/{meta['name']}")
-        record = RouteRecord(
-            namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
-            generation=int(meta.get("generation") or 0),
-            deleting=bool(meta.get("deletionTimestamp")),
-            intent=old.intent if old else None, spec=old.spec if old else None,
-            gateway_status=old.gateway_status if old else None,
-            backends_status=old.backends_status if old else None,
-            conditions=old.conditions if old else tuple(
-                Condition.model_validate(c) for c in (body.get("status") or {}).get("conditions", [])
-            ),
-            written=old.written if old else None, notices=old.notices if old else set(),
-            restore_on_delete=old.restore_on_delete if old else True,
-        )  # fmt: skip
-        changed = old is None or (old.generation, old.deleting) != (
-            record.generation,
-            record.deleting,
-        )
-        self.routes[record.key] = record
-        if not changed:
-            return
+        key = f"{meta['namespace']}/{meta['name']}"
+        generation, deleting = int(meta.get("generation") or 0), bool(meta.get("deletionTimestamp"))
+        record = self.routes.get(key)
+        if record is None:
+            record = self.routes[key] = RouteRecord(
+                namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
+                generation=generation, deleting=deleting, intent=None,
+                conditions=tuple(Condition.model_validate(c)
+                                 for c in (body.get("status") or {}).get("conditions", [])),
+            )  # fmt: skip
+            previous_gateway = None
+        elif (record.generation, record.deleting) == (generation, deleting):
+            return  # our own status writes and metadata-only edits need no work
+        else:
+            # Updated in place: a status write in flight must not land on a stale copy.
+            record.generation, record.deleting = generation, deleting
+            previous_gateway = record.gateway_key
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
@@ -147,7 +147,6 @@ class Reconciler:
             return
         route = SseRoute(namespace=record.namespace, name=record.name, spec=spec,
                          generation=record.generation)  # fmt: skip
-        previous_gateway = old.gateway_key if old else None
         record.restore_on_delete = spec.restore_on_delete
         if gateway_allowed(spec.gateway.id, self.config.allowed_gateways):
             record.intent, record.spec = RouteIntent.of(route), spec
@@ -390,26 +389,27 @@ class Reconciler:
     async def _write_status(
         self, record: RouteRecord, updates: list[Condition], gateway: GatewayStatus | None = None
     ) -> None:
-        if gateway is not None:
-            record.gateway_status = gateway
-        serves_pods = record.spec is not None and record.spec.backend is not None
-        if not serves_pods:
-            record.backends_status = None
-        conditions = cond.merge_conditions(
-            record.conditions, updates, record.generation, _now(),
-            drop=frozenset() if serves_pods else frozenset({cond.BACKENDS_ANNOTATED}),
-        )  # fmt: skip
-        status = SseRouteStatus(
-            observed_generation=record.generation,
-            request_timeout_seconds=record.intent.request_timeout if record.intent else None,
-            gateway=record.gateway_status,
-            backends=record.backends_status,
-            conditions=conditions,
-        ).model_dump(mode="json", by_alias=True, exclude_none=True)
-        comparable = {**status, "conditions": [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
-        ]}  # fmt: skip
-        if comparable == record.written:
-            return
-        await self.kube.patch_route_status(record.namespace, record.name, status)
-        record.conditions, record.written = conditions, comparable
+        async with record.status_lock:
+            if gateway is not None:
+                record.gateway_status = gateway
+            serves_pods = record.spec is not None and record.spec.backend is not None
+            if not serves_pods:
+                record.backends_status = None
+            conditions = cond.merge_conditions(
+                record.conditions, updates, record.generation, _now(),
+                drop=frozenset() if serves_pods else frozenset({cond.BACKENDS_ANNOTATED, cond.BACKENDS_CONFORMANT}),
+            )  # fmt: skip
+            status = SseRouteStatus(
+                observed_generation=record.generation,
+                request_timeout_seconds=record.intent.request_timeout if record.intent else None,
+                gateway=record.gateway_status,
+                backends=record.backends_status,
+                conditions=conditions,
+            ).model_dump(mode="json", by_alias=True, exclude_none=True)
+            comparable = {**status, "conditions": [
+                {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status["conditions"]
+            ]}  # fmt: skip
+            if comparable == record.written:
+                return
+            await self.kube.patch_route_status(record.namespace, record.name, status)
+            record.conditions, record.written = conditions, comparable

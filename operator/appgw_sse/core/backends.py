@@ -91,3 +91,34 @@ def annotation_patch(
         elif key not in target and key in current:
             patch[key] = None
     return patch or None
+
+
+CONFORMANT = "ok"
+UNREACHABLE = "unreachable"
+
+
+def conformance(status: int, headers: Mapping[str, str], expected: Mapping[str, str]) -> str:
+    """`ok`, or what the response does wrong against the header contract, for the annotation."""
+    got = {name.lower(): value for name, value in headers.items()}
+    problems = [] if status == 200 else [f"status {status}"]
+    for name, value in expected.items():
+        key, actual = name.lower(), got.get(name.lower())
+        if key == "transfer-encoding":
+            continue  # a stream may also be sent unframed until close; Content-Length is the sin
+        if key == "connection" and actual is None:
+            continue  # HTTP/1.1 keeps connections alive unless told otherwise
+        if actual is None:
+            problems.append(f"missing {name}")
+        elif key == "content-type":
+            if actual.split(";")[0].strip().lower() != value.split(";")[0].strip().lower():
+                problems.append(f"{name} is {actual}")
+        elif key == "cache-control":
+            if not {t.strip() for t in value.lower().split(",")} <= {
+                t.strip() for t in actual.lower().split(",")
+            }:
+                problems.append(f"{name} is {actual}")
+        elif actual.lower() != value.lower():
+            problems.append(f"{name} is {actual}")
+    if "content-length" in got:
+        problems.append("Content-Length set (buffered, not streamed)")
+    return "; ".join(problems) or CONFORMANT

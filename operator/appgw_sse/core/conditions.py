@@ -7,6 +7,7 @@ from appgw_sse.models.status import Condition
 ACCEPTED = "Accepted"
 GATEWAY_CONFIGURED = "GatewayConfigured"
 BACKENDS_ANNOTATED = "BackendsAnnotated"
+BACKENDS_CONFORMANT = "BackendsConformant"  # advisory: not part of Ready
 READY = "Ready"
 _ORDER = (ACCEPTED, GATEWAY_CONFIGURED, BACKENDS_ANNOTATED, READY)
 

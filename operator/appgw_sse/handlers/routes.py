@@ -9,7 +9,7 @@ import kopf
 from appgw_sse.adapters.azure_gateway import AzureGateways
 from appgw_sse.adapters.kube import Kube
 from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
-from appgw_sse.pods import PodReconciler
+from appgw_sse.pods import PodReconciler, ProbeSettings
 from appgw_sse.reconciler import OperatorConfig, Reconciler
 
 # How long one run of the delete handler waits for its gateway before kopf retries it.
@@ -30,7 +30,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.client_timeout = 660
     kube = Kube(config.namespace)
     reconciler = Reconciler(config, AzureGateways(config.arm), kube)
-    pods = PodReconciler(reconciler.routes, kube, reconciler.write_backends_status, config.debounce)
+    pods = PodReconciler(
+        reconciler.routes, kube, reconciler.write_backends_status, config.debounce,
+        ProbeSettings(enabled=config.probe, interval=config.probe_interval),
+    )  # fmt: skip
     reconciler.on_route_change = pods.mark
     memo["reconciler"], memo["pods"] = reconciler, pods
     memo["resync"] = asyncio.create_task(reconciler.resync(), name="resync")
