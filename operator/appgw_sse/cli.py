@@ -3,9 +3,10 @@
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -63,6 +64,21 @@ def _emulator(args: argparse.Namespace) -> int:
 
 def _env(flag: str) -> str:
     return "APPGW_SSE_" + flag.upper().replace("-", "_")
+
+
+def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
+    """Adds flags whose default is their env twin APPGW_SSE_<FLAG>; a switch is on when its
+    twin is 1, true or yes."""
+
+    def add(flag: str, default: str | None = None, *, switch: bool = False, **kwargs: Any) -> None:
+        env = os.environ.get(_env(flag.lstrip("-")))
+        if switch:
+            on = (env or "").lower() in ("1", "true", "yes")
+            parser.add_argument(flag, action="store_true", default=on, **kwargs)
+        else:
+            parser.add_argument(flag, default=env if env is not None else default, **kwargs)
+
+    return add
 
 
 def _duration_seconds(text: str) -> float:
@@ -163,51 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="glob on gateway resource ids this operator may write (repeatable)",
     )
-    run.add_argument(
-        "--resync",
-        type=_duration_seconds,
-        default=os.environ.get(_env("resync"), "5m"),
-        help="drift check period",
-    )
-    run.add_argument(
-        "--debounce",
-        type=_duration_seconds,
-        default=os.environ.get(_env("debounce"), "2s"),
-        help="coalescing window",
-    )
-    run.add_argument(
-        "--dry-run",
-        action="store_true",
-        default=os.environ.get(_env("dry-run"), "").lower() in ("1", "true", "yes"),
-        help="plan and report in status, never write a gateway",
-    )
-    run.add_argument(
+    flag = _env_flag_adder(run)
+    flag("--resync", "5m", type=_duration_seconds, help="drift check period")
+    flag("--debounce", "2s", type=_duration_seconds, help="coalescing window")
+    flag("--dry-run", switch=True, help="plan and report in status, never write a gateway")
+    flag(
         "--probe-interval",
+        "1m",
         type=_duration_seconds,
-        default=os.environ.get(_env("probe-interval"), "1m"),
         help="how often backend pods' response headers are probed",
     )
-    run.add_argument(
-        "--no-probe",
-        action="store_true",
-        default=os.environ.get(_env("no-probe"), "").lower() in ("1", "true", "yes"),
-        help="never probe backend pods",
-    )
-    run.add_argument(
-        "--arm-endpoint",
-        default=os.environ.get(_env("arm-endpoint")),
-        help="ARM URL (sovereign clouds, emulators)",
-    )
-    run.add_argument(
-        "--arm-ca-bundle",
-        type=Path,
-        default=os.environ.get(_env("arm-ca-bundle")),
-        help="PEM bundle to trust for ARM",
-    )
-    run.add_argument(
+    flag("--no-probe", switch=True, help="never probe backend pods")
+    flag("--arm-endpoint", help="ARM URL (sovereign clouds, emulators)")
+    flag("--arm-ca-bundle", type=Path, help="PEM bundle to trust for ARM")
+    flag(
         "--arm-token-file",
         type=Path,
-        default=os.environ.get(_env("arm-token-file")),
         help="bearer token file instead of azure-identity (emulators)",
     )
     run.set_defaults(handler=_run)
