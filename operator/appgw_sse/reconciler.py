@@ -255,11 +255,12 @@ class Reconciler:
                 await self.kube.save_ledger(plan.ledger)
             await self._report(records, plan, document, conflicts)
         except TransientGatewayError as exc:
-            log.warning("gateway %s: %s (retrying in %.0fs)", name, exc, exc.delay or 0)
+            log.warning("gateway %s (routes %s): %s; retrying in %.0fs", name,
+                        ", ".join(r.key for r in active), exc, exc.delay or 0)  # fmt: skip
             await self._fail(active, exc)
             return float(exc.delay or 1.0)
         except TerminalGatewayError as exc:
-            log.error("gateway %s: %s", name, exc)
+            log.error("gateway %s (routes %s): %s", name, ", ".join(r.key for r in active), exc)
             await self._fail(active, exc)
             if exc.reason is Reason.GATEWAY_NOT_FOUND:
                 for record in records:
@@ -275,7 +276,8 @@ class Reconciler:
         self, name: str, plan: Plan, ledger: Ledger, active: list[RouteRecord]
     ) -> dict[str, Any]:
         summary = "; ".join(f"{c.label} {c.before} -> {c.after}" for c in plan.changes)
-        log.info("gateway %s: applying %s", name, summary)
+        routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
+        log.info("gateway %s: applying %s for routes %s", name, summary, routes)
         for record in active:
             await self._write_status(record, [
                 _condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed"),
@@ -286,7 +288,7 @@ class Reconciler:
         await self.kube.save_ledger(ledger, intent=plan.ledger)
         document = await self.gateways.apply(plan)
         await self.kube.save_ledger(plan.ledger)
-        log.info("gateway %s: applied %s", name, summary)
+        log.info("gateway %s: applied %s for routes %s", name, summary, routes)
         affected = {route for change in plan.changes for route in change.routes}
         for record in active:
             if record.key in affected or not affected:
