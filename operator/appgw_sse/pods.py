@@ -18,6 +18,7 @@ from appgw_sse.core import backends as bk
 from appgw_sse.core.conditions import BACKENDS_ANNOTATED, BACKENDS_CONFORMANT
 from appgw_sse.models.status import BackendsStatus, Condition
 from appgw_sse.probe import probe_pod
+from appgw_sse.workers import DebouncedWorkers
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,6 @@ class PodReconciler:
     pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
     services: dict[str, dict[str, dict[str, str] | None]] = field(default_factory=dict)
     patches: int = 0
-    _dirty: dict[str, asyncio.Event] = field(default_factory=dict)
-    _workers: dict[str, "asyncio.Task[None]"] = field(default_factory=dict)
     _released: dict[str, asyncio.Event] = field(default_factory=dict)
     _probers: dict[str, "asyncio.Task[None]"] = field(default_factory=dict)
 
@@ -116,11 +115,7 @@ class PodReconciler:
         self.mark(meta["namespace"])
 
     def mark(self, namespace: str) -> None:
-        self._dirty.setdefault(namespace, asyncio.Event()).set()
-        if namespace not in self._workers:
-            self._workers[namespace] = asyncio.create_task(
-                self._worker(namespace), name=f"pods {namespace}"
-            )
+        self._workers.mark(namespace)
 
     async def released(self, namespace: str, name: str) -> None:
         """Return once no pod carries this route's annotations any more."""
@@ -128,25 +123,12 @@ class PodReconciler:
         await self._released.setdefault(f"{namespace}/{name}", asyncio.Event()).wait()
 
     async def close(self) -> None:
-        tasks = [*self._workers.values(), *self._probers.values()]
-        for task in tasks:
+        await self._workers.close()
+        for task in self._probers.values():
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._probers.values(), return_exceptions=True)
 
     # -- work -----------------------------------------------------------------------------
-
-    async def _worker(self, namespace: str) -> None:
-        dirty = self._dirty[namespace]
-        while True:
-            await dirty.wait()
-            await asyncio.sleep(self.debounce)
-            dirty.clear()
-            try:
-                await self.reconcile(namespace)
-            except Exception:
-                log.exception("namespace %s: annotating pods failed; retrying", namespace)
-                await asyncio.sleep(10)
-                dirty.set()
 
     def _selected(self, record: Any) -> tuple[set[str], str | None]:
         """Pods the route's backend selects, and why there are none when the Service is missing."""
@@ -159,6 +141,9 @@ class PodReconciler:
             selector = services[backend.service_name]
             return {n for n, p in pods.items() if bk.service_selects(selector, p.labels)}, None
         return {n for n, p in pods.items() if bk.selects(backend.selector, p.labels)}, None
+
+    def __post_init__(self) -> None:
+        self._workers = DebouncedWorkers(self.reconcile, self.debounce, "pods in", error_delay=10)
 
     async def reconcile(self, namespace: str) -> None:
         records = [r for r in self.routes.values() if r.namespace == namespace]

@@ -27,6 +27,7 @@ from appgw_sse.models.status import (
     GatewayStatus,
     SseRouteStatus,
 )
+from appgw_sse.workers import DebouncedWorkers
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,14 @@ def _condition(type_: str, ok: bool | None, reason: str, message: str) -> Condit
     return Condition(type=type_, status=status, reason=reason, message=message)
 
 
+_ACCEPTED = _condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed")
+
+
 class Reconciler:
     def __init__(self, config: OperatorConfig, gateways: GatewayPort, kube: KubePort) -> None:
         self.config, self.gateways, self.kube = config, gateways, kube
         self.routes: dict[str, RouteRecord] = {}
-        self._dirty: dict[str, asyncio.Event] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._workers = DebouncedWorkers(self.reconcile, config.debounce, "gateway", error_delay=30)
         self._released: dict[str, asyncio.Event] = {}
         self._drift: dict[str, DriftTracker] = {}
         self.on_route_change: Callable[[str], None] | None = None  # the pods' side listens
@@ -184,11 +187,7 @@ class Reconciler:
         self._released.setdefault(record.key, asyncio.Event()).set()
 
     def _mark(self, gateway_key: str) -> None:
-        self._dirty.setdefault(gateway_key, asyncio.Event()).set()
-        if gateway_key not in self._workers:
-            self._workers[gateway_key] = asyncio.create_task(
-                self._worker(gateway_key), name=f"gateway {gateway_key}"
-            )
+        self._workers.mark(gateway_key)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -200,25 +199,8 @@ class Reconciler:
                 self._mark(gateway_key)
 
     async def close(self) -> None:
-        for task in self._workers.values():
-            task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await self._workers.close()
         await self.gateways.close()
-
-    async def _worker(self, gateway_key: str) -> None:
-        dirty = self._dirty[gateway_key]
-        while True:
-            await dirty.wait()
-            await asyncio.sleep(self.config.debounce)  # coalesce a burst into one pass
-            dirty.clear()
-            try:
-                retry = await self.reconcile(gateway_key)
-            except Exception:
-                log.exception("gateway %s: reconciliation failed unexpectedly", gateway_key)
-                retry = 30.0
-            if retry is not None:
-                await asyncio.sleep(max(retry, 1.0))
-                dirty.set()
 
     async def reconcile(self, gateway_key: str) -> float | None:
         """One pass over one gateway; the delay before a retry, or None when settled."""
@@ -275,12 +257,12 @@ class Reconciler:
     async def _apply(
         self, name: str, plan: Plan, ledger: Ledger, active: list[RouteRecord]
     ) -> dict[str, Any]:
-        summary = "; ".join(f"{c.label} {c.before} -> {c.after}" for c in plan.changes)
+        summary = plan.summary
         routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
         log.info("gateway %s: applying %s for routes %s", name, summary, routes)
         for record in active:
             await self._write_status(record, [
-                _condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed"),
+                _ACCEPTED,
                 _condition(cond.GATEWAY_CONFIGURED, False, Reason.APPLYING,
                            f"updating gateway {name}: {summary}"),
             ])  # fmt: skip
@@ -334,7 +316,6 @@ class Reconciler:
                 if notice.message not in record.notices:
                     record.notices.add(notice.message)
                     await self.kube.post_event(record.ref, notice.level, "Notice", notice.message)
-        summary = "; ".join(f"{c.label} {c.before} -> {c.after}" for c in plan.changes)
         for record in records:
             if record.deleting or record.intent is None:
                 continue
@@ -343,7 +324,7 @@ class Reconciler:
                 continue
             if dry_run:
                 configured = _condition(cond.GATEWAY_CONFIGURED, False, Reason.DRY_RUN,
-                                        f"dry run: would change {summary}")  # fmt: skip
+                                        f"dry run: would change {plan.summary}")  # fmt: skip
             elif record.key in conflicts:
                 configured = _condition(cond.GATEWAY_CONFIGURED, False, Reason.DRIFT_CONFLICT,
                                         conflicts[record.key])  # fmt: skip
@@ -354,7 +335,7 @@ class Reconciler:
                 )
             await self._write_status(
                 record,
-                [_condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed"),
+                [_ACCEPTED,
                  configured],
                 gateway=self._gateway_status(outcome, document),
             )  # fmt: skip
@@ -375,25 +356,27 @@ class Reconciler:
             if record.intent is None:
                 continue
             await self._write_status(record, [
-                _condition(cond.ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed"),
+                _ACCEPTED,
                 _condition(cond.GATEWAY_CONFIGURED, False, error.reason, str(error)),
             ])  # fmt: skip
-            if record.written and error.message not in record.notices:
+            if error.message not in record.notices:
                 record.notices.add(error.message)
                 await self.kube.post_event(record.ref, "Warning", error.reason, str(error))
 
     async def write_backends_status(
         self, record: RouteRecord, updates: list[Condition], backends: BackendsStatus
     ) -> None:
-        record.backends_status = backends
-        await self._write_status(record, updates)
+        await self._write_status(record, updates, backends=backends)
 
     async def _write_status(
-        self, record: RouteRecord, updates: list[Condition], gateway: GatewayStatus | None = None
-    ) -> None:
+        self, record: RouteRecord, updates: list[Condition], gateway: GatewayStatus | None = None,
+        backends: BackendsStatus | None = None,
+    ) -> None:  # fmt: skip
         async with record.status_lock:
             if gateway is not None:
                 record.gateway_status = gateway
+            if backends is not None:
+                record.backends_status = backends
             serves_pods = record.spec is not None and record.spec.backend is not None
             if not serves_pods:
                 record.backends_status = None

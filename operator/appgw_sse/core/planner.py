@@ -119,6 +119,11 @@ class Plan(_Frozen):
     def has_changes(self) -> bool:
         return bool(self.changes)
 
+    @property
+    def summary(self) -> str:
+        """One line for logs, Events and conditions: each change as `field before -> after`."""
+        return "; ".join(f"{c.label} {c.before} -> {c.after}" for c in self.changes)
+
     def without(self, paths: set[str], previous: Ledger) -> "Plan":
         """This plan minus the changes to `paths`; their ownership stays as it was."""
         if not paths:
