@@ -7,6 +7,7 @@
 """
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -22,18 +23,16 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=1000)
     count = parser.parse_args().pods
     with tempfile.TemporaryDirectory() as tmp, running_rig(Path(tmp)) as rig:
-        store = rig.api.store
-        pods = store.find("", "v1", "pods")
-        for i in range(count):
-            body = {"metadata": {"name": f"web-{i:04d}", "labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "app", "image": "web"}]},
-                    "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
-            rig.api.call(lambda b=body: store.create(pods, "shop", b))
+        pods = [{"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": f"web-{i:04d}", "namespace": "shop", "labels": {"app": "web"}},
+                 "spec": {"containers": [{"name": "app", "image": "web"}]}} for i in range(count)]  # fmt: skip
+        rig.kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                           "items": pods}))  # fmt: skip
         rig.operator("--no-probe")
 
         def patches() -> int:
-            return rig.api.call(lambda: sum(
-                1 for r in store.requests if r["method"] == "PATCH" and "/pods/" in r["path"]))  # fmt: skip
+            return sum(1 for r in rig.cluster.operator_requests()
+                       if r.verb == "patch" and r.resource == "pods")  # fmt: skip
 
         def annotated() -> bool:
             route = rig.route("shop", "events") or {}

@@ -17,3 +17,9 @@ def gateway_id() -> str:
 
 
 pytest_plugins = ["tests.support.emulator", "tests.support.e2e"]
+
+
+def pytest_report_header() -> str:
+    from tests.support.cluster import describe
+
+    return f"end-to-end Kubernetes API: {describe()}"

@@ -1,6 +1,7 @@
 """The realistic Kubernetes API the e2e tests stand on: each KMock gap it closes, checked."""
 
 import json
+import os
 import subprocess
 import threading
 import urllib.error
@@ -11,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.e2e import SSEROUTES
-from tests.support.kube_api import KubeApi
+from appgw_sse.models.crd import build_crd
+from tests.support.kube_api import KubeApi, ResourceDef
+
+SSEROUTES = ResourceDef.from_crd(build_crd())
 
 ROUTES = "/apis/sse.appgw.dev/v1alpha1/namespaces/shop/sseroutes"
 
@@ -124,9 +127,10 @@ def test_watch_replays_only_what_is_newer(api: KubeApi) -> None:
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "b")]
 
 
-def test_core_discovery_and_namespaces_work_for_kubectl(api: KubeApi) -> None:
+def test_core_discovery_and_namespaces_work_for_kubectl(api: KubeApi, tmp_path: Path) -> None:
     assert call(api, "GET", "/api/v1")[1]["groupVersion"] == "v1"
-    env = {"KUBECONFIG": str(api.kubeconfig), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    # A private HOME: kubectl's discovery cache must not land in the working tree.
+    env = dict(os.environ, KUBECONFIG=str(api.kubeconfig), HOME=str(tmp_path))
     result = subprocess.run(
         ["kubectl", "get", "namespaces"], capture_output=True, text=True, env=env, timeout=30
     )

@@ -15,7 +15,7 @@ GID = gateway_id()
 
 
 def c(type_: str, status: str, reason: str = "R") -> Condition:
-    return Condition(type=type_, status=status, reason=reason)  # type: ignore[arg-type]
+    return Condition(type=type_, status=status, reason=reason, message=f"{type_} {reason}")  # type: ignore[arg-type]
 
 
 def test_ready_is_derived_and_transition_time_moves_only_on_flips() -> None:

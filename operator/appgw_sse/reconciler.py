@@ -4,6 +4,7 @@ strictly serially, because every PUT to a gateway can cut its live streams.
 """
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -11,9 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from appgw_sse.adapters.azure_gateway import ArmSettings, Snapshot
 from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
 from appgw_sse.core import conditions as cond
+from appgw_sse.core.contract import FINALIZER
 from appgw_sse.core.document import gateway_name, response_buffering_enabled
 from appgw_sse.core.drift import DriftTracker
 from appgw_sse.core.ledger import Ledger, recover
@@ -94,6 +98,16 @@ class RouteRecord:
         return self.intent.gateway_id.lower() if self.intent else None
 
 
+def _known_conditions(body: Mapping[str, Any]) -> tuple[Condition, ...]:
+    """The route's conditions as last written; one that does not parse (e.g. an older
+    operator's empty message) is rewritten rather than trusted."""
+    known = []
+    for raw in (body.get("status") or {}).get("conditions") or ():
+        with contextlib.suppress(ValidationError):
+            known.append(Condition.model_validate(raw))
+    return tuple(known)
+
+
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -122,13 +136,16 @@ class Reconciler:
         meta = body["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         generation, deleting = int(meta.get("generation") or 0), bool(meta.get("deletionTimestamp"))
+        if FINALIZER not in (meta.get("finalizers") or ()) and not deleting:
+            # kopf adds our finalizer first, guarded by the resourceVersion: a status write now
+            # would make its patch fail (422). Its patch brings the route back here.
+            return
         record = self.routes.get(key)
         if record is None:
             record = self.routes[key] = RouteRecord(
                 namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
                 generation=generation, deleting=deleting, intent=None,
-                conditions=tuple(Condition.model_validate(c)
-                                 for c in (body.get("status") or {}).get("conditions", [])),
+                conditions=_known_conditions(body),
             )  # fmt: skip
             previous_gateway = None
         elif (record.generation, record.deleting) == (generation, deleting):

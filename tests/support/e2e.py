@@ -1,9 +1,10 @@
-"""End-to-end rig: `appgw-sse emulator` and `appgw-sse run` as real processes, the realistic
-Kubernetes API on a thread, and kubectl, all on loopback."""
+"""End-to-end rig: `appgw-sse emulator` and `appgw-sse run` as real processes, a Kubernetes API
+server (real when available, see tests/support/cluster.py), and kubectl, all on loopback."""
 
 import contextlib
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -16,15 +17,15 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 
-from appgw_sse.models.crd import build_crd
 from appgw_sse.offline import EXAMPLES
-from tests.support.kube_api import KubeApi, Query, ResourceDef
+from tests.support import cluster as clusters
+from tests.support.cluster import OPERATOR_NAMESPACE, Cluster
 
 T = TypeVar("T")
-SSEROUTES = ResourceDef.from_crd(build_crd())
-OPERATOR_NAMESPACE = "appgw-sse-system"
 GATEWAY_ID = json.loads((EXAMPLES / "gateway.json").read_text())["id"]
+ROUTES = "/apis/sse.appgw.dev/v1alpha1/namespaces/{namespace}/sseroutes"
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
@@ -81,7 +82,7 @@ class Emulator:
 
 
 class Operator:
-    def __init__(self, workdir: Path, api: KubeApi, emulator: Emulator, *extra: str) -> None:
+    def __init__(self, workdir: Path, cluster: Cluster, emulator: Emulator, *extra: str) -> None:
         self.log = workdir / f"operator-{time.monotonic_ns()}.log"
         self.args = [
             sys.executable, "-m", "appgw_sse", "run", "--debounce", "1s",
@@ -90,8 +91,9 @@ class Operator:
             "--arm-token-file", emulator.ready["token_file"], *extra,
         ]  # fmt: skip
         self.env = dict(
-            os.environ, KUBECONFIG=str(api.kubeconfig), POD_NAMESPACE=OPERATOR_NAMESPACE
-        )
+            os.environ, KUBECONFIG=str(cluster.operator_kubeconfig),
+            POD_NAMESPACE=OPERATOR_NAMESPACE, HOME=str(cluster.home),
+        )  # fmt: skip
         self.start()
 
     def start(self) -> None:
@@ -109,36 +111,42 @@ class Operator:
         return self.log.read_text()
 
 
+# What an operator must never log: each is a defect the real API server has shown.
+FORBIDDEN_LOG = re.compile(
+    r"reconciliation failed unexpectedly|was never awaited|Forbidden|\b403\b|\b422\b"
+)
+
+
 class Rig:
-    def __init__(self, workdir: Path, api: KubeApi, emulator: Emulator) -> None:
-        self.workdir, self.api, self.emulator = workdir, api, emulator
+    def __init__(self, workdir: Path, cluster: Cluster, emulator: Emulator) -> None:
+        self.workdir, self.cluster, self.emulator = workdir, cluster, emulator
         self.operators: list[Operator] = []
 
     def operator(self, *extra: str) -> Operator:
-        operator = Operator(self.workdir, self.api, self.emulator, *extra)
+        operator = Operator(self.workdir, self.cluster, self.emulator, *extra)
         self.operators.append(operator)
         return operator
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        result = subprocess.run(
-            ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
-            env=dict(os.environ, KUBECONFIG=str(self.api.kubeconfig)),
-        )  # fmt: skip
+        result = self.cluster.kubectl(*args, stdin=stdin)
         if check and result.returncode != 0:
             pytest.fail(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result.stdout
 
     def apply(self, *manifests: dict[str, Any]) -> None:
+        # --validate=false: a 1.20 server does not know the CRD's CEL rules, as old clusters.
         self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(manifests))
 
-    def route(self, namespace: str, name: str) -> dict[str, Any] | None:
-        def read() -> dict[str, Any] | None:
-            try:
-                return self.api.store.get(Query(SSEROUTES, namespace, name, None, {}))
-            except Exception:
+    def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self.cluster.call("GET", path)  # type: ignore[no-any-return]
+        except ApiException as exc:
+            if exc.status == 404:
                 return None
+            raise
 
-        return self.api.call(read)
+    def route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(f"{ROUTES.format(namespace=namespace)}/{name}")
 
     def condition(self, namespace: str, name: str, type_: str = "Ready") -> dict[str, Any]:
         route = self.route(namespace, name) or {}
@@ -151,7 +159,8 @@ class Rig:
     ) -> dict[str, Any]:  # fmt: skip
         def check() -> dict[str, Any] | None:
             route = self.route(namespace, name) or {}
-            found = self.condition(namespace, name, type_)
+            conditions = (route.get("status") or {}).get("conditions") or []
+            found = next((c for c in conditions if c["type"] == type_), {})
             current = (route.get("metadata") or {}).get("generation")
             if (
                 found.get("status") == status
@@ -166,19 +175,33 @@ class Rig:
     def ledger(self, gateway: str = GATEWAY_ID) -> dict[str, Any]:
         from appgw_sse.adapters.kube import ledger_name
 
-        configmaps = self.api.store.find("", "v1", "configmaps")
-        query = Query(configmaps, OPERATOR_NAMESPACE, ledger_name(gateway), None, {})
-        return self.api.call(lambda: self.api.store.get(query))
+        found = self.get(
+            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/configmaps/{ledger_name(gateway)}"
+        )
+        assert found is not None, f"no ledger for {gateway}"
+        return found
 
     def admin_puts(self) -> int:
         """PUTs to any gateway."""
         return sum(1 for r in self.emulator.admin("GET", "requests") if r["method"] == "PUT")
 
     def events(self, namespace: str, reason: str | None = None) -> list[dict[str, Any]]:
-        return self.api.call(lambda: [
-            e for e in self.api.store.listing(Query(self.api.store.find("", "v1", "events"), namespace, None, None, {}))
-            if reason is None or e.get("reason") == reason
-        ])  # fmt: skip
+        listing = self.get(f"/api/v1/namespaces/{namespace}/events") or {}
+        return [e for e in listing.get("items", []) if reason is None or e.get("reason") == reason]
+
+    def check_operator_behaved(self) -> None:
+        """The operator's logs and its answers from the API: no failure, no 4xx."""
+        problems = [
+            f"operator log: {line}" for operator in self.operators
+            for line in operator.output().splitlines() if FORBIDDEN_LOG.search(line)
+        ]  # fmt: skip
+        problems += [
+            f"API answered {r.code} to the operator's {r.verb} {r.resource}/{r.subresource} "
+            f"{r.namespace}/{r.name}"
+            for r in self.cluster.operator_requests() if 400 <= r.code < 500
+        ]  # fmt: skip
+        if problems:
+            pytest.fail("the operator misbehaved:\n" + "\n".join(problems[:20]))
 
 
 def route_manifest(
@@ -193,14 +216,11 @@ def route_manifest(
     }  # fmt: skip
 
 
-def _namespace(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-
-
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     with running_rig(tmp_path) as started:
         yield started
+        started.check_operator_behaved()
 
 
 @contextlib.contextmanager
@@ -210,11 +230,8 @@ def running_rig(tmp_path: Path) -> Iterator[Rig]:
     seeds.write_text(json.dumps([example, *extra_gateways(example)]))
     emulator = Emulator(tmp_path, [seeds], lro_seconds=1.0)
     try:
-        with KubeApi([SSEROUTES], tmp_path) as api:
-            namespaces = api.store.find("", "v1", "namespaces")
-            for name in ("default", "shop", "partners", OPERATOR_NAMESPACE):
-                api.call(lambda n=name: api.store.create(namespaces, None, _namespace(n)))
-            rig = Rig(tmp_path, api, emulator)
+        with clusters.running(tmp_path) as cluster:
+            rig = Rig(tmp_path, cluster, emulator)
             try:
                 yield rig
             finally:

@@ -363,6 +363,7 @@ class Store:
         self.requests.append({
             "method": request.method, "path": request.path, "query": dict(request.query),
             "contentType": request.headers.get("Content-Type", ""),
+            "userAgent": request.headers.get("User-Agent", ""),
             "body": body.decode(errors="replace"),
         })  # fmt: skip
         try:
@@ -375,8 +376,10 @@ class Store:
             if wants_table and query.resource.columns and request.method == "GET":
                 items = result.get("items", [result])
                 result = table(query.resource, items, self.last_rv)
+            self.requests[-1]["status"] = 200
             return aiohttp.web.json_response(result)
         except ApiError as exc:
+            self.requests[-1]["status"] = exc.code
             return _status(exc.code, exc.reason, exc.message)
 
     def _dispatch(self, method: str, headers: Any, body: bytes, query: Query) -> dict[str, Any]:

@@ -33,12 +33,19 @@ def ledger_name(gateway_id: str) -> str:
     return f"appgw-sse-ledger-{digest}"
 
 
+def _resource_version(config_map: V1ConfigMap) -> str:
+    assert config_map.metadata is not None and config_map.metadata.resource_version
+    return config_map.metadata.resource_version
+
+
 class Kube:
     def __init__(self, namespace: str) -> None:
         _load_config()
         self.namespace = namespace
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
+        # The ledger ConfigMaps' resourceVersions as last read or written, by gateway id.
+        self._ledger_versions: dict[str, str] = {}
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
@@ -88,34 +95,43 @@ class Kube:
 
     async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
         """The confirmed ledger and an unconfirmed intent (present after a crash mid-PUT)."""
-        try:
-            config_map = await asyncio.to_thread(
-                self.core.read_namespaced_config_map, ledger_name(gateway_id), self.namespace
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return Ledger(gateway_id=gateway_id), None
-            raise
+        # A list by name answers an absent ledger with an empty list rather than a 404.
+        found = await asyncio.to_thread(
+            self.core.list_namespaced_config_map, self.namespace,
+            field_selector=f"metadata.name={ledger_name(gateway_id)}",
+        )  # fmt: skip
+        if not found.items:
+            self._ledger_versions.pop(gateway_id.lower(), None)
+            return Ledger(gateway_id=gateway_id), None
+        config_map = found.items[0]
+        self._ledger_versions[gateway_id.lower()] = _resource_version(config_map)
         data = config_map.data or {}
         confirmed = Ledger.model_validate_json(data["ledger"])
         intent = Ledger.model_validate_json(data["intent"]) if data.get("intent") else None
         return confirmed, intent
 
     async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None:
+        """Create or replace the ledger. The replace carries the resourceVersion last read or
+        written, so a concurrent writer (another replica) gets a conflict instead of a silent
+        overwrite."""
+        key = confirmed.gateway_id.lower()
         name = ledger_name(confirmed.gateway_id)
         data = {"gatewayId": confirmed.gateway_id,
                 "ledger": confirmed.model_dump_json(by_alias=True)}  # fmt: skip
         if intent is not None:
             data["intent"] = intent.model_dump_json(by_alias=True)
+        version = self._ledger_versions.get(key)
         body = V1ConfigMap.model_validate(
-            {"metadata": {"name": name, "namespace": self.namespace, "labels": _MANAGED_BY},
+            {"metadata": {"name": name, "namespace": self.namespace, "labels": _MANAGED_BY,
+                          "resourceVersion": version},
              "data": data}
         )  # fmt: skip
-        try:
-            await asyncio.to_thread(
+        if version is None:
+            written = await asyncio.to_thread(
+                self.core.create_namespaced_config_map, self.namespace, body
+            )
+        else:
+            written = await asyncio.to_thread(
                 self.core.replace_namespaced_config_map, name, self.namespace, body
             )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            await asyncio.to_thread(self.core.create_namespaced_config_map, self.namespace, body)
+        self._ledger_versions[key] = _resource_version(written)

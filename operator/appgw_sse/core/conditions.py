@@ -41,7 +41,11 @@ def merge_conditions(
         if failing
         else "Unknown",
         reason=failing.reason if failing else others[-1].reason if others else "Pending",
-        message=failing.message if failing else others[-1].message if others else "",
+        message=failing.message
+        if failing
+        else others[-1].message
+        if others
+        else "waiting for the gateway to be reconciled",
     )
     old_ready = by_type.get(READY)
     moved = old_ready is None or old_ready.status != ready.status

@@ -57,13 +57,15 @@ async def route_event(
         await reconciler.observe(body)
 
 
+# Async, so kopf calls them on the event loop: a sync handler runs in a thread, where the pod
+# worker's tasks cannot be created and its state would be shared across threads.
 @kopf.on.event("", "v1", "pods")
-def pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["pods"].observe_pod(type, body)
 
 
 @kopf.on.event("", "v1", "services")
-def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["pods"].observe_service(type, body)
 
 

@@ -14,7 +14,8 @@ class Condition(_Model):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str
-    message: str = ""
+    # Never empty: a 1.20 API server turns "" in a merge patch into null and rejects the status.
+    message: str = Field(min_length=1)
     observed_generation: int = 0
     last_transition_time: str = ""
 

@@ -1,0 +1,279 @@
+"""The Kubernetes API under the end-to-end suite: a real kube-apiserver when one can be started,
+else the KMock-based stand-in (tests/support/kube_api.py).
+
+The real server comes from `../shared/k8s/start-apiserver` (kube-apiserver v1.20.2 + etcd on
+loopback, ~5 s) or from `APPGW_SSE_START_APISERVER` naming such a script. It runs with an audit
+log, so the requests the operator makes are counted by identity, and the operator gets a
+service-account identity of its own whose RBAC is enforced. Set `APPGW_SSE_KUBE=standin` to force
+the stand-in, `APPGW_SSE_KUBE=real` to fail rather than fall back.
+
+Both are driven the same way: kubectl (with a private HOME, so its cache stays out of the
+working tree) and the `kubernetes` client over HTTP. Only `requests()` differs in its source.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import yaml
+
+TEST_AGENT = "appgw-sse-tests"
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "appgw-sse-system"
+CRD_FILE = REPO / "crds" / "sseroutes.sse.appgw.dev.yaml"
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One request as the API server answered it."""
+
+    user: str
+    verb: str  # get, list, watch, create, update, patch, delete
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    code: int
+
+
+@cache
+def start_script() -> Path | None:
+    """The real API server's start script, when this machine can run it."""
+    if os.environ.get("APPGW_SSE_KUBE") == "standin":
+        return None
+    named = os.environ.get("APPGW_SSE_START_APISERVER")
+    script = Path(named) if named else REPO.parent / "shared" / "k8s" / "start-apiserver"
+    if script.is_file() and shutil.which("etcd") and shutil.which("xz"):
+        return script
+    if os.environ.get("APPGW_SSE_KUBE") == "real":
+        raise RuntimeError(f"APPGW_SSE_KUBE=real but no usable {script} (and etcd, xz on PATH)")
+    return None
+
+
+def describe() -> str:
+    script = start_script()
+    if script is None:
+        return "stand-in (KMock realism layer, tests/support/kube_api.py)"
+    return f"real kube-apiserver v1.20.2 ({script})"
+
+
+class Cluster:
+    """A running API server: `kubeconfig` (admin), `operator_kubeconfig` (the operator's own
+    identity), kubectl, and a client."""
+
+    real: bool
+    kubeconfig: Path
+    operator_kubeconfig: Path
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.home = workdir / "home"  # kubectl's cache and config go here, not into the tree
+        self.home.mkdir(exist_ok=True)
+        self._client: kubernetes.client.ApiClient | None = None
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, as_operator: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        config = self.operator_kubeconfig if as_operator else self.kubeconfig
+        return subprocess.run(
+            ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, KUBECONFIG=str(config), HOME=str(self.home)),
+        )  # fmt: skip
+
+    @property
+    def client(self) -> kubernetes.client.ApiClient:
+        if self._client is None:
+            self._client = kubernetes.config.new_client_from_config(str(self.kubeconfig))
+            self._client.user_agent = TEST_AGENT
+        return self._client
+
+    def call(self, method: str, path: str, body: Any = None, content_type: str = "") -> Any:
+        """A raw JSON request as admin; ApiException on an error status."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        params = self.client.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self.client.call_api(*params)
+        response.read()
+        answer = self.client.response_deserialize(response, {"2XX": "object"})
+        return answer.data
+
+    def requests(self) -> list[ApiRequest]:
+        raise NotImplementedError
+
+    def operator_requests(self) -> list[ApiRequest]:
+        return [r for r in self.requests() if r.user == operator_user()]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+class RealCluster(Cluster):
+    real = True
+
+    def __init__(self, workdir: Path, script: Path) -> None:
+        super().__init__(workdir)
+        started = subprocess.run(
+            [str(script), str(workdir / "apiserver"), operator_user()],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, APISERVER_AUDIT="1", XDG_CACHE_HOME=_cache_home()),
+        )  # fmt: skip
+        if started.returncode != 0:
+            raise RuntimeError(f"start-apiserver failed: {started.stderr}")
+        ready = json.loads(started.stdout.strip().splitlines()[-1])
+        self.pids: list[int] = ready["pids"]
+        self.kubeconfig = Path(ready["kubeconfig"])
+        self.operator_kubeconfig = Path(ready["users"][operator_user()])
+        self.audit_log = workdir / "apiserver" / "audit.log"
+
+    def requests(self) -> list[ApiRequest]:
+        found = []
+        with contextlib.suppress(FileNotFoundError), self.audit_log.open() as lines:
+            for line in lines:
+                event = json.loads(line)
+                if event.get("stage") != "ResponseComplete":
+                    continue
+                ref = event.get("objectRef") or {}
+                found.append(ApiRequest(
+                    user=event["user"]["username"], verb=event["verb"],
+                    resource=ref.get("resource", ""), subresource=ref.get("subresource", ""),
+                    namespace=ref.get("namespace", ""), name=ref.get("name", ""),
+                    code=int((event.get("responseStatus") or {}).get("code", 0)),
+                ))  # fmt: skip
+        return found
+
+    def close(self) -> None:
+        super().close()
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+class StandInCluster(Cluster):
+    """The stand-in has no authentication: the operator's identity is the admin's."""
+
+    real = False
+
+    def __init__(self, workdir: Path) -> None:
+        from appgw_sse.models.crd import build_crd
+        from tests.support.kube_api import KubeApi, ResourceDef
+
+        super().__init__(workdir)
+        self._stack = contextlib.ExitStack()
+        self.api = self._stack.enter_context(KubeApi([ResourceDef.from_crd(build_crd())], workdir))
+        self.kubeconfig = self.operator_kubeconfig = self.api.kubeconfig
+
+    def requests(self) -> list[ApiRequest]:
+        """Every request; the stand-in authenticates nobody, so the operator's are told apart from
+        kubectl's and the tests' own by their User-Agent."""
+        return self.api.call(lambda: [_standin_request(r) for r in self.api.store.requests])
+
+    def close(self) -> None:
+        super().close()
+        self._stack.close()
+
+
+def _standin_request(raw: dict[str, Any]) -> ApiRequest:
+    parts = raw["path"].strip("/").split("/")
+    parts = parts[2:] if parts[0] == "api" else parts[3:]
+    namespace = parts[1] if len(parts) > 2 and parts[0] == "namespaces" else ""
+    rest = parts[2:] if namespace else parts
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        raw["method"], "watch" if raw["query"].get("watch") else "get" if len(rest) > 1 else "list"
+    )
+    agent = raw.get("userAgent", "")
+    ours = agent.startswith(("kubectl", TEST_AGENT))
+    return ApiRequest(
+        user="admin" if ours else operator_user(), verb=verb, resource=rest[0] if rest else "",
+        subresource=rest[2] if len(rest) > 2 else "", namespace=namespace,
+        name=rest[1] if len(rest) > 1 else "", code=raw.get("status", 0),
+    )  # fmt: skip
+
+
+def _cache_home() -> str:
+    # The unpacked apiserver binary is cached across runs; a CI HOME may not be writable.
+    return os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+
+
+def start(workdir: Path) -> Cluster:
+    script = start_script()
+    cluster: Cluster = RealCluster(workdir, script) if script else StandInCluster(workdir)
+    try:
+        _prepare(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+def _prepare(cluster: Cluster) -> None:
+    """What an installed operator finds: its CRD, namespaces, and (real server) its RBAC."""
+    namespaces = ("shop", "partners", OPERATOR_NAMESPACE)
+    if cluster.real:
+        _must(cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE)))
+        _must(cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s",
+            "crd/sseroutes.sse.appgw.dev",
+        ))  # fmt: skip
+        for namespace in namespaces:
+            _must(cluster.kubectl("create", "namespace", namespace))
+        _must(cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(chart_rbac())))
+    else:
+        for namespace in ("default", *namespaces):
+            cluster.call("POST", "/api/v1/namespaces", _namespace(namespace))
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def _must(result: subprocess.CompletedProcess[str]) -> str:
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, result.args))}: {result.stderr}")
+    return result.stdout
+
+
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+@cache
+def chart_rbac() -> list[dict[str, Any]]:
+    """The operator's identity and permissions exactly as the Helm chart renders them (real Helm),
+    for the release `appgw-sse` in the operator's namespace."""
+    import helm_python
+
+    chart = helm_python.Chart.load(REPO / "deploy" / "helm" / "appgw-sse-operator")
+    try:
+        rendered = chart.render({}, name="appgw-sse", namespace=OPERATOR_NAMESPACE, is_install=True)
+    finally:
+        chart.close()
+    documents = [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
+    return [d for d in documents if d["kind"] in RBAC_KINDS]
+
+
+def operator_user() -> str:
+    """The service account the chart runs the operator as, as an API-server user name."""
+    account = next(d for d in chart_rbac() if d["kind"] == "ServiceAccount")["metadata"]
+    return f"system:serviceaccount:{account.get('namespace', OPERATOR_NAMESPACE)}:{account['name']}"
+
+
+@contextlib.contextmanager
+def running(workdir: Path) -> Iterator[Cluster]:
+    cluster = start(workdir)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
