@@ -2,7 +2,8 @@
 
     python benchmarks/operator_figures.py
 
-- PUTs for a burst of 50 routes applied at once to one gateway;
+- PUTs for a burst of 50 routes applied at once to one gateway, and the headroom left in ARM's
+  subscription throttling buckets (the emulator's model of them);
 - gateway GETs per resync period with 20 routes on one gateway;
 - seconds from `kubectl apply` returning to Ready=True, for single routes.
 """
@@ -20,6 +21,7 @@ from tests.support.e2e import route_manifest, running_rig, wait_for
 
 def burst() -> None:
     with tempfile.TemporaryDirectory() as tmp, running_rig(Path(tmp)) as rig:
+        rig.emulator.admin("POST", "config", {"throttling": True})
         rig.operator()
         started = time.monotonic()
         rig.apply(*[route_manifest(f"s{i:02d}", idle=f"{10 + i}s") for i in range(50)])
@@ -27,6 +29,10 @@ def burst() -> None:
             rig.wait_condition("shop", f"s{i:02d}", "True", "Applied", timeout=120)
         print(f"50-route burst: {len(rig.emulator.requests('PUT'))} PUT(s), all Ready after "
               f"{time.monotonic() - started:.1f}s")  # fmt: skip
+        for subscription, buckets in rig.emulator.admin("GET", "throttling").items():
+            print(f"  ARM buckets of {subscription}: " + ", ".join(
+                f"{kind} fewest left {b['lowest']}/{b['burst']:g}, {b['throttled']} throttled"
+                for kind, b in buckets.items()))  # fmt: skip
 
 
 def resync_gets() -> None:

@@ -3,17 +3,26 @@
 import asyncio
 import copy
 import json
+import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
+import pytest
+
+from appgw_sse.emulator.state import ArmError, Throttling
 from appgw_sse.offline import EXAMPLES
-from tests.support.emulator import Arm, example_gateway
+from tests.support.emulator import Arm, example_gateway, sample_gateway
 
 GW = example_gateway()["id"]
 OPS = "/subscriptions/00000000-0000-4000-8000-000000000001/providers/Microsoft.Network/locations"
+SAMPLE = sample_gateway()["id"]
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 async def settle(arm: Arm, path: str, deadline: float = 10.0) -> dict:
@@ -189,7 +198,7 @@ async def test_lro_failure_rolls_back_and_marks_failed(arm: Arm) -> None:
 def test_cli_prints_ready_line_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "appgw_sse", "emulator", "--seed", str(EXAMPLES / "gateway.json"),
-         "--tls-dir", str(tmp_path)],
+         "--tls-dir", str(tmp_path), "--throttling"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -198,6 +207,164 @@ def test_cli_prints_ready_line_and_exits_0_on_sigterm(tmp_path: Path) -> None:
         assert ready["url"].startswith("https://127.0.0.1:")
         assert Path(ready["ca_bundle"]) == tmp_path / "ca.pem"
         assert Path(ready["token_file"]).read_text().strip()
+        request = urllib.request.Request(
+            f"{ready['url']}{GW}?api-version=2024-05-01", headers={"Authorization": "Bearer t"}
+        )
+        context = ssl.create_default_context(cafile=ready["ca_bundle"])
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            assert response.headers["x-ms-ratelimit-remaining-subscription-reads"] == "249"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+# -- what ARM hides: write-only secrets, read-only identity ids (REST spec 2024-05-01) ----------
+
+
+def certificate(document: dict, name: str) -> dict:
+    found = [c for c in document["properties"]["sslCertificates"] if c["name"] == name]
+    return dict(found[0]["properties"])
+
+
+async def stored(arm: Arm, gateway_id: str) -> dict:
+    """The gateway as the emulator stores it, secrets included (admin API)."""
+    documents = await arm.admin("GET", "gateways?secrets=true")
+    return next(d for d in documents if d["id"] == gateway_id)
+
+
+async def create_sample(arm: Arm) -> dict:
+    status, created, headers = await arm.call("PUT", SAMPLE, sample_gateway())
+    assert status == 201, created
+    assert (await settle(arm, op_path(headers)))["status"] == "Succeeded"
+    return dict(created)
+
+
+async def test_the_sample_never_reads_back_its_pfx_secrets(arm: Arm) -> None:
+    sent = certificate(sample_gateway(), "sslcert")
+    created = await create_sample(arm)
+    _, got, _ = await arm.call("GET", SAMPLE)
+    _, listing, _ = await arm.call("GET", SAMPLE.rsplit("/", 1)[0])
+    (admin_view,) = [d for d in await arm.admin("GET", "gateways") if d["id"] == SAMPLE]
+    for document in (created, got, listing["value"][0], admin_view):
+        pfx = certificate(document, "sslcert")
+        assert "data" not in pfx and "password" not in pfx
+        assert pfx["publicCertData"] and sent["data"] not in pfx["publicCertData"]
+        assert "publicCertData" not in certificate(document, "sslcert2")  # a Key Vault secret
+    # The public certificates' data is not write-only: it reads back.
+    assert got["properties"]["trustedRootCertificates"][0]["properties"]["data"]
+    kept = certificate(await stored(arm, SAMPLE), "sslcert")
+    assert (kept["data"], kept["password"]) == (sent["data"], sent["password"])
+
+
+async def test_a_put_without_the_secret_keeps_the_stored_one(arm: Arm) -> None:
+    sent = certificate(sample_gateway(), "sslcert")
+    await create_sample(arm)
+    _, got, _ = await arm.call("GET", SAMPLE)
+    got["tags"] = {"changed": "by az network application-gateway update"}
+    status, _, headers = await arm.call("PUT", SAMPLE, got)  # GET-modify-PUT: no secret in it
+    assert status == 200
+    await settle(arm, op_path(headers))
+    kept = certificate(await stored(arm, SAMPLE), "sslcert")
+    assert (kept["data"], kept["password"]) == (sent["data"], sent["password"])
+    _, after, _ = await arm.call("GET", SAMPLE)
+    published = certificate(got, "sslcert")["publicCertData"]
+    assert certificate(after, "sslcert")["publicCertData"] == published
+
+    renewed = copy.deepcopy(after)
+    renewed["properties"]["sslCertificates"][0]["properties"].update(data="cmVuZXdlZA==")
+    _, _, headers = await arm.call("PUT", SAMPLE, renewed)  # a new PFX (no password) replaces
+    await settle(arm, op_path(headers))
+    replaced = certificate(await stored(arm, SAMPLE), "sslcert")
+    assert replaced["data"] == "cmVuZXdlZA==" and "password" not in replaced
+    _, final, _ = await arm.call("GET", SAMPLE)
+    assert certificate(final, "sslcert")["publicCertData"] != published
+
+
+async def test_a_new_certificate_needs_data_or_a_key_vault_secret(arm: Arm) -> None:
+    await create_sample(arm)
+    _, got, _ = await arm.call("GET", SAMPLE)
+    with_new = copy.deepcopy(got)
+    with_new["properties"]["sslCertificates"].append(
+        {"name": "newcert", "properties": {"password": "a password without its PFX"}}
+    )
+    status, body, _ = await arm.call("PUT", SAMPLE, with_new)
+    assert status == 400
+    assert body["error"]["code"] == (
+        "ApplicationGatewayCertificateDataOrKeyVaultSecretIdMustBeSpecified"
+    )
+    assert body["error"]["target"] == "properties.sslCertificates[2]"
+    assert "newcert" in body["error"]["message"]
+    _, unchanged, _ = await arm.call("GET", SAMPLE)
+    assert unchanged["etag"] == got["etag"]
+    # Creating a gateway: nothing is stored yet, so a certificate without its PFX is refused.
+    bare = sample_gateway()
+    del bare["properties"]["sslCertificates"][0]["properties"]["data"]
+    status, body, _ = await arm.call("PUT", SAMPLE.replace("/appgw", "/appgw-new"), bare)
+    assert (status, body["error"]["target"]) == (400, "properties.sslCertificates[0]")
+
+
+async def test_user_assigned_identity_ids_are_read_only(arm: Arm) -> None:
+    created = await create_sample(arm)
+    identities = created["identity"]["userAssignedIdentities"]
+    (entry,) = identities.values()
+    assert GUID.match(entry["principalId"]) and GUID.match(entry["clientId"])
+    assert entry["principalId"] != entry["clientId"]
+    _, got, _ = await arm.call("GET", SAMPLE)
+    assert got["identity"]["userAssignedIdentities"] == identities
+    forged = copy.deepcopy(got)
+    for value in forged["identity"]["userAssignedIdentities"].values():
+        value.update(principalId=str(uuid.uuid4()), clientId=str(uuid.uuid4()))
+    _, _, headers = await arm.call("PUT", SAMPLE, forged)
+    await settle(arm, op_path(headers))
+    _, after, _ = await arm.call("GET", SAMPLE)
+    assert after["identity"]["userAssignedIdentities"] == identities
+
+
+# -- ARM's throttling as a model (docs: request-limits-and-throttling) -------------------------
+
+
+def test_token_bucket_empties_then_refills() -> None:
+    now = [0.0]
+    buckets = Throttling({"reads": (2, 0.5), "writes": (1, 1)}, lambda: now[0])
+    assert [buckets.take("SUB", "reads"), buckets.take("sub", "reads")] == [1, 0]
+    with pytest.raises(ArmError) as empty:
+        buckets.take("sub", "reads")
+    assert (empty.value.status, empty.value.code) == (429, "SubscriptionRequestsThrottled")
+    assert empty.value.headers["Retry-After"] == "2"  # one token at 0.5 per second
+    assert buckets.take("sub", "writes") == 0  # a bucket per kind
+    assert buckets.take("other", "reads") == 1  # and per subscription
+    now[0] = 1.0
+    with pytest.raises(ArmError) as half:
+        buckets.take("sub", "reads")
+    assert half.value.headers["Retry-After"] == "1"
+    now[0] = 100.0  # refills up to the burst, no further
+    assert buckets.take("sub", "reads") == 1
+    report = buckets.report()["sub"]["reads"]
+    assert (report["lowest"], report["throttled"], report["remaining"]) == (0, 2, 1)
+
+
+async def test_throttling_is_opt_in_and_answers_429_with_retry_after(arm: Arm) -> None:
+    _, _, headers = await arm.call("GET", GW)
+    assert not any(h.startswith("x-ms-ratelimit") for h in headers)
+    config = await arm.admin(
+        "POST", "config", {"throttling": {"reads": {"burst": 2, "perSecond": 0.01}}}
+    )
+    assert config["throttling"]["writes"] == {"burst": 200, "perSecond": 10}
+    remaining = []
+    for _ in range(2):
+        status, doc, headers = await arm.call("GET", GW)
+        remaining.append(headers["x-ms-ratelimit-remaining-subscription-reads"])
+    assert remaining == ["1", "0"]
+    status, body, headers = await arm.call("GET", GW)
+    assert (status, body["error"]["code"]) == (429, "SubscriptionRequestsThrottled")
+    assert headers["Retry-After"] == "100"
+    status, _, headers = await arm.call("PUT", GW, doc)  # writes have their own bucket
+    assert (status, headers["x-ms-ratelimit-remaining-subscription-writes"]) == (200, "199")
+    report = await arm.admin("GET", "throttling")
+    assert report[GW.split("/")[2]]["reads"]["throttled"] == 1
+    await arm.admin("POST", "config", {"throttling": False})
+    assert (await arm.call("GET", GW))[0] == 200
+    status, body, _ = await arm.call(
+        "POST", "/_emulator/config", {"throttling": {"x": {}}}, query=""
+    )
+    assert status == 400 and "unknown kind" in body["error"]["message"]

@@ -57,6 +57,7 @@ def _emulator(args: argparse.Namespace) -> int:
             tls_dir=args.tls_dir,
             lro_seconds=args.lro_seconds,
             seeds=seeds,
+            throttling=args.throttling,
         )
     )
     return EXIT_OK
@@ -216,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--lro-seconds", type=float, default=1.0, help="how long a PUT stays Updating"
+    )
+    emulator.add_argument(
+        "--throttling",
+        action="store_true",
+        help="ARM's per-subscription token buckets: 429 with Retry-After when one is empty",
     )
     emulator.set_defaults(handler=_emulator)
 

@@ -3,6 +3,7 @@
 import json
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,10 +13,16 @@ from appgw_sse.emulator.server import RunningEmulator, serve
 from appgw_sse.offline import EXAMPLES
 
 API = "api-version=2024-05-01"
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def example_gateway() -> dict[str, Any]:
     return dict(json.loads((EXAMPLES / "gateway.json").read_text()))
+
+
+def sample_gateway() -> dict[str, Any]:
+    """azure-sdk-for-python's sample for ApplicationGateways_CreateOrUpdate, as sent."""
+    return dict(json.loads((DATA / "application_gateway_sample.json").read_text()))
 
 
 class Arm:

@@ -21,7 +21,14 @@ import trustme
 from aiohttp import web
 
 from appgw_sse.core.document import split_gateway_id
-from appgw_sse.emulator.state import ArmError, Emulator, Fault, Operation, resource_key
+from appgw_sse.emulator.state import (
+    ArmError,
+    Emulator,
+    Fault,
+    Operation,
+    public_view,
+    resource_key,
+)
 
 _GATEWAY = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network"
@@ -33,6 +40,7 @@ _OPERATION = re.compile(
     r"/operations/(?P<op>[^/]+)$",
     re.IGNORECASE,
 )
+_SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
 _LOOPBACK = ("127.0.0.1", "::1")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -109,6 +117,24 @@ class EmulatorApp:
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
+        quota = self._take_token(request)
+        try:
+            response = await self._route(request)
+        except ArmError as exc:
+            response = _error(exc)
+        response.headers.update(quota)
+        return response
+
+    def _take_token(self, request: web.Request) -> dict[str, str]:
+        """ARM's throttling, ahead of the resource provider: the remaining-quota header."""
+        subscription = _SUBSCRIPTION.match(request.path)
+        if self.emulator.throttling is None or subscription is None:
+            return {}
+        kind = {"GET": "reads", "HEAD": "reads", "DELETE": "deletes"}.get(request.method, "writes")
+        remaining = self.emulator.throttling.take(subscription["sub"], kind)
+        return {f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         operation = _OPERATION.match(request.path)
         gateway = _GATEWAY.match(request.path)
         kind = "poll" if operation else "resource"
@@ -137,7 +163,7 @@ class EmulatorApp:
         if interleave is not None:
             self.emulator.interleave(gateway_id, interleave.patch)
         if request.method == "GET":
-            return _json(200, self._get(gateway_id))
+            return _json(200, public_view(self._get(gateway_id)))
         if request.method == "PUT":
             return await self._put(gateway_id, request)
         if request.method == "DELETE":
@@ -161,7 +187,11 @@ class EmulatorApp:
     def _list(self, subscription: str, group: str) -> web.Response:
         self.emulator.advance()
         prefix = resource_key(subscription, group, "")
-        values = [d for k, d in sorted(self.emulator.gateways.items()) if k.startswith(prefix)]
+        values = [
+            public_view(d)
+            for k, d in sorted(self.emulator.gateways.items())
+            if k.startswith(prefix)
+        ]
         return _json(200, {"value": values})
 
     def _async_operation_headers(
@@ -198,7 +228,9 @@ class EmulatorApp:
         lro = self.emulator.take_fault("PUT", request.path, "lro")
         if lro is not None:
             operation.forced_outcome = (lro.outcome, lro.code, lro.message)
-        return _json(status, document, self._async_operation_headers(request, operation))
+        return _json(
+            status, public_view(document), self._async_operation_headers(request, operation)
+        )
 
     def _delete(self, gateway_id: str, request: web.Request) -> web.Response:
         operation = self.emulator.delete(gateway_id)
@@ -240,10 +272,13 @@ class EmulatorApp:
             raw = await request.read()
             payload: Any = json.loads(raw) if raw else None
             if (tail, method) == ("gateways", "GET"):
-                return _json(200, list(self.emulator.gateways.values()))
+                # ?secrets=true: as stored, write-only certificate secrets included.
+                secrets = request.query.get("secrets") == "true"
+                stored = self.emulator.gateways.values()
+                return _json(200, [d if secrets else public_view(d) for d in stored])
             if (tail, method) == ("gateways", "POST"):
                 items = payload if isinstance(payload, list) else [payload]
-                return _json(200, [self.emulator.seed(item) for item in items])
+                return _json(200, [public_view(self.emulator.seed(item)) for item in items])
             if (tail, method) == ("faults", "POST"):
                 items = payload if isinstance(payload, list) else [payload]
                 faults = [Fault(**item) for item in items]
@@ -266,17 +301,26 @@ class EmulatorApp:
                 self.emulator.conflict_mode = payload.get(
                     "conflictMode", self.emulator.conflict_mode
                 )
+                if "throttling" in payload:
+                    self.emulator.set_throttling(payload["throttling"])
+                throttling = self.emulator.throttling
                 return _json(
                     200,
                     {
                         "lroSeconds": self.emulator.lro_seconds,
                         "conflictMode": self.emulator.conflict_mode,
+                        "throttling": None if throttling is None else throttling.settings(),
                     },
                 )
+            if (tail, method) == ("throttling", "GET"):
+                throttling = self.emulator.throttling
+                return _json(200, {} if throttling is None else throttling.report())
             if (tail, method) == ("reset", "POST"):
                 self.emulator.gateways.clear()
                 self.emulator.operations.clear()
                 self.emulator.faults.clear()
+                if self.emulator.throttling is not None:
+                    self.emulator.throttling.buckets.clear()
                 self.requests.clear()
                 return _json(200, {})
         except ArmError as exc:
@@ -337,6 +381,7 @@ async def serve(
     tls_dir: Path | None = None,
     lro_seconds: float = 1.0,
     seeds: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    throttling: bool = False,
 ) -> AsyncIterator[RunningEmulator]:
     with tempfile.TemporaryDirectory(prefix="appgw-sse-emulator-") as scratch:
         directory = tls_dir or Path(scratch)
@@ -345,6 +390,7 @@ async def serve(
         if not token_file.exists():
             token_file.write_text("emulator-token\n")
         app = EmulatorApp(Emulator(lro_seconds=lro_seconds))
+        app.emulator.set_throttling(throttling)
         for seed in seeds:
             app.emulator.seed(seed)
         runner = web.AppRunner(app.build(), access_log=None)

@@ -1,7 +1,10 @@
 """Gateway documents, long-running operations and ARM's validation rules, without HTTP."""
 
+import base64
 import copy
+import hashlib
 import itertools
+import math
 import re
 import time
 import uuid
@@ -22,20 +25,38 @@ CHILD_COLLECTIONS = (
     "httpListeners", "listeners", "sslProfiles", "urlPathMaps", "requestRoutingRules",
     "routingRules", "rewriteRuleSets", "redirectConfigurations", "privateLinkConfigurations",
 )  # fmt: skip
+# Write-only in the REST spec (ApplicationGatewaySslCertificatePropertiesFormat: "only applicable
+# in PUT request"): stored, never returned.
+CERTIFICATE_SECRETS = ("data", "password")
+# ARM's subscription token buckets (docs: request-limits-and-throttling): (burst, refill per s).
+ARM_THROTTLING: dict[str, tuple[float, float]] = {
+    "reads": (250, 25),
+    "writes": (200, 10),
+    "deletes": (200, 10),
+}
+_IDENTITY_NAMESPACE = uuid.UUID("0b7c6b52-3f0e-4d7a-9c1e-5a2f8e4d6c10")
 
 
 class ArmError(Exception):
     """An ARM error response: status, code and message in ARM's error envelope."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        target: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.target = status, code, message, target
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": []}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "details": []}
+        if self.target is not None:
+            error["target"] = self.target
+        return {"error": error}
 
 
 def resource_key(subscription: str, group: str, name: str) -> str:
@@ -111,6 +132,144 @@ def _references(value: Any) -> list[str]:
     return []
 
 
+def _certificates(document: Any) -> list[dict[str, Any]]:
+    props = document.get("properties") if isinstance(document, dict) else None
+    items = props.get("sslCertificates") if isinstance(props, dict) else None
+    return [item for item in items or [] if isinstance(item, dict)]
+
+
+def public_view(document: dict[str, Any]) -> dict[str, Any]:
+    """What ARM answers for a stored gateway: the certificates' write-only secrets left out."""
+    view = copy.deepcopy(document)
+    for certificate in _certificates(view):
+        for key in CERTIFICATE_SECRETS:
+            (certificate.get("properties") or {}).pop(key, None)
+    return view
+
+
+def with_stored_secrets(body: Any, existing: dict[str, Any] | None) -> Any:
+    """The PUT body with each certificate that names neither `data` nor `keyVaultSecretId` given
+    the secret stored under its name: GET never returns it, so a GET-modify-PUT cannot send it."""
+    if existing is None:
+        return body
+    stored = {
+        str(certificate.get("name")).lower(): certificate.get("properties") or {}
+        for certificate in _certificates(existing)
+    }
+    merged = copy.deepcopy(body)
+    for certificate in _certificates(merged):
+        props = certificate.get("properties")
+        if not isinstance(props, dict):
+            props = certificate["properties"] = {}
+        if props.get("data") or props.get("keyVaultSecretId"):
+            continue
+        previous = stored.get(str(certificate.get("name")).lower(), {})
+        props.update({key: previous[key] for key in CERTIFICATE_SECRETS if key in previous})
+    return merged
+
+
+def _public_cert_data(pfx: str) -> str:
+    """A stand-in for the public half of a PFX: stable for the same PFX, and reveals nothing."""
+    return base64.b64encode(
+        b"emulated-public-cert:" + hashlib.sha256(pfx.encode()).digest()
+    ).decode()
+
+
+def _user_identity(resource_id: str) -> dict[str, str]:
+    """The ids Azure AD gave a user-assigned identity: fixed for the identity, whoever asks."""
+    key = resource_id.lower()
+    return {
+        "principalId": str(uuid.uuid5(_IDENTITY_NAMESPACE, f"principal:{key}")),
+        "clientId": str(uuid.uuid5(_IDENTITY_NAMESPACE, f"client:{key}")),
+    }
+
+
+@dataclass
+class TokenBucket:
+    burst: float
+    per_second: float
+    tokens: float
+    updated: float
+    lowest: float
+    throttled: int = 0
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+
+    def seconds_to_next(self) -> int:
+        return max(1, math.ceil((1 - self.tokens) / self.per_second))
+
+
+class Throttling:
+    """ARM's per-subscription token buckets for reads, writes and deletes."""
+
+    def __init__(self, limits: dict[str, tuple[float, float]], clock: Callable[[], float]) -> None:
+        self.limits, self.clock = limits, clock
+        self.buckets: dict[tuple[str, str], TokenBucket] = {}
+
+    def take(self, subscription: str, kind: str) -> int:
+        """Spend one token and return how many are left; 429 when there is none."""
+        now = self.clock()
+        burst, per_second = self.limits[kind]
+        bucket = self.buckets.setdefault(
+            (subscription.lower(), kind), TokenBucket(burst, per_second, burst, now, burst)
+        )
+        bucket.refill(now)
+        if bucket.tokens < 1:
+            bucket.throttled += 1
+            raise ArmError(
+                429,
+                "SubscriptionRequestsThrottled",
+                f"Too many {kind} for subscription '{subscription}': its bucket of {burst:g} "
+                f"refills {per_second:g} per second. Retry after {bucket.seconds_to_next()} s.",
+                {
+                    "Retry-After": str(bucket.seconds_to_next()),
+                    f"x-ms-ratelimit-remaining-subscription-{kind}": "0",
+                },
+            )
+        bucket.tokens -= 1
+        bucket.lowest = min(bucket.lowest, bucket.tokens)
+        return math.floor(bucket.tokens)
+
+    def settings(self) -> dict[str, dict[str, float]]:
+        return {kind: {"burst": b, "perSecond": r} for kind, (b, r) in self.limits.items()}
+
+    def report(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per subscription and kind: tokens left now, the fewest ever left, and 429s given."""
+        now = self.clock()
+        result: dict[str, dict[str, dict[str, float]]] = {}
+        for (subscription, kind), bucket in sorted(self.buckets.items()):
+            bucket.refill(now)
+            result.setdefault(subscription, {})[kind] = {
+                "burst": bucket.burst,
+                "perSecond": bucket.per_second,
+                "remaining": math.floor(bucket.tokens),
+                "lowest": math.floor(bucket.lowest),
+                "throttled": bucket.throttled,
+            }
+        return result
+
+
+def throttling_limits(setting: Any) -> dict[str, tuple[float, float]] | None:
+    """`true` (ARM's buckets), `false`/null (off), or per kind {"burst": n, "perSecond": r}."""
+    if setting is None or setting is False:
+        return None
+    limits = dict(ARM_THROTTLING)
+    if setting is True:
+        return limits
+    if not isinstance(setting, dict):
+        raise ValueError("throttling: true, false or {kind: {burst, perSecond}}")
+    for kind, bucket in setting.items():
+        if kind not in limits:
+            raise ValueError(f"throttling: unknown kind {kind!r}; one of {sorted(limits)}")
+        burst, per_second = float(bucket["burst"]), float(bucket["perSecond"])
+        if burst < 1 or per_second <= 0:
+            raise ValueError(f"throttling.{kind}: burst >= 1 and perSecond > 0")
+        limits[kind] = (burst, per_second)
+    return limits
+
+
 class Emulator:
     def __init__(
         self,
@@ -124,7 +283,13 @@ class Emulator:
         self.gateways: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, Operation] = {}
         self.faults: list[Fault] = []
+        self.throttling: Throttling | None = None
         self._operation_ids = itertools.count(1)
+
+    def set_throttling(self, setting: Any) -> None:
+        """Model ARM's throttling (see `throttling_limits`); buckets start full."""
+        limits = throttling_limits(setting)
+        self.throttling = None if limits is None else Throttling(limits, self.clock)
 
     # -- documents ------------------------------------------------------------------------
 
@@ -154,6 +319,18 @@ class Emulator:
                     child["properties"].pop(key, None)
         for setting in props.get("backendHttpSettingsCollection") or []:
             setting["properties"].setdefault("requestTimeout", ARM_DEFAULT_REQUEST_TIMEOUT)
+        for certificate in _certificates(document):
+            cert_props = certificate["properties"]
+            cert_props.pop("publicCertData", None)
+            if cert_props.get("data"):
+                cert_props["publicCertData"] = _public_cert_data(str(cert_props["data"]))
+        identity = document.get("identity")
+        user_assigned = (
+            identity.get("userAssignedIdentities") if isinstance(identity, dict) else None
+        )
+        if isinstance(user_assigned, dict):
+            for resource_id in user_assigned:
+                user_assigned[resource_id] = _user_identity(resource_id)
         return document
 
     def validate(self, gateway_id: str, body: Any) -> None:
@@ -177,6 +354,18 @@ class Emulator:
                     "ApplicationGatewayBackendHttpSettingsInvalidRequestTimeout",
                     f"Request timeout {timeout} of backend http settings {setting.get('name')} "
                     f"is invalid. It must be between 1 and {MAX_REQUEST_TIMEOUT_SECONDS} seconds.",
+                )
+        for index, certificate in enumerate(props.get("sslCertificates") or []):
+            cert_props = certificate.get("properties") if isinstance(certificate, dict) else None
+            cert_props = cert_props if isinstance(cert_props, dict) else {}
+            if not (cert_props.get("data") or cert_props.get("keyVaultSecretId")):
+                name = certificate.get("name") if isinstance(certificate, dict) else None
+                raise ArmError(
+                    400,
+                    "ApplicationGatewayCertificateDataOrKeyVaultSecretIdMustBeSpecified",
+                    f"SSL certificate {name} of application gateway {gateway_id} needs either "
+                    "data (a base-64 PFX, with its password) or a keyVaultSecretId.",
+                    target=f"properties.sslCertificates[{index}]",
                 )
         if "globalConfiguration" in props and is_v1_sku(body):
             raise ArmError(
@@ -208,10 +397,10 @@ class Emulator:
                 )
 
     def seed(self, document: dict[str, Any]) -> dict[str, Any]:
-        arm = to_arm_document(document)
-        gateway_id = str(arm.get("id", ""))
-        self.validate(gateway_id, arm)
+        gateway_id = str(document.get("id", ""))
         key = resource_key(*split_gateway_id(gateway_id))
+        arm = with_stored_secrets(to_arm_document(document), self.gateways.get(key))
+        self.validate(gateway_id, arm)
         self.gateways[key] = self._finalize(gateway_id, arm, "Succeeded")
         return self.gateways[key]
 
@@ -289,6 +478,7 @@ class Emulator:
                 "code": "CanceledAndSupersededDueToAnotherOperation",
                 "message": "Operation was canceled and superseded by another operation.",
             }
+        body = with_stored_secrets(body, existing)
         self.validate(gateway_id, body)
         document = self._finalize(gateway_id, body, "Updating")
         operation = Operation(
