@@ -21,6 +21,7 @@ import trustme
 from aiohttp import web
 
 from appgw_sse.core.document import split_gateway_id
+from appgw_sse.emulator.dataplane import DataPlane
 from appgw_sse.emulator.state import ArmError, Emulator, Fault, Operation, resource_key
 
 _GATEWAY = re.compile(
@@ -51,6 +52,7 @@ class EmulatorApp:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
         self.requests: list[dict[str, Any]] = []
+        self.dataplane = DataPlane(emulator)
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._log_middleware])
@@ -198,6 +200,7 @@ class EmulatorApp:
         lro = self.emulator.take_fault("PUT", request.path, "lro")
         if lro is not None:
             operation.forced_outcome = (lro.outcome, lro.code, lro.message)
+        self.dataplane.put_accepted(operation)
         return _json(status, document, self._async_operation_headers(request, operation))
 
     def _delete(self, gateway_id: str, request: web.Request) -> web.Response:
@@ -273,6 +276,8 @@ class EmulatorApp:
                         "conflictMode": self.emulator.conflict_mode,
                     },
                 )
+            if tail == "backends":
+                return _json(200, await self.dataplane.admin(method, payload))
             if (tail, method) == ("reset", "POST"):
                 self.emulator.gateways.clear()
                 self.emulator.operations.clear()
@@ -329,6 +334,10 @@ class RunningEmulator:
     def emulator(self) -> Emulator:
         return self.app.emulator
 
+    @property
+    def frontends(self) -> dict[str, str]:
+        return self.app.dataplane.frontends
+
 
 @asynccontextmanager
 async def serve(
@@ -351,6 +360,7 @@ async def serve(
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls.context())
         await site.start()
+        await app.dataplane.start()
         bound_host, bound_port = runner.addresses[0][:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         try:
@@ -358,6 +368,7 @@ async def serve(
                 f"https://{url_host}:{bound_port}", tls.ca_bundle, token_file, app
             )
         finally:
+            await app.dataplane.stop()
             await runner.cleanup()
 
 
@@ -379,6 +390,7 @@ async def run_until_signalled(**options: Any) -> None:
             "url": running.url,
             "ca_bundle": str(running.ca_bundle),
             "token_file": str(running.token_file),
+            "frontends": running.frontends,
         }
         print(json.dumps(ready), flush=True)
         await stop.wait()
