@@ -14,6 +14,9 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from appgw_sse.emulator.server import RunningEmulator, serve
+from tests.support.gateways import gateway_document
+
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -96,3 +99,31 @@ async def sse_server() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def behind_gateway(
+    backend: str,
+    *,
+    request_timeout: int = 30,
+    buffering: bool = False,
+    drain: int | None = None,
+    buffer_bytes: int | None = None,
+) -> AsyncIterator[tuple[RunningEmulator, str]]:
+    """The emulator with one gateway whose only rule sends everything to `backend`; yields it
+    and the gateway's frontend URL."""
+    document = gateway_document(
+        {"sse": request_timeout},
+        name="agw",
+        buffering=buffering,
+        pools={"pool": [{"ipAddress": "10.0.0.4"}]},
+        rules=[("sse", "pool")],
+    )
+    if drain is not None:
+        setting = document["properties"]["backendHttpSettingsCollection"][0]["properties"]
+        setting["connectionDraining"] = {"enabled": True, "drainTimeoutInSec": drain}
+    async with serve(lro_seconds=0.2, seeds=[document]) as running:
+        await running.app.dataplane.admin("POST", {"pool": backend})
+        if buffer_bytes is not None:
+            running.app.dataplane.buffer_bytes = buffer_bytes
+        yield running, running.frontends["agw"]
