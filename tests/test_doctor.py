@@ -101,6 +101,10 @@ def test_parser_handles_line_breaks_and_characters_split_across_chunks() -> None
     assert events == [SseEvent(1.2, "café", None, "message")]
     events, _ = parser.feed(b"\ndata: y\r\r", 1.3)
     assert events == [SseEvent(1.3, "y", None, "message")]
+    # A chunk holding only the LF of a CRLF does not swallow the next chunk's LF.
+    assert parser.feed(b"data: z\r", 1.4) == ([], 0)
+    assert parser.feed(b"\n", 1.5) == ([], 0)
+    assert parser.feed(b"\n", 1.6) == ([SseEvent(1.6, "z", None, "message")], 0)
 
 
 # -- pure pieces ----------------------------------------------------------------------------
@@ -191,6 +195,17 @@ def test_a_cut_at_an_unknown_idle_limit_or_while_flowing() -> None:
     flowing = analyse(observation([0.1 * n for n in range(1, 11)], end="cut", ended_at=1.05))
     assert "while data was flowing" in flowing.verdict
     assert "configuration update" in flowing.verdict
+
+
+def test_a_connection_closed_before_any_response() -> None:
+    obs = observation([], headers=())
+    obs.status = obs.headers_at = None
+    obs.chunks, obs.end, obs.ended_at = [], "cut", 1.3
+    report = analyse(obs)
+    assert report.verdict.startswith("cut after 1.3 s")
+    assert report.findings[0].message.startswith(
+        "the connection closed before any response, 1.3 s after the request"
+    )
 
 
 def test_a_gateway_timeout_before_the_headers() -> None:

@@ -66,10 +66,11 @@ class SseParser:
     def feed(self, chunk: bytes, at: float) -> tuple[list[SseEvent], int]:
         """The events completed by `chunk` and the number of comment lines (heartbeats)."""
         text = self._decoder.decode(chunk)
-        if self._skip_lf and text.startswith("\n"):
-            text = text[1:]
+        # A CR at the end of the last chunk and an LF at the start of this one are one break.
+        skip = self._skip_lf and text.startswith("\n")
         if text:
             self._skip_lf = text.endswith("\r")
+        text = text[1:] if skip else text
         if self._first and text:
             text, self._first = text.removeprefix("\ufeff"), False
         lines = _LINE_BREAK.split(self._pending + text)
@@ -379,7 +380,14 @@ def _cut_finding(obs: Observation, silences: Sequence[float]) -> Finding:
     idle = flowing is None or silence >= max(HELD_SECONDS, 2 * flowing)
     limit = (match_limit(silence) if idle else None) or match_limit(after)
     before = "before any response" if obs.headers_at is None else "without the body's end"
-    evidence = f"the connection closed {before} {_seconds(silence)} after the last byte"
+    since = (
+        "the last byte"
+        if obs.chunks
+        else "the request"
+        if obs.headers_at is None
+        else "the headers"
+    )
+    evidence = f"the connection closed {before}, {_seconds(silence)} after {since}"
     if limit is not None:
         summary = f"cut after {_seconds(after)} (matches {limit.phrase}: {limit.advice})"
     elif idle:
@@ -542,7 +550,8 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
         findings.append(_cut_finding(obs, silences))
     elif obs.status != 200:
         assert obs.headers_at is not None
-        limit = match_limit(obs.headers_at)
+        # A gateway's 504 is its timeout waiting for the backend: say which one it matches.
+        limit = match_limit(obs.headers_at) if obs.status == 504 else None
         matched = f" (matches {limit.phrase}: {limit.advice})" if limit else ""
         findings.append(
             Finding(

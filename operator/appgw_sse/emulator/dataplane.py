@@ -26,7 +26,8 @@ RESPONSE_BUFFER_BYTES = 64 * 1024
 DEFAULT_DRAIN_SECONDS = 30
 # How often a waiting proxy re-reads the document (a raised requestTimeout, buffering turned off).
 POLL_SECONDS = 0.25
-_HOP_BY_HOP = frozenset(
+# Hop-by-hop headers, plus those the proxy recomputes for its own connection.
+_NOT_FORWARDED = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
         "trailer", "transfer-encoding", "upgrade", "host", "content-length",
@@ -247,7 +248,9 @@ class DataPlane:
 
     async def _serve(self, key: str, request: web.Request) -> web.StreamResponse:
         document = self.emulator.gateways.get(key)
-        target = route(document, request.path) if document is not None else None
+        if document is None:
+            return _plain(502, "this gateway no longer exists in the emulator")
+        target = route(document, request.path)
         if target is None:
             return _plain(502, "no routing rule with a backend serves this path")
         pool_name, setting_name = target
@@ -300,7 +303,7 @@ class DataPlane:
     ) -> web.StreamResponse:
         assert self._session is not None
         loop = asyncio.get_running_loop()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         body = await request.read()
         last_byte = loop.time()
         try:
@@ -317,7 +320,7 @@ class DataPlane:
             return _plain(502, f"the backend could not be reached: {exc}")
         response = web.StreamResponse(status=backend.status, reason=backend.reason)
         for name, value in backend.headers.items():
-            if name.lower() not in _HOP_BY_HOP:
+            if name.lower() not in _NOT_FORWARDED:
                 response.headers.add(name, value)
         if backend.content_length is not None:
             response.content_length = backend.content_length
