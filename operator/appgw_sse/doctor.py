@@ -516,8 +516,8 @@ def _limit_findings(obs: Observation, longest: float | None) -> list[Finding]:
             Finding(
                 "info",
                 "short-listen",
-                f"listened {_seconds(obs.listen_seconds)}: listen longer than your longest "
-                "silence (--duration) to meet the limits",
+                f"listened {_seconds(obs.listen_seconds)}, less than the default "
+                "requestTimeout: to meet the limits, listen longer than your longest silence",
             )
         )
     return findings
