@@ -144,7 +144,7 @@ async def test_turning_buffering_off_mid_stream_releases_what_was_held() -> None
             held = await response.content.readany()
             assert held.count(b"data: ") >= 3  # what was held, at once
             following = await response.content.readany()
-            assert following.count(b"data: ") == 1  # then live
+            assert 1 <= following.count(b"data: ") < held.count(b"data: ")  # then live
         response.release()
 
 
