@@ -134,6 +134,19 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from appgw_sse import doctor
+
+    return doctor.main(args.url, args.duration, args.header, args.direct, args.output)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a header such as 'Authorization: x'")
+    return name.strip(), value.strip()
+
+
 def _crd(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(build_crd(), sort_keys=False, width=100), end="")
     return EXIT_OK
@@ -224,6 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="ARM's per-subscription token buckets: 429 with Retry-After when one is empty",
     )
     emulator.set_defaults(handler=_emulator)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="listen to an SSE stream and say whether the path streams, buffers or cuts it",
+        description="Exit status: 0 healthy, 1 problems found, 2 could not connect.",
+    )
+    doctor.add_argument("url", help="the stream, as a browser would open it")
+    doctor.add_argument(
+        "--duration", default="60s", type=_duration_seconds, help="how long to listen (60s)"
+    )
+    doctor.add_argument(
+        "--header", action="append", default=[], type=_header, metavar="K:V", help="repeatable"
+    )
+    doctor.add_argument("--direct", metavar="URL", help="the backend itself, to compare with")
+    doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    doctor.set_defaults(handler=_doctor)
 
     crd = commands.add_parser("crd", help="print the SseRoute CustomResourceDefinition")
     crd.set_defaults(handler=_crd)

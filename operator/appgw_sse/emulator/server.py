@@ -21,6 +21,7 @@ import trustme
 from aiohttp import web
 
 from appgw_sse.core.document import split_gateway_id
+from appgw_sse.emulator.dataplane import DataPlane
 from appgw_sse.emulator.state import (
     ArmError,
     Emulator,
@@ -59,6 +60,7 @@ class EmulatorApp:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
         self.requests: list[dict[str, Any]] = []
+        self.dataplane = DataPlane(emulator)
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._log_middleware])
@@ -228,6 +230,7 @@ class EmulatorApp:
         lro = self.emulator.take_fault("PUT", request.path, "lro")
         if lro is not None:
             operation.forced_outcome = (lro.outcome, lro.code, lro.message)
+        self.dataplane.put_accepted(operation)
         return _json(
             status, public_view(document), self._async_operation_headers(request, operation)
         )
@@ -315,6 +318,8 @@ class EmulatorApp:
             if (tail, method) == ("throttling", "GET"):
                 throttling = self.emulator.throttling
                 return _json(200, {} if throttling is None else throttling.report())
+            if tail == "backends":
+                return _json(200, await self.dataplane.admin(method, payload))
             if (tail, method) == ("reset", "POST"):
                 self.emulator.gateways.clear()
                 self.emulator.operations.clear()
@@ -373,6 +378,10 @@ class RunningEmulator:
     def emulator(self) -> Emulator:
         return self.app.emulator
 
+    @property
+    def frontends(self) -> dict[str, str]:
+        return self.app.dataplane.frontends
+
 
 @asynccontextmanager
 async def serve(
@@ -397,6 +406,7 @@ async def serve(
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls.context())
         await site.start()
+        await app.dataplane.start()
         bound_host, bound_port = runner.addresses[0][:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         try:
@@ -404,6 +414,7 @@ async def serve(
                 f"https://{url_host}:{bound_port}", tls.ca_bundle, token_file, app
             )
         finally:
+            await app.dataplane.stop()
             await runner.cleanup()
 
 
@@ -425,6 +436,7 @@ async def run_until_signalled(**options: Any) -> None:
             "url": running.url,
             "ca_bundle": str(running.ca_bundle),
             "token_file": str(running.token_file),
+            "frontends": running.frontends,
         }
         print(json.dumps(ready), flush=True)
         await stop.wait()
