@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from appgw_sse.models.crd import build_crd
-from tests.support.kube_api import KubeApi, ResourceDef
+from appgw_sse.sandbox.kube_api import KubeApi, ResourceDef
 
 SSEROUTES = ResourceDef.from_crd(build_crd())
 

@@ -1,5 +1,6 @@
 """The Kubernetes API under the end-to-end suite: a real kube-apiserver when one can be started,
-else the KMock-based stand-in (tests/support/kube_api.py).
+else the KMock-based stand-in (appgw_sse.sandbox.kube_api), which is what a fresh machine
+with only Python has.
 
 The real server comes from `../shared/k8s/start-apiserver` (kube-apiserver v1.20.2 + etcd on
 loopback, ~5 s) or from `APPGW_SSE_START_APISERVER` naming such a script. It runs with an audit
@@ -63,7 +64,7 @@ def start_script() -> Path | None:
 def describe() -> str:
     script = start_script()
     if script is None:
-        return "stand-in (KMock realism layer, tests/support/kube_api.py)"
+        return "stand-in (KMock realism layer, appgw_sse.sandbox.kube_api)"
     return f"real kube-apiserver v1.20.2 ({script})"
 
 
@@ -169,7 +170,7 @@ class StandInCluster(Cluster):
 
     def __init__(self, workdir: Path) -> None:
         from appgw_sse.models.crd import build_crd
-        from tests.support.kube_api import KubeApi, ResourceDef
+        from appgw_sse.sandbox.kube_api import KubeApi, ResourceDef
 
         super().__init__(workdir)
         self._stack = contextlib.ExitStack()

@@ -1,6 +1,9 @@
-"""A Kubernetes API for tests: KMock's server and discovery, plus a realistic object store.
+"""An embedded Kubernetes API, for the sandbox and for tests on machines where no real
+kube-apiserver can run: KMock's server and discovery, plus a realistic object store.
 
-KMock 0.8 alone breaks kopf and kubectl (see shared/reference/kubernetes-test-api.md). KMock
+Where the real API server is available (../shared/k8s), the tests and the sandbox use it; this
+stand-in is what a fresh machine with only Python has. KMock 0.8 alone breaks kopf and kubectl
+(no resourceVersions, watch replay, selectors or status subresource), so KMock
 keeps serving discovery (/api, /apis, ...) and errors; every request for a declared resource
 goes to `Store`, which behaves like kube-apiserver where clients depend on it: metadata filled
 (uid, resourceVersion, generation, creationTimestamp, namespace), generateName, 409 on a stale
@@ -27,7 +30,7 @@ from typing import Any, TypeVar
 
 import aiohttp.web
 import attrs
-import jsonpatch
+import jsonpatch  # type: ignore[import-untyped]
 import kmock
 from kmock._internal import rendering
 
@@ -115,26 +118,21 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def _selector_term(term: str) -> Callable[[dict[str, str]], bool]:
+    if m := re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", term):
+        key, wanted, values = m[1], m[2] == "in", {v.strip() for v in m[3].split(",")}
+        return lambda labels: (labels.get(key) in values) == wanted
+    if m := re.fullmatch(r"(\S+?)\s*(!=|==?)\s*(\S*)", term):
+        key, equal, value = m[1], m[2] != "!=", m[3]
+        return lambda labels: (labels.get(key) == value) == equal
+    if term.startswith("!"):
+        return lambda labels: term[1:] not in labels
+    return lambda labels: term in labels
+
+
 def _parse_selector(text: str) -> list[Callable[[dict[str, str]], bool]]:
     """Kubernetes label-selector syntax: =, ==, !=, in, notin, key, !key."""
-    terms = [t.strip() for t in re.split(r",(?![^()]*\))", text) if t.strip()]
-    checks: list[Callable[[dict[str, str]], bool]] = []
-    for term in terms:
-        if m := re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", term):
-            key, op, values = m[1], m[2], {v.strip() for v in m[3].split(",")}
-            if op == "in":
-                checks.append(lambda labels, k=key, v=values: labels.get(k) in v)
-            else:
-                checks.append(lambda labels, k=key, v=values: labels.get(k) not in v)
-        elif m := re.fullmatch(r"(\S+?)\s*!=\s*(\S*)", term):
-            checks.append(lambda labels, k=m[1], v=m[2]: labels.get(k) != v)
-        elif m := re.fullmatch(r"(\S+?)\s*==?\s*(\S*)", term):
-            checks.append(lambda labels, k=m[1], v=m[2]: labels.get(k) == v)
-        elif term.startswith("!"):
-            checks.append(lambda labels, k=term[1:]: k not in labels)
-        else:
-            checks.append(lambda labels, k=term: k in labels)
-    return checks
+    return [_selector_term(t.strip()) for t in re.split(r",(?![^()]*\))", text) if t.strip()]
 
 
 def json_path(obj: Any, path: str) -> Any:
