@@ -29,7 +29,6 @@ from tests.support import chart
 from tests.support.chart import CHART_DIR, REPO, render
 
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 # What the operator does where it watches: never granted cluster-wide unless it watches all.
 WATCH_RESOURCES = {"sseroutes", "sseroutes/status", "events", "pods", "services"}
 GATEWAYS = (
