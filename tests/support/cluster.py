@@ -252,17 +252,11 @@ RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 
 @cache
 def chart_rbac() -> list[dict[str, Any]]:
-    """The operator's identity and permissions exactly as the Helm chart renders them (real Helm),
-    for the release `appgw-sse` in the operator's namespace."""
-    import helm_python
+    """The operator's identity and permissions exactly as the Helm chart renders them (real Helm)
+    for its default release in the operator's namespace."""
+    from tests.support import chart
 
-    chart = helm_python.Chart.load(REPO / "deploy" / "helm" / "appgw-sse-operator")
-    try:
-        rendered = chart.render({}, name="appgw-sse", namespace=OPERATOR_NAMESPACE, is_install=True)
-    finally:
-        chart.close()
-    documents = [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
-    return [d for d in documents if d["kind"] in RBAC_KINDS]
+    return [d for d in chart.render(namespace=OPERATOR_NAMESPACE) if d["kind"] in RBAC_KINDS]
 
 
 def operator_user() -> str:
