@@ -115,7 +115,7 @@ def test_defaults_watch_all_namespaces_with_one_cluster_role() -> None:
     ledger = one(docs, "Role")
     assert ledger["metadata"]["namespace"] == chart.NAMESPACE
     assert rules(ledger) == {
-        ("configmaps", "get"),
+        ("configmaps", "list"),
         ("configmaps", "create"),
         ("configmaps", "update"),
     }

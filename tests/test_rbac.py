@@ -18,7 +18,6 @@ CLUSTER_WIDE = {
     "events": "create",
     "pods": "list patch watch",
     "services": "list watch",
-    "namespaces": "list watch",
     "customresourcedefinitions.apiextensions.k8s.io": "list watch",
 }
 EXPECTED = {
