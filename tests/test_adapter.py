@@ -496,3 +496,26 @@ async def test_the_operator_converges_once_credentials_are_fixed_without_a_resyn
     assert len(failed_puts) == (3 if broken == "403 on PUT" else 0)
     stored = (await arm.call("GET", GW))[1]
     assert stored["properties"]["globalConfiguration"]["enableResponseBuffering"] is False
+
+
+@pytest.mark.parametrize("name", [".", "..", "agw?api-version=1", "agw%2Fother", "agw\n"])
+async def test_a_gateway_id_the_http_client_would_rewrite_is_refused_before_any_request(
+    emulator: RunningEmulator, arm: Arm, name: str
+) -> None:
+    kube = MemoryKube()
+    reconciler = Reconciler(
+        OperatorConfig(allowed_gateways=("*",), debounce=0.01, resync=3600),
+        AzureGateways(settings(emulator)),
+        kube,
+    )
+    body = copy.deepcopy(ROUTE_BODY)
+    body["spec"]["gateway"]["id"] = GW.rsplit("/", 1)[0] + "/" + name
+    try:
+        await reconciler.observe(body)
+    finally:
+        await reconciler.close()
+    [status] = kube.statuses
+    accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
+    assert accepted["message"].startswith("spec.gateway.id: gateway name ")
+    assert await arm.requests() == []
