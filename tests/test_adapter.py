@@ -1,16 +1,22 @@
 """The gateway adapter: the real azure-mgmt-network async client against the emulator (HTTPS)."""
 
+import asyncio
 import copy
-from collections.abc import AsyncIterator
+import os
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from appgw_sse.adapters.azure_gateway import ArmSettings, AzureGateways
 from appgw_sse.adapters.credentials import TokenFileCredential
 from appgw_sse.adapters.errors import TerminalGatewayError, TransientGatewayError
+from appgw_sse.core.ledger import Ledger
 from appgw_sse.core.planner import Change, Plan, Reason, RouteIntent, plan_gateway
-from appgw_sse.emulator.server import RunningEmulator
+from appgw_sse.emulator.server import RunningEmulator, token_fingerprint
+from appgw_sse.reconciler import OperatorConfig, Reconciler
 from tests.support.emulator import Arm, example_gateway
 from tests.support.gateways import without_owned_fields
 
@@ -38,12 +44,39 @@ def route(settings: tuple[str, ...] = ("notifications-http",), idle: int = 45) -
     )
 
 
+def settings(emulator: RunningEmulator, **overrides: Any) -> ArmSettings:
+    return ArmSettings(**{
+        "endpoint": emulator.url, "ca_bundle": emulator.ca_bundle,
+        "token_file": emulator.token_file, "polling_interval": 0.05, "sdk_retries": 3,
+        "lro_timeout": 30, **overrides,
+    })  # fmt: skip
+
+
 @pytest.fixture
 async def gateways(emulator: RunningEmulator) -> AsyncIterator[AzureGateways]:
-    adapter = AzureGateways(ArmSettings(
-        endpoint=emulator.url, ca_bundle=emulator.ca_bundle, token_file=emulator.token_file,
-        polling_interval=0.05, sdk_retries=3, lro_timeout=30,
-    ))  # fmt: skip
+    adapter = AzureGateways(settings(emulator))
+    yield adapter
+    await adapter.close()
+
+
+def write(path: Path | str, text: str) -> None:
+    """Rewrite a small file (synchronously: it takes no time worth yielding for)."""
+    Path(path).write_text(text)
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "token"
+    path.write_text("token-1\n")
+    return path
+
+
+@pytest.fixture
+async def file_gateways(
+    emulator: RunningEmulator, token_file: Path
+) -> AsyncIterator[AzureGateways]:
+    """The adapter with a token file the test rewrites."""
+    adapter = AzureGateways(settings(emulator, token_file=token_file))
     yield adapter
     await adapter.close()
 
@@ -205,29 +238,102 @@ async def test_poll_failures_are_retried_by_the_sdk(gateways: AzureGateways, arm
 
 
 @pytest.mark.parametrize(
-    ("fault", "reason", "code"),
+    ("fault", "code", "awaited"),
     [
         (
             {"method": "PUT", "status": 403, "code": "AuthorizationFailed"},
-            Reason.AZURE_AUTH_FAILED,
             "AuthorizationFailed",
+            "ARM answered 403 for gateway agw-shop-prod: Injected fault; waiting for the "
+            "identity's role assignment on the gateway (assignments take minutes to propagate)",
         ),
         (
             {"method": "GET", "status": 401, "code": "InvalidAuthenticationToken"},
-            Reason.AZURE_AUTH_FAILED,
-            "",
+            "InvalidAuthenticationToken",
+            "ARM answered 401 for gateway agw-shop-prod: Injected fault; waiting for a token ARM "
+            "accepts",
         ),
     ],
 )
-async def test_terminal_faults(
-    gateways: AzureGateways, arm: Arm, fault: dict, reason: Reason, code: str
+async def test_auth_failures_are_transient_and_say_what_is_awaited(
+    gateways: AzureGateways, arm: Arm, fault: dict, code: str, awaited: str
 ) -> None:
     plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
     await arm.admin("POST", "faults", fault)
-    with pytest.raises(TerminalGatewayError) as caught:
+    with pytest.raises(TransientGatewayError) as caught:
         await gateways.apply(plan)
-    assert caught.value.reason is reason
-    assert code in caught.value.code
+    assert (caught.value.reason, caught.value.code) == (Reason.AZURE_AUTH_FAILED, code)
+    assert caught.value.message == awaited and caught.value.delay == 5
+    await gateways.apply(plan)  # the identity got fixed: the retry converges
+
+
+async def test_auth_backoff_doubles_to_a_cap_per_method_and_resets_on_success(
+    gateways: AzureGateways, arm: Arm
+) -> None:
+    plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
+    await arm.admin("POST", "faults", {"method": "PUT", "status": 403, "count": 7,
+                                       "code": "AuthorizationFailed"})  # fmt: skip
+    delays = []
+    for _ in range(7):
+        with pytest.raises(TransientGatewayError) as caught:
+            await gateways.apply(plan)  # each attempt's GETs succeed: reading is allowed
+        delays.append(caught.value.delay)
+    assert delays == [5, 10, 20, 40, 60, 60, 60]
+    await gateways.apply(plan)
+    reverted = plan_gateway(GW, [], (await gateways.get(GW)).document, plan.ledger)
+    await arm.admin("POST", "faults", {"method": "PUT", "status": 403,
+                                       "code": "AuthorizationFailed"})  # fmt: skip
+    with pytest.raises(TransientGatewayError) as caught:
+        await gateways.apply(reverted)
+    assert caught.value.delay == 5  # the success reset the wait
+
+
+@pytest.mark.parametrize("content", ["", "\n"])
+async def test_an_empty_token_file_waits_for_a_token_instead_of_sending_none(
+    file_gateways: AzureGateways, arm: Arm, token_file: Path, content: str
+) -> None:
+    write(token_file, content)
+    with pytest.raises(TransientGatewayError) as caught:
+        await file_gateways.get(GW)
+    assert (caught.value.reason, caught.value.code) == (
+        Reason.AZURE_AUTH_FAILED,
+        "CredentialUnavailable",
+    )
+    assert f"token file {token_file} is empty" in caught.value.message
+    assert caught.value.message.endswith("waiting for one to become available")
+    assert caught.value.delay == 5
+    assert await arm.requests() == []  # nothing was sent without a token
+    write(token_file, "token-2\n")
+    await file_gateways.get(GW)
+    assert [r["token"] for r in await arm.requests()] == [token_fingerprint("token-2")]
+
+
+async def test_a_missing_token_file_waits_for_it(
+    file_gateways: AzureGateways, token_file: Path
+) -> None:
+    os.unlink(token_file)
+    with pytest.raises(TransientGatewayError) as caught:
+        await file_gateways.get(GW)
+    assert caught.value.reason is Reason.AZURE_AUTH_FAILED
+    assert f"token file {token_file}: No such file or directory" in caught.value.message
+    write(token_file, "token-2")
+    await file_gateways.get(GW)
+
+
+async def test_the_request_after_a_token_rotation_carries_the_new_token(
+    file_gateways: AzureGateways, arm: Arm, token_file: Path
+) -> None:
+    await file_gateways.get(GW)
+    write(token_file, "token-2\n")  # same size, likely the same mtime tick
+    await file_gateways.get(GW)
+    rotated = f"{token_file}.new"
+    write(rotated, "token-three")
+    os.replace(rotated, token_file)  # rotation by rename, as Kubernetes projects tokens
+    await file_gateways.get(GW)
+    assert [r["token"] for r in await arm.requests("GET")] == [
+        token_fingerprint("token-1"),
+        token_fingerprint("token-2"),
+        token_fingerprint("token-three"),
+    ]
 
 
 async def test_validation_error_is_terminal_with_arm_code(gateways: AzureGateways) -> None:
@@ -284,13 +390,132 @@ async def test_unreachable_endpoint_is_transient(tmp_path: Path, emulator: Runni
         await adapter.close()
 
 
-async def test_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text("first\n")
-    credential = TokenFileCredential(token)
-    assert (await credential.get_token("scope")).token == "first"
-    token.write_text("second\n")
-    import os
+async def test_a_token_rewritten_within_one_timestamp_tick_is_reread(token_file: Path) -> None:
+    credential = TokenFileCredential(token_file)
+    assert (await credential.get_token("scope")).token == "token-1"
+    before = os.stat(token_file)
+    write(token_file, "token-2\n")  # same size, in place (same inode)
+    os.utime(token_file, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same mtime
+    assert (await credential.get_token("scope")).token == "token-2"
 
-    os.utime(token, (1, 1))  # a distinct mtime even within the filesystem's time resolution
-    assert (await credential.get_token("scope")).token == "second"
+
+async def test_an_unchanged_token_file_costs_a_stat_not_a_read(
+    token_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_minute_ago = time.time_ns() - 60_000_000_000
+    os.utime(token_file, ns=(a_minute_ago, a_minute_ago))
+    credential = TokenFileCredential(token_file)
+    await credential.get_token("scope")
+    reads = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda *a, **k: reads.append(1) or read_text(*a, **k))
+    for _ in range(20):
+        token = await credential.get_token("scope")
+    assert (token.token, reads) == ("token-1", [])
+    # azure-core's policy asks again once the claimed expiry has passed: at once.
+    assert token.expires_on <= time.time()
+
+
+class MemoryKube:
+    """The reconciler's Kubernetes port in memory; waiters see every status write."""
+
+    def __init__(self) -> None:
+        self.statuses: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str]] = []
+        self.ledgers: dict[str, Ledger] = {}
+        self._written = asyncio.Condition()
+
+    async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        async with self._written:
+            self.statuses.append(status)
+            self._written.notify_all()
+
+    async def post_event(self, route: dict[str, Any], event_type: str, reason: str,
+                         message: str) -> None:  # fmt: skip
+        self.events.append((reason, message))
+
+    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
+        return self.ledgers.get(gateway_id.lower(), Ledger(gateway_id=gateway_id)), None
+
+    async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None:
+        self.ledgers[confirmed.gateway_id.lower()] = confirmed
+
+    async def wait_for(self, holds: Callable[[dict[str, str]], bool]) -> dict[str, str]:
+        """The first GatewayConfigured condition written (from now on) for which `holds`."""
+        async with asyncio.timeout(30), self._written:
+            seen = len(self.statuses)
+            while True:
+                for status in self.statuses[seen:]:
+                    for condition in status["conditions"]:
+                        if condition["type"] == "GatewayConfigured" and holds(condition):
+                            return dict(condition)
+                seen = len(self.statuses)
+                await self._written.wait()
+
+
+ROUTE_BODY = {
+    "metadata": {"namespace": "shop", "name": "notifications", "uid": "u1", "generation": 1},
+    "spec": {"gateway": {"id": GW, "backendSettings": ["notifications-http"]},
+             "idleInterval": "45s"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("broken", "awaited"),
+    [
+        ("403 on PUT", "the identity's role assignment on the gateway (assignments take minutes "
+                       "to propagate)"),
+        ("empty token file", "one to become available"),
+    ],
+)  # fmt: skip
+async def test_the_operator_converges_once_credentials_are_fixed_without_a_resync(
+    emulator: RunningEmulator, arm: Arm, token_file: Path, broken: str, awaited: str
+) -> None:
+    kube = MemoryKube()
+    adapter = AzureGateways(settings(emulator, token_file=token_file, auth_retry=0.01))
+    config = OperatorConfig(allowed_gateways=("*",), debounce=0.01, resync=3600)
+    reconciler = Reconciler(config, adapter, kube)
+    if broken == "403 on PUT":
+        await arm.admin("POST", "faults", {"method": "PUT", "status": 403, "count": 3,
+                                           "code": "AuthorizationFailed"})  # fmt: skip
+    else:
+        write(token_file, "")
+    try:
+        await reconciler.observe(ROUTE_BODY)
+        waiting = await kube.wait_for(lambda c: c["reason"] == "AzureAuthFailed")
+        assert waiting["status"] == "False"
+        assert waiting["message"].endswith(f"waiting for {awaited}; retrying in 0.01s")
+        if broken == "empty token file":
+            write(token_file, "token-2")  # fixed out of band while the operator waits
+        applied = await kube.wait_for(lambda c: c["status"] == "True")
+    finally:
+        await reconciler.close()
+    assert applied["reason"] == "Applied"
+    assert [reason for reason, _ in kube.events].count("AzureAuthFailed") == 1  # not per retry
+    failed_puts = [r for r in await arm.requests("PUT") if r["status"] == 403]
+    assert len(failed_puts) == (3 if broken == "403 on PUT" else 0)
+    stored = (await arm.call("GET", GW))[1]
+    assert stored["properties"]["globalConfiguration"]["enableResponseBuffering"] is False
+
+
+@pytest.mark.parametrize("name", [".", "..", "agw?api-version=1", "agw%2Fother", "agw\n"])
+async def test_a_gateway_id_the_http_client_would_rewrite_is_refused_before_any_request(
+    emulator: RunningEmulator, arm: Arm, name: str
+) -> None:
+    kube = MemoryKube()
+    reconciler = Reconciler(
+        OperatorConfig(allowed_gateways=("*",), debounce=0.01, resync=3600),
+        AzureGateways(settings(emulator)),
+        kube,
+    )
+    body = copy.deepcopy(ROUTE_BODY)
+    body["spec"]["gateway"]["id"] = GW.rsplit("/", 1)[0] + "/" + name
+    try:
+        await reconciler.observe(body)
+    finally:
+        await reconciler.close()
+    [status] = kube.statuses
+    accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
+    assert accepted["message"].startswith("spec.gateway.id: gateway name ")
+    assert await arm.requests() == []

@@ -1,6 +1,7 @@
 """`appgw-sse plan` as a user runs it: a real process, files on disk, exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,18 @@ GATEWAY = str(EXAMPLES / "gateway.json")
 def appgw_sse(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "appgw_sse", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def example_gateway() -> dict:
+    return dict(json.loads(Path(GATEWAY).read_text()))
+
+
+def route_yaml(name: str, gateway_id: str, settings: str) -> str:
+    return (
+        f"apiVersion: sse.appgw.dev/v1alpha1\nkind: SseRoute\nmetadata: {{name: {name}, "
+        f"namespace: shop}}\nspec: {{gateway: {{id: {gateway_id}, backendSettings: [{settings}]}}, "
+        "idleInterval: 45s}\n"
     )
 
 
@@ -103,3 +116,98 @@ def test_crd_command_prints_the_committed_crd() -> None:
     result = appgw_sse("crd")
     committed = Path(__file__).resolve().parent.parent / "crds" / "sseroutes.sse.appgw.dev.yaml"
     assert result.stdout == committed.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["plan", "-f", ROUTES], "the following arguments are required: --gateway"),
+        (["plan", "-f", ROUTES, "--gateway", GATEWAY, "-o", "yaml"], "invalid choice: 'yaml'"),
+        (["plan", "-f", ROUTES, "--gateway", GATEWAY, "--colour"], "unrecognized arguments"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_usage_errors_exit_1_not_the_2_of_pending_changes(args: list[str], expected: str) -> None:
+    result = appgw_sse(*args)
+    assert result.returncode == 1, result.stderr
+    assert expected in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            {
+                "id": "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/rg"
+                "/providers/Microsoft.Compute/virtualMachines/vm1",
+                "type": "Microsoft.Compute/virtualMachines",
+                "properties": {"hardwareProfile": {"vmSize": "Standard_D2s_v5"}},
+            },
+            "type: 'Microsoft.Compute/virtualMachines' is not Microsoft.Network/applicationGateways",
+        ),
+        (
+            {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1"},
+            "is not an Application Gateway resource id",
+        ),
+    ],
+)
+def test_a_document_that_is_not_a_gateway_is_bad_input(
+    tmp_path: Path, document: dict, expected: str
+) -> None:
+    gateway = tmp_path / "vm.json"
+    gateway.write_text(json.dumps(document))
+    result = appgw_sse("plan", "-f", ROUTES, "--gateway", str(gateway))
+    assert result.returncode == 1, result.stdout
+    assert f"{gateway}: gateway 1: " in result.stderr and expected in result.stderr
+
+
+def test_a_route_whose_gateway_is_not_in_the_input_fails_the_check(tmp_path: Path) -> None:
+    other = example_gateway()
+    other["id"] = other["id"].replace("agw-shop-prod", "agw-shop-staging")
+    other["name"] = "agw-shop-staging"
+    (tmp_path / "gateway.json").write_text(json.dumps(other))
+    result = appgw_sse("plan", "-f", ROUTES, "--gateway", str(tmp_path / "gateway.json"))
+    assert result.returncode == 1
+    assert "error: 3 route(s) would not be configured" in result.stderr
+    for key in ("shop/notifications", "shop/chat", "partners/partner-feed"):
+        assert f"{key}: its gateway " in result.stderr
+    assert "Plan: no changes." in result.stdout  # the review is still printed
+
+
+def test_an_unknown_backend_setting_fails_the_check_even_with_other_changes(
+    tmp_path: Path,
+) -> None:
+    gateway_id = example_gateway()["id"]
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        route_yaml("good", gateway_id, "notifications-http")
+        + "---\n"
+        + route_yaml("typo", gateway_id, "notifications-htp")
+    )
+    result = appgw_sse("plan", "-f", str(routes), "--gateway", GATEWAY, "-o", "json")
+    assert result.returncode == 1
+    assert "shop/typo: BackendSettingsNotFound:" in result.stderr
+    assert "notifications-htp" in result.stderr and "shop/good" not in result.stderr
+    [plan] = json.loads(result.stdout)
+    assert plan["changes"]  # what the valid route needs is still shown
+
+
+def test_a_reader_that_goes_away_ends_the_plan_quietly() -> None:
+    read, write = os.pipe()
+    os.close(read)  # like `| head` having exited: every write now fails with EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "appgw_sse", "plan", "-f", ROUTES, "--gateway", GATEWAY,
+             "-o", "json"],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert result.stderr == ""
+    assert result.returncode == 141
+
+
+def test_version() -> None:
+    result = appgw_sse("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "appgw-sse 0.1.0"

@@ -1,8 +1,13 @@
 """`appgw-sse run` flags and their env twins (parsing only; the e2e tests run the operator)."""
 
+import subprocess
+import sys
+
 import pytest
 
 from appgw_sse.cli import build_parser
+
+DURATION_FLAGS = ("--resync", "--debounce", "--probe-interval")
 
 
 def test_defaults() -> None:
@@ -22,6 +27,79 @@ def test_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_duration_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as caught:
         build_parser().parse_args(["run", "--debounce", "2"])
-    assert "--debounce" in capsys.readouterr().err
+    assert caught.value.code == 1
+    assert "argument --debounce: '2' is not a duration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", DURATION_FLAGS)
+def test_bad_duration_in_an_env_twin_names_the_flag_and_the_variable(
+    flag: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    variable = "APPGW_SSE_" + flag.lstrip("-").upper().replace("-", "_")
+    monkeypatch.setenv(variable, "5x")
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["run"])
+    assert caught.value.code == 1
+    assert f"argument {flag}: {variable}='5x': '5x' is not a duration" in capsys.readouterr().err
+    # The flag wins over its twin, so a bad twin does not matter then.
+    assert getattr(build_parser().parse_args(["run", flag, "7s"]), flag[2:].replace("-", "_")) == 7
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--resync", "5x"], "appgw-sse run: error: argument --resync: '5x'"),
+        (["run", "--no-such-flag"], "appgw-sse: error: unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_usage_errors_of_the_real_command_exit_1_without_a_traceback(
+    args: list[str], expected: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "appgw_sse", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and expected in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *[(value, True) for value in ("on", "TRUE", "1", "yes", "y")],
+        *[(value, False) for value in ("off", "False", "0", "no", "")],
+    ],
+)
+@pytest.mark.parametrize("switch", ["dry_run", "no_probe"])
+def test_switch_twins_accept_the_usual_spellings(
+    switch: str, value: str, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"APPGW_SSE_{switch.upper()}", value)
+    assert getattr(build_parser().parse_args(["run"]), switch) is expected
+
+
+def test_a_switch_twin_that_is_not_a_boolean_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APPGW_SSE_DRY_RUN", "enabled")
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["run"])
+    assert caught.value.code == 1
+    err = capsys.readouterr().err
+    assert "argument --dry-run: APPGW_SSE_DRY_RUN='enabled': 'enabled' is not a boolean" in err
+
+
+def test_help_shows_each_flags_env_twin_and_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    for flag, default in [
+        ("resync", "5m"), ("debounce", "2s"), ("probe-interval", "1m"), ("dry-run", "off"),
+        ("no-probe", "off"), ("arm-endpoint", "the public cloud"),
+        ("arm-ca-bundle", "the system's CAs"), ("arm-token-file", "azure-identity"),
+    ]:  # fmt: skip
+        variable = "APPGW_SSE_" + flag.upper().replace("-", "_")
+        assert f"[env {variable}; default: {default}]" in text, flag
+    assert "[env APPGW_SSE_NAMESPACE, separated by commas; default: all namespaces]" in text
+    assert "[env APPGW_SSE_ALLOWED_GATEWAYS, separated by commas; default: none" in text

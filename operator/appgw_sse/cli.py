@@ -6,14 +6,23 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from appgw_sse import offline
+from appgw_sse import __version__, offline
 from appgw_sse.models.crd import build_crd
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process that SIGPIPE ended
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1, not argparse's 2: for `plan`, 2 means "changes pending"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -27,6 +36,14 @@ def _plan(args: argparse.Namespace) -> int:
     print(
         offline.render_json(plans) if args.output == "json" else offline.render_text(plans, routes)
     )
+    unconfigurable = offline.unconfigurable_routes(plans, routes)
+    if unconfigurable:
+        print(
+            f"error: {len(unconfigurable)} route(s) would not be configured:\n  "
+            + "\n  ".join(unconfigurable),
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return EXIT_CHANGES if any(plan.changes for plan in plans) else EXIT_OK
 
 
@@ -67,28 +84,85 @@ def _env(flag: str) -> str:
     return "APPGW_SSE_" + flag.upper().replace("-", "_")
 
 
-def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
-    """Adds flags whose default is their env twin APPGW_SSE_<FLAG>; a switch is on when its
-    twin is 1, true or yes."""
+class _FromEnv(str):
+    """A flag's value taken from its env twin, so that a bad one is reported by that name."""
 
-    def add(flag: str, default: str | None = None, *, switch: bool = False, **kwargs: Any) -> None:
-        env = os.environ.get(_env(flag.lstrip("-")))
-        if switch:
-            on = (env or "").lower() in ("1", "true", "yes")
-            parser.add_argument(flag, action="store_true", default=on, **kwargs)
-        else:
-            parser.add_argument(flag, default=env if env is not None else default, **kwargs)
+    variable: str
 
-    return add
+
+def _converter(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type` whose errors name the env twin when the value came from it (argparse
+    converts string defaults only when the flag itself is not given)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            source = f"{text.variable}={text!r}: " if isinstance(text, _FromEnv) else ""
+            raise argparse.ArgumentTypeError(f"{source}{exc}") from None
+
+    return convert
+
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", ""})
+
+
+def _boolean(text: str) -> bool:
+    if text.strip().lower() in _TRUE | _FALSE:
+        return text.strip().lower() in _TRUE
+    raise ValueError(f"{text!r} is not a boolean: use true or false (1/0, yes/no, on/off)")
 
 
 def _duration_seconds(text: str) -> float:
     from appgw_sse.core.duration import parse_duration
 
-    try:
-        return float(parse_duration(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return float(parse_duration(text))
+
+
+class _Switch(argparse.Action):
+    """A flag without a value (it turns the option on); its env twin may say true or false."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, type=_converter(_boolean), **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        setattr(namespace, self.dest, True)
+
+
+def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
+    """Adds flags whose default is their env twin APPGW_SSE_<FLAG>; --help shows both."""
+
+    def add(
+        flag: str,
+        default: str | None = None,
+        *,
+        switch: bool = False,
+        parse: Callable[[str], Any] = str,
+        shown: str | None = None,
+        help: str,
+        **kwargs: Any,
+    ) -> None:
+        variable = _env(flag.lstrip("-"))
+        value = os.environ.get(variable)
+        from_env = None
+        if value is not None:
+            from_env = _FromEnv(value)
+            from_env.variable = variable
+        help = f"{help} [env {variable}; default: {shown or default or 'off'}]"
+        if switch:
+            parser.add_argument(flag, action=_Switch, default=from_env or False, help=help)
+        else:
+            parser.add_argument(
+                flag,
+                default=from_env if from_env is not None else default,
+                type=_converter(parse),
+                help=help,
+                **kwargs,
+            )
+
+    return add
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -153,13 +227,18 @@ def _crd(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="appgw-sse", description=__doc__)
+    """The `appgw-sse` command line; `build_parser().parse_args(["run", ...])` gives the
+    operator's settings as the Helm chart's arguments set them."""
+    parser = _Parser(prog="appgw-sse", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     plan = commands.add_parser(
         "plan",
         help="show what the operator would change on a gateway (offline)",
-        description="Exit status: 0 nothing would change, 2 something would, 1 bad input.",
+        description="Exit status: 0 nothing would change, 2 something would, 1 bad input or a "
+        "route that would not be configured (its gateway is not in --gateway, a backend "
+        "setting does not exist, an unsupported SKU, a gateway AGIC manages).",
     )
     plan.add_argument("-f", "--file", type=Path, required=True, help="YAML file of SseRoutes")
     plan.add_argument(
@@ -179,37 +258,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
-    run = commands.add_parser("run", help="run the operator (kubeconfig or in-cluster)")
+    run = commands.add_parser(
+        "run",
+        help="run the operator (kubeconfig or in-cluster)",
+        description="Run the operator. Every flag has an env twin; the flag wins.",
+    )
     run.add_argument(
         "--namespace",
         action="append",
         default=[],
-        help="watch this namespace (repeatable; default: all)",
+        metavar="NS",
+        help="watch this namespace (repeatable) [env APPGW_SSE_NAMESPACE, separated by commas; "
+        "default: all namespaces]",
     )
     run.add_argument(
         "--allowed-gateway",
         action="append",
         default=[],
         metavar="PATTERN",
-        help="glob on gateway resource ids this operator may write (repeatable)",
+        help="glob on gateway resource ids this operator may write (repeatable) "
+        "[env APPGW_SSE_ALLOWED_GATEWAYS, separated by commas; default: none, nothing is written]",
     )
     flag = _env_flag_adder(run)
-    flag("--resync", "5m", type=_duration_seconds, help="drift check period")
-    flag("--debounce", "2s", type=_duration_seconds, help="coalescing window")
+    duration = {"parse": _duration_seconds, "metavar": "DURATION"}
+    flag("--resync", "5m", **duration, help="drift check period")
+    flag("--debounce", "2s", **duration, help="coalescing window")
     flag("--dry-run", switch=True, help="plan and report in status, never write a gateway")
     flag(
         "--probe-interval",
         "1m",
-        type=_duration_seconds,
+        **duration,
         help="how often backend pods' response headers are probed",
     )
     flag("--no-probe", switch=True, help="never probe backend pods")
-    flag("--arm-endpoint", help="ARM URL (sovereign clouds, emulators)")
-    flag("--arm-ca-bundle", type=Path, help="PEM bundle to trust for ARM")
+    flag(
+        "--arm-endpoint",
+        metavar="URL",
+        shown="the public cloud",
+        help="ARM URL (sovereign clouds, emulators)",
+    )
+    flag(
+        "--arm-ca-bundle",
+        parse=Path,
+        metavar="PEM",
+        shown="the system's CAs",
+        help="PEM bundle to trust for ARM",
+    )
     flag(
         "--arm-token-file",
-        type=Path,
-        help="bearer token file instead of azure-identity (emulators)",
+        parse=Path,
+        metavar="PATH",
+        shown="azure-identity",
+        help="bearer token file instead of azure-identity (emulators), re-read when it changes",
     )
     run.set_defaults(handler=_run)
 
@@ -261,7 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+    except BrokenPipeError:
+        # `plan -o json | head`: stop quietly. Python would report the error again when it
+        # flushes stdout at exit, so stdout now goes nowhere (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

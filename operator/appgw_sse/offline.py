@@ -60,6 +60,9 @@ def load_routes(path: Path) -> list[SseRoute]:
     return routes
 
 
+_GATEWAY_TYPE = "Microsoft.Network/applicationGateways"
+
+
 def load_gateways(path: Path) -> list[dict[str, Any]]:
     """Gateway documents: one ARM/az JSON object or a list of them, each with its `id`."""
     try:
@@ -69,8 +72,19 @@ def load_gateways(path: Path) -> list[dict[str, Any]]:
     documents = data if isinstance(data, list) else [data]
     result = []
     for index, document in enumerate(documents):
+        where = f"{path}: gateway {index + 1}"
         if not isinstance(document, dict) or not isinstance(document.get("id"), str):
-            raise InputError(f"{path}: gateway {index + 1}: id: required (the ARM resource id)")
+            raise InputError(f"{where}: id: required (the ARM resource id)")
+        # Another resource's JSON (a VM, a list envelope) would otherwise plan as "no changes".
+        kind = document.get("type", _GATEWAY_TYPE)
+        if not isinstance(kind, str) or kind.lower() != _GATEWAY_TYPE.lower():
+            raise InputError(f"{where}: type: {kind!r} is not {_GATEWAY_TYPE}")
+        try:
+            doc.split_gateway_id(document["id"])
+        except ValueError:
+            raise InputError(
+                f"{where}: id: {document['id']!r} is not an Application Gateway resource id"
+            ) from None
         result.append(doc.to_arm_document(document))
     return result
 
@@ -99,6 +113,24 @@ def plan_all(
         ]
         plans.append(plan_gateway(gateway_id, intents, gateway, ledgers.get(gateway_id.lower())))
     return plans
+
+
+def unconfigurable_routes(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> list[str]:
+    """Routes the operator would leave unconfigured, one line each: a pull-request check fails
+    on them rather than passing with "no changes"."""
+    problems = [
+        f"{key}: {outcome.reason.value}: {outcome.message}"
+        for plan in plans
+        for key, outcome in plan.outcomes.items()
+        if outcome.reason is not Reason.APPLIED
+    ]
+    planned = {key for plan in plans for key in plan.outcomes}
+    problems += [
+        f"{route.key}: its gateway {route.spec.gateway.id} is not in the --gateway input"
+        for route in routes
+        if route.key not in planned
+    ]
+    return problems
 
 
 def _value(value: int | bool) -> str:

@@ -369,12 +369,15 @@ class Reconciler:
         )
 
     async def _fail(self, records: list[RouteRecord], error: GatewayError) -> None:
+        message = str(error)
+        if isinstance(error, TransientGatewayError):  # say when, e.g. while awaiting a role
+            message += f"; retrying in {error.delay or 1:g}s"
         for record in records:
             if record.intent is None:
                 continue
             await self._write_status(record, [
                 _ACCEPTED,
-                _condition(cond.GATEWAY_CONFIGURED, False, error.reason, str(error)),
+                _condition(cond.GATEWAY_CONFIGURED, False, error.reason, message),
             ])  # fmt: skip
             if error.message not in record.notices:
                 record.notices.add(error.message)

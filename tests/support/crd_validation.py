@@ -11,6 +11,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+import re2
 
 Schema = dict[str, Any]
 
@@ -33,6 +34,19 @@ def _to_json_schema(schema: Schema) -> Schema:
         # server's strict field validation) rejects them: model that as an error.
         result.setdefault("additionalProperties", False)
     return result
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: Schema
+) -> Iterator[jsonschema.ValidationError]:
+    # kube-apiserver matches patterns with Go's RE2, where `$` is the end of the text; Python's
+    # `re` would also let it match before a final newline.
+    if validator.is_type(instance, "string") and not re2.search(pattern, instance):
+        shown = instance if len(instance) <= 80 else instance[:80] + "..."
+        yield jsonschema.ValidationError(f"{shown!r} does not match {pattern!r}")
+
+
+_SchemaValidator = jsonschema.validators.extend(jsonschema.Draft7Validator, {"pattern": _pattern})
 
 
 def apply_defaults(schema: Schema, value: Any) -> Any:
@@ -72,7 +86,7 @@ def _cel_holds(rule: str, value: Any) -> bool:
 class CrdValidator:
     def __init__(self, crd: Schema) -> None:
         self.schema: Schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-        self._json = jsonschema.Draft7Validator(_to_json_schema(self.schema))
+        self._json = _SchemaValidator(_to_json_schema(self.schema))
 
     def errors(self, manifest: Any) -> list[str]:
         """Every rejection as 'path: message'; empty when the API server would accept it."""

@@ -34,9 +34,14 @@ from appgw_sse.core.planner import Plan, Reason
 log = logging.getLogger(__name__)
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
-_TERMINAL_STATUS = {400: Reason.AZURE_ERROR, 401: Reason.AZURE_AUTH_FAILED,
-                    403: Reason.AZURE_AUTH_FAILED, 404: Reason.GATEWAY_NOT_FOUND}  # fmt: skip
+_TERMINAL_STATUS = {400: Reason.AZURE_ERROR, 404: Reason.GATEWAY_NOT_FOUND}
 _SKU_CODES = {"ApplicationGatewayFeatureCannotBeEnabledForSelectedSku"}
+# Identities get fixed out of band (a role assignment takes minutes to propagate): authentication
+# and authorization failures are retried, the wait doubling up to ArmSettings.auth_retry_max.
+_AUTH_AWAITED = {
+    401: "a token ARM accepts",
+    403: "the identity's role assignment on the gateway (assignments take minutes to propagate)",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class ArmSettings:
     polling_interval: float = 5.0
     sdk_retries: int = 3  # azure-core's own retries of 429/5xx, each honouring Retry-After
     lro_timeout: float = 3600.0  # PUTs take minutes, and up to ~40 min during platform upgrades
+    auth_retry: float = 5.0  # first wait after a credential, 401 or 403 failure, then doubled
+    auth_retry_max: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,11 +78,20 @@ def _retry_after(error: HttpResponseError) -> float | None:
 def classify(error: Exception, gateway_id: str) -> GatewayError:
     """Map an SDK or transport failure onto a transient or terminal gateway error."""
     if isinstance(error, ClientAuthenticationError) and error.status_code is None:
-        return TerminalGatewayError(Reason.AZURE_AUTH_FAILED, "CredentialUnavailable", str(error))
+        return TransientGatewayError(
+            Reason.AZURE_AUTH_FAILED, "CredentialUnavailable",
+            f"no Azure credential: {error.message}; waiting for one to become available",
+        )  # fmt: skip
     if isinstance(error, HttpResponseError):
         code = str(getattr(error.error, "code", "") or "")
         message = str(getattr(error.error, "message", "") or error.reason or error)
         status = error.status_code or 0
+        if status in _AUTH_AWAITED:
+            return TransientGatewayError(
+                Reason.AZURE_AUTH_FAILED, code or str(error.reason or status),
+                f"ARM answered {status} for gateway {gateway_id.rsplit('/', 1)[-1]}: {message}; "
+                f"waiting for {_AUTH_AWAITED[status]}",
+            )  # fmt: skip
         if status == 200:  # the long-running operation itself ended Failed or Canceled
             return TransientGatewayError(Reason.AZURE_ERROR, code or "OperationFailed", message, 15)
         if status == 429:
@@ -101,6 +117,9 @@ class AzureGateways:
     def __init__(self, settings: ArmSettings) -> None:
         self.settings = settings
         self._clients: dict[str, NetworkManagementClient] = {}
+        # Consecutive authentication/authorization failures per (gateway, method): reading may be
+        # allowed while writing is not, so a successful GET must not reset a failing PUT's wait.
+        self._auth_failures: dict[tuple[str, str], int] = {}
         if settings.token_file is not None:
             self._credential: Any = TokenFileCredential(settings.token_file)
         else:
@@ -125,6 +144,18 @@ class AzureGateways:
             )
         return self._clients[key]
 
+    def _failed(self, error: Exception, gateway_id: str, method: str) -> GatewayError:
+        failure = classify(error, gateway_id)
+        if failure.reason is not Reason.AZURE_AUTH_FAILED:
+            return failure
+        key = (gateway_id.lower(), method)
+        count = self._auth_failures[key] = self._auth_failures.get(key, 0) + 1
+        delay = min(self.settings.auth_retry * 2 ** (count - 1), self.settings.auth_retry_max)
+        return TransientGatewayError(failure.reason, failure.code, failure.message, delay)
+
+    def _succeeded(self, gateway_id: str, method: str) -> None:
+        self._auth_failures.pop((gateway_id.lower(), method), None)
+
     async def close(self) -> None:
         for client in self._clients.values():
             await client.close()
@@ -138,7 +169,8 @@ class AzureGateways:
                 group, name, cls=_raw_json
             )  # type: ignore[assignment]
         except Exception as exc:
-            raise classify(exc, gateway_id) from exc
+            raise self._failed(exc, gateway_id, "GET") from exc
+        self._succeeded(gateway_id, "GET")
         return Snapshot(document=document, etag=str(document.get("etag", "")))
 
     async def wait_until_settled(self, gateway_id: str) -> Snapshot:
@@ -180,7 +212,8 @@ class AzureGateways:
                 )
                 result: dict[str, Any] = await poller.result()  # type: ignore[assignment]
         except Exception as exc:
-            raise classify(exc, plan.gateway_id) from exc
+            raise self._failed(exc, plan.gateway_id, "PUT") from exc
+        self._succeeded(plan.gateway_id, "PUT")
         self._verify(plan, result)
         return result
 

@@ -1,29 +1,61 @@
 """Credentials for ARM: azure-identity in Azure, a bearer token file for emulators."""
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import AccessToken
+from azure.identity import CredentialUnavailableError
 
-# Tokens from the file are re-read when it changes; a long lifetime keeps the SDK from asking
-# for one on every request.
-_TOKEN_LIFETIME_SECONDS = 3600
+# A file rewritten within the filesystem's timestamp granularity of our last read can keep its
+# mtime and size; until its mtime is older than our read by this much, it is read again (git's
+# "racily clean" rule). Two seconds covers the coarsest common filesystems.
+_TIMESTAMP_GRANULARITY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class _Read:
+    identity: tuple[int, int, int]  # inode, size, mtime: a rotation (even a symlink swap) moves one
+    token: str
+    at_ns: int
 
 
 class TokenFileCredential:
-    """An async credential whose bearer token is the content of a file."""
+    """An async credential whose bearer token is the content of a file, re-read when it changes.
+
+    azure-core's bearer token policy keeps a token until shortly before the expiry the credential
+    claims. Tokens from here claim to expire at once, so the policy asks before every request;
+    answering costs one stat() while the file is unchanged.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._cached: tuple[float, str] | None = None
+        self._last: _Read | None = None
+
+    def _token(self) -> str:
+        try:
+            stat = self.path.stat()
+            identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            last = self._last
+            if (
+                last is None
+                or last.identity != identity
+                or stat.st_mtime_ns > last.at_ns - _TIMESTAMP_GRANULARITY_NS
+            ):
+                last = self._last = _Read(
+                    identity, self.path.read_text(encoding="utf-8").strip(), time.time_ns()
+                )
+        except OSError as exc:
+            raise CredentialUnavailableError(
+                f"token file {self.path}: {exc.strerror or exc}"
+            ) from None
+        if not last.token:
+            raise CredentialUnavailableError(f"token file {self.path} is empty")
+        return last.token
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        mtime = self.path.stat().st_mtime
-        if self._cached is None or self._cached[0] != mtime:
-            self._cached = (mtime, self.path.read_text(encoding="utf-8").strip())
-        # Expiry just ahead keeps azure-core asking again soon, so a rotated file is picked up.
-        return AccessToken(self._cached[1], int(time.time()) + _TOKEN_LIFETIME_SECONDS)
+        return AccessToken(self._token(), int(time.time()))
 
     async def close(self) -> None:
         return None

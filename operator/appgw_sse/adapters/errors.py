@@ -14,7 +14,8 @@ class GatewayError(Exception):
 
 
 class TransientGatewayError(GatewayError, kopf.TemporaryError):
-    """Worth retrying after `delay` seconds: throttling, conflicts, outages, stale plans."""
+    """Worth retrying after `delay` seconds: throttling, conflicts, outages, stale plans,
+    credentials and permissions being fixed."""
 
     def __init__(self, reason: Reason, code: str, message: str, delay: float = 10.0) -> None:
         GatewayError.__init__(self, reason, code, message)
@@ -22,4 +23,4 @@ class TransientGatewayError(GatewayError, kopf.TemporaryError):
 
 
 class TerminalGatewayError(GatewayError, kopf.PermanentError):
-    """Retrying the same request cannot help: validation, authorization, a missing gateway."""
+    """Retrying the same request cannot help: validation, a missing gateway."""

@@ -37,15 +37,61 @@ DEFAULT_HEADERS: Final = MappingProxyType(
 DEFAULT_BACKEND_PATH: Final = "/"
 DEFAULT_RESTORE_ON_DELETE: Final = True
 
-# ARM resource ids are case-insensitive; the names follow ARM's naming rules loosely.
-GATEWAY_ID_PATTERN: Final = (
-    r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+"
-    r"/providers/Microsoft\.Network/applicationGateways/[^/]+$"
+# ARM's naming rules. Resource ids are case-insensitive. ARM also allows non-ASCII letters in
+# resource group names; these patterns do not (kube-apiserver's RE2 has no Unicode-aware \w).
+SUBSCRIPTION_ID_PATTERN: Final = (
+    r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 )
-BACKEND_SETTING_NAME_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$"
+RESOURCE_GROUP_PATTERN: Final = r"^[A-Za-z0-9_().-]{0,89}[A-Za-z0-9_()-]$"  # not ending in "."
+# applicationGateways and their backendHttpSettingsCollection share one rule.
+ARM_NAME_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$"
+GATEWAY_ID_PATTERN: Final = (  # the three patterns above without their anchors
+    rf"(?i)^/subscriptions/{SUBSCRIPTION_ID_PATTERN[1:-1]}"
+    rf"/resourceGroups/{RESOURCE_GROUP_PATTERN[1:-1]}"
+    rf"/providers/Microsoft\.Network/applicationGateways/{ARM_NAME_PATTERN[1:-1]}$"
+)
+_GATEWAY_ID_FIXED: Final = (
+    "/subscriptions//resourceGroups//providers/Microsoft.Network/applicationGateways/"
+)
+# The fixed segments, a GUID, the longest resource group and the longest name.
+GATEWAY_ID_MAX_LENGTH: Final = len(_GATEWAY_ID_FIXED) + 36 + 90 + 80
+BACKEND_SETTING_NAME_PATTERN: Final = ARM_NAME_PATTERN
+BACKEND_SETTING_NAME_MAX_LENGTH: Final = 80
+
+# Header names are RFC 9110 tokens; values are what a sender may generate (visible ASCII with
+# inner spaces and tabs, no leading or trailing whitespace). Sizes are bounded because the
+# headers reach every selected pod's annotations, which Kubernetes caps at 256 KiB in total.
 HEADER_NAME_PATTERN: Final = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+HEADER_VALUE_PATTERN: Final = r"^([\x21-\x7E]([\t\x20-\x7E]*[\x21-\x7E])?)?$"
+MAX_HEADERS: Final = 32
+MAX_HEADER_NAME_LENGTH: Final = 128
+MAX_HEADER_VALUE_LENGTH: Final = 1024
+
+# An absolute path in visible ASCII (RFC 3986 needs non-ASCII percent-encoded).
+BACKEND_PATH_PATTERN: Final = r"^/[\x21-\x7E]*$"
+MAX_BACKEND_PATH_LENGTH: Final = 1024
+
+# Kubernetes object and label syntax.
+SERVICE_NAME_PATTERN: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"  # DNS-1035 label
+MAX_SERVICE_NAME_LENGTH: Final = 63
+# A label key: an optional DNS-1123 subdomain prefix and "/", then a name. The second pattern
+# bounds the parts' lengths (prefix 253, name 63).
+LABEL_KEY_PATTERN: Final = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_KEY_LENGTHS_PATTERN: Final = r"^([^/]{1,253}/)?[^/]{1,63}$"
+MAX_LABEL_KEY_LENGTH: Final = 253 + 1 + 63
+LABEL_VALUE_PATTERN: Final = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+MAX_LABEL_VALUE_LENGTH: Final = 63
+# Bounds that keep the CRD's CEL rules within the API server's cost budget.
+MAX_MATCH_LABELS: Final = 32
+MAX_MATCH_EXPRESSIONS: Final = 16
+MAX_MATCH_VALUES: Final = 64
+
 PORT_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$"  # IANA_SVC_NAME
 DURATION_PATTERN: Final = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+MAX_DURATION_LENGTH: Final = 16
 
 # AGIC marks the gateways it owns with these tags.
 AGIC_TAGS: Final = ("managed-by-k8s-ingress", "ingress-for-aks-cluster-id")

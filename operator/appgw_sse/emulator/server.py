@@ -54,6 +54,16 @@ def _error(exc: ArmError) -> web.Response:
     return _json(exc.status, exc.body(), exc.headers)
 
 
+def token_fingerprint(token: str) -> str:
+    """What the request log keeps of a bearer token: enough to tell tokens apart."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def _bearer_fingerprint(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token_fingerprint(token.strip()) if scheme == "Bearer" else None
+
+
 class EmulatorApp:
     """Routes requests to the Emulator state and keeps the request log."""
 
@@ -85,6 +95,7 @@ class EmulatorApp:
                     "query": request.query_string,
                     "status": response.status,
                     "ifMatch": request.headers.get("If-Match"),
+                    "token": _bearer_fingerprint(request),
                     "bodyDigest": hashlib.sha256(body).hexdigest() if body else None,
                     "time": time.time(),
                 }

@@ -9,20 +9,39 @@ from typing import Any
 from appgw_sse.core.contract import (
     API_GROUP,
     API_VERSION,
+    BACKEND_PATH_PATTERN,
+    BACKEND_SETTING_NAME_MAX_LENGTH,
     BACKEND_SETTING_NAME_PATTERN,
     DEFAULT_BACKEND_PATH,
     DEFAULT_HEADERS,
     DEFAULT_RESTORE_ON_DELETE,
     DURATION_PATTERN,
+    GATEWAY_ID_MAX_LENGTH,
     GATEWAY_ID_PATTERN,
     HEADER_NAME_PATTERN,
+    HEADER_VALUE_PATTERN,
     KIND,
+    LABEL_KEY_LENGTHS_PATTERN,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    MAX_BACKEND_PATH_LENGTH,
     MAX_BACKEND_SETTINGS,
+    MAX_DURATION_LENGTH,
+    MAX_HEADER_NAME_LENGTH,
+    MAX_HEADER_VALUE_LENGTH,
+    MAX_HEADERS,
+    MAX_LABEL_KEY_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_MATCH_EXPRESSIONS,
+    MAX_MATCH_LABELS,
+    MAX_MATCH_VALUES,
     MAX_REQUEST_TIMEOUT_SECONDS,
+    MAX_SERVICE_NAME_LENGTH,
     PLURAL,
     PORT_NAME_PATTERN,
     RESPONSE_BUFFERING_DISABLED,
     RESPONSE_BUFFERING_MODES,
+    SERVICE_NAME_PATTERN,
 )
 
 Schema = dict[str, Any]
@@ -33,8 +52,14 @@ def _duration(description: str) -> Schema:
         "type": "string",
         "pattern": DURATION_PATTERN,
         "minLength": 2,
+        "maxLength": MAX_DURATION_LENGTH,
         "description": description,
     }
+
+
+def _cel_string(text: str) -> str:
+    """`text` as a CEL string literal (regular expressions carry backslashes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _rule(rule: str, message: str, field_path: str | None = None) -> Schema:
@@ -44,6 +69,20 @@ def _rule(rule: str, message: str, field_path: str | None = None) -> Schema:
     return result
 
 
+_LABEL_KEY_RULE = (
+    f"size(k) <= {MAX_LABEL_KEY_LENGTH} && k.matches({_cel_string(LABEL_KEY_PATTERN)}) && "
+    f"k.matches({_cel_string(LABEL_KEY_LENGTHS_PATTERN)})"
+)
+_LABEL_KEY_MESSAGE = (
+    "label keys are an optional DNS subdomain prefix (up to 253 characters) and '/', then a "
+    "name of up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+)
+_LABEL_VALUE: Schema = {
+    "type": "string",
+    "maxLength": MAX_LABEL_VALUE_LENGTH,
+    "pattern": LABEL_VALUE_PATTERN,
+}
+
 _LABEL_SELECTOR: Schema = {
     "type": "object",
     "description": "A label selector over pods in the route's namespace (metav1.LabelSelector). "
@@ -51,18 +90,35 @@ _LABEL_SELECTOR: Schema = {
     "properties": {
         "matchLabels": {
             "type": "object",
-            "description": "Labels a pod must carry, all of them.",
-            "additionalProperties": {"type": "string"},
+            "description": f"Labels a pod must carry, all of them (at most {MAX_MATCH_LABELS}).",
+            "maxProperties": MAX_MATCH_LABELS,
+            "additionalProperties": _LABEL_VALUE,
+            "x-kubernetes-validations": [
+                _rule(f"self.all(k, {_LABEL_KEY_RULE})", _LABEL_KEY_MESSAGE),
+            ],
         },
         "matchExpressions": {
             "type": "array",
-            "description": "Set-based requirements, all of which a pod must satisfy.",
+            "description": "Set-based requirements, all of which a pod must satisfy (at most "
+            f"{MAX_MATCH_EXPRESSIONS}).",
+            "maxItems": MAX_MATCH_EXPRESSIONS,
             "items": {
                 "type": "object",
                 "description": "One requirement: key, operator and values.",
                 "required": ["key", "operator"],
                 "properties": {
-                    "key": {"type": "string", "minLength": 1, "description": "The label key."},
+                    "key": {
+                        "type": "string",
+                        "maxLength": MAX_LABEL_KEY_LENGTH,
+                        "pattern": LABEL_KEY_PATTERN,
+                        "description": "The label key.",
+                        "x-kubernetes-validations": [
+                            _rule(
+                                f"self.matches({_cel_string(LABEL_KEY_LENGTHS_PATTERN)})",
+                                _LABEL_KEY_MESSAGE,
+                            )
+                        ],
+                    },
                     "operator": {
                         "type": "string",
                         "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
@@ -70,9 +126,10 @@ _LABEL_SELECTOR: Schema = {
                     },
                     "values": {
                         "type": "array",
-                        "items": {"type": "string"},
+                        "maxItems": MAX_MATCH_VALUES,
+                        "items": _LABEL_VALUE,
                         "description": "Non-empty for In and NotIn, empty for Exists and "
-                        "DoesNotExist.",
+                        f"DoesNotExist; at most {MAX_MATCH_VALUES} label values.",
                     },
                 },
                 "x-kubernetes-validations": [
@@ -109,10 +166,14 @@ _SPEC: Schema = {
             "properties": {
                 "id": {
                     "type": "string",
+                    "maxLength": GATEWAY_ID_MAX_LENGTH,
                     "pattern": GATEWAY_ID_PATTERN,
                     "description": "ARM resource id of the gateway: /subscriptions/<sub>/"
                     "resourceGroups/<rg>/providers/Microsoft.Network/applicationGateways/<name> "
-                    "(case-insensitive, like every ARM id).",
+                    "(case-insensitive, like every ARM id). The subscription is a GUID; the "
+                    "resource group 1 to 90 ASCII letters, digits, '_', '(', ')', '-' or '.', "
+                    "not ending in '.'; the name 1 to 80 letters, digits, '_', '.' or '-', "
+                    "starting with a letter or digit and ending with a letter, digit or '_'.",
                 },
                 "backendSettings": {
                     "type": "array",
@@ -125,7 +186,7 @@ _SPEC: Schema = {
                     "items": {
                         "type": "string",
                         "minLength": 1,
-                        "maxLength": 80,
+                        "maxLength": BACKEND_SETTING_NAME_MAX_LENGTH,
                         "pattern": BACKEND_SETTING_NAME_PATTERN,
                     },
                 },
@@ -171,7 +232,8 @@ _SPEC: Schema = {
             "properties": {
                 "serviceName": {
                     "type": "string",
-                    "minLength": 1,
+                    "maxLength": MAX_SERVICE_NAME_LENGTH,
+                    "pattern": SERVICE_NAME_PATTERN,
                     "description": "A Service in the route's namespace whose selector picks the "
                     "pods.",
                 },
@@ -190,9 +252,12 @@ _SPEC: Schema = {
                 },
                 "path": {
                     "type": "string",
-                    "pattern": "^/",
+                    "maxLength": MAX_BACKEND_PATH_LENGTH,
+                    "pattern": BACKEND_PATH_PATTERN,
                     "default": DEFAULT_BACKEND_PATH,
-                    "description": "HTTP path of the event stream, used to probe.",
+                    "description": "HTTP path of the event stream, used to probe: starts with "
+                    "'/', visible ASCII only (no whitespace or control characters; "
+                    "percent-encode anything else).",
                 },
             },
             "x-kubernetes-validations": [
@@ -204,15 +269,25 @@ _SPEC: Schema = {
         },
         "headers": {
             "type": "object",
-            "additionalProperties": {"type": "string"},
+            "maxProperties": MAX_HEADERS,
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": MAX_HEADER_VALUE_LENGTH,
+                "pattern": HEADER_VALUE_PATTERN,
+            },
             "default": dict(DEFAULT_HEADERS),
             "description": "The response headers the backend must send, published to its pods "
             "as the annotation sse.appgw.dev/response-headers. Default: the four headers Azure "
-            "recommends for SSE.",
+            f"recommends for SSE. At most {MAX_HEADERS} headers; names are HTTP tokens of at "
+            f"most {MAX_HEADER_NAME_LENGTH} characters, values at most "
+            f"{MAX_HEADER_VALUE_LENGTH} characters of visible ASCII with inner spaces or tabs "
+            "(no control characters such as CR, LF or NUL).",
             "x-kubernetes-validations": [
                 _rule(
-                    f'self.all(name, name.matches("{HEADER_NAME_PATTERN}"))',
-                    "header names must be HTTP tokens",
+                    f"self.all(name, size(name) <= {MAX_HEADER_NAME_LENGTH} && "
+                    f"name.matches({_cel_string(HEADER_NAME_PATTERN)}))",
+                    f"header names must be HTTP tokens (RFC 9110) of at most "
+                    f"{MAX_HEADER_NAME_LENGTH} characters",
                 )
             ],
         },

@@ -21,19 +21,39 @@ from pydantic.alias_generators import to_camel
 from appgw_sse.core.contract import (
     API_GROUP,
     API_VERSION,
-    BACKEND_SETTING_NAME_PATTERN,
+    ARM_NAME_PATTERN,
+    BACKEND_PATH_PATTERN,
+    BACKEND_SETTING_NAME_MAX_LENGTH,
     DEFAULT_BACKEND_PATH,
     DEFAULT_HEADERS,
     DEFAULT_RESTORE_ON_DELETE,
-    GATEWAY_ID_PATTERN,
+    GATEWAY_ID_MAX_LENGTH,
     HEADER_NAME_PATTERN,
+    HEADER_VALUE_PATTERN,
     IDLE_LIMIT_SECONDS,
     KIND,
+    LABEL_KEY_LENGTHS_PATTERN,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    MAX_BACKEND_PATH_LENGTH,
     MAX_BACKEND_SETTINGS,
+    MAX_DURATION_LENGTH,
+    MAX_HEADER_NAME_LENGTH,
+    MAX_HEADER_VALUE_LENGTH,
+    MAX_HEADERS,
+    MAX_LABEL_KEY_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_MATCH_EXPRESSIONS,
+    MAX_MATCH_LABELS,
+    MAX_MATCH_VALUES,
     MAX_REQUEST_TIMEOUT_SECONDS,
+    MAX_SERVICE_NAME_LENGTH,
     MIN_IDLE_SECONDS,
     PORT_NAME_PATTERN,
+    RESOURCE_GROUP_PATTERN,
     RESPONSE_BUFFERING_DISABLED,
+    SERVICE_NAME_PATTERN,
+    SUBSCRIPTION_ID_PATTERN,
 )
 from appgw_sse.core.duration import derived_request_timeout, parse_duration
 
@@ -44,18 +64,110 @@ class _Model(BaseModel):
     )
 
 
+def _quoted(text: str, limit: int = 60) -> str:
+    """`text` for an error message, cut short: inputs can be megabytes."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _syntax(pattern: str, rule: str, max_length: int) -> AfterValidator:
+    """A check that a string is at most `max_length` long and matches `pattern` (`rule` says
+    how, for the error message)."""
+    compiled = re.compile(pattern)
+
+    def check(text: str) -> str:
+        if len(text) > max_length:
+            raise ValueError(f"is {len(text)} characters long; at most {max_length} allowed")
+        if not compiled.fullmatch(text):
+            raise ValueError(f"{_quoted(text)} {rule}")
+        return text
+
+    return AfterValidator(check)
+
+
 def _check_duration(text: str) -> str:
     parse_duration(text)
     return text
 
 
-Duration = Annotated[str, AfterValidator(_check_duration)]
+Duration = Annotated[str, Field(max_length=MAX_DURATION_LENGTH), AfterValidator(_check_duration)]
+
+_ARM_NAME_RULE = (
+    "must be 1 to 80 letters, digits, '_', '.' or '-', starting with a letter or digit and "
+    "ending with a letter, digit or '_'"
+)
+BackendSettingName = Annotated[
+    str, _syntax(ARM_NAME_PATTERN, _ARM_NAME_RULE, BACKEND_SETTING_NAME_MAX_LENGTH)
+]
+ServiceName = Annotated[
+    str,
+    _syntax(
+        SERVICE_NAME_PATTERN,
+        "must be a Service name (DNS-1035 label): lower-case letters, digits and '-', starting "
+        "with a letter and ending with a letter or digit",
+        MAX_SERVICE_NAME_LENGTH,
+    ),
+]
+BackendPath = Annotated[
+    str,
+    _syntax(
+        BACKEND_PATH_PATTERN,
+        "must start with '/' and hold only visible ASCII: no whitespace or control characters "
+        "(percent-encode anything else)",
+        MAX_BACKEND_PATH_LENGTH,
+    ),
+]
+HeaderValue = Annotated[
+    str,
+    _syntax(
+        HEADER_VALUE_PATTERN,
+        "must be visible ASCII with inner spaces or tabs only: no control characters such as "
+        "CR, LF or NUL and no leading or trailing whitespace",
+        MAX_HEADER_VALUE_LENGTH,
+    ),
+]
+LabelValue = Annotated[
+    str,
+    _syntax(
+        LABEL_VALUE_PATTERN,
+        "must be a label value: up to 63 letters, digits, '-', '_' or '.', starting and ending "
+        "with a letter or digit",
+        MAX_LABEL_VALUE_LENGTH,
+    ),
+]
+
+
+def _label_key_problem(key: str) -> str | None:
+    if (
+        len(key) <= MAX_LABEL_KEY_LENGTH
+        and re.fullmatch(LABEL_KEY_PATTERN, key)
+        and re.fullmatch(LABEL_KEY_LENGTHS_PATTERN, key)
+    ):
+        return None
+    return (
+        f"label key {_quoted(key)} must be an optional DNS subdomain prefix (up to 253 "
+        "characters) and '/', then a name of up to 63 letters, digits, '-', '_' or '.', "
+        "starting and ending with a letter or digit"
+    )
+
+
+def _check_label_key(key: str) -> str:
+    problem = _label_key_problem(key)
+    if problem:
+        raise ValueError(problem)
+    return key
+
+
+def _check_label_keys(labels: dict[str, str]) -> dict[str, str]:
+    problems = [p for p in map(_label_key_problem, sorted(labels)) if p]
+    if problems:
+        raise ValueError("; ".join(problems[:3]))
+    return labels
 
 
 class LabelSelectorRequirement(_Model):
-    key: str = Field(min_length=1)
+    key: Annotated[str, AfterValidator(_check_label_key)]
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: tuple[str, ...] = ()
+    values: tuple[LabelValue, ...] = Field(default=(), max_length=MAX_MATCH_VALUES)
 
     @model_validator(mode="after")
     def _values_match_operator(self) -> Self:
@@ -68,8 +180,14 @@ class LabelSelectorRequirement(_Model):
 
 
 class LabelSelector(_Model):
-    match_labels: dict[str, str] = Field(default_factory=dict)
-    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+    match_labels: Annotated[
+        dict[str, LabelValue],
+        Field(max_length=MAX_MATCH_LABELS),
+        AfterValidator(_check_label_keys),
+    ] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = Field(
+        default=(), max_length=MAX_MATCH_EXPRESSIONS
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
@@ -79,12 +197,38 @@ class LabelSelector(_Model):
         return self
 
 
+_GATEWAY_ID_SHAPE = re.compile(
+    r"/subscriptions/([^/]*)/resourceGroups/([^/]*)"
+    r"/providers/Microsoft\.Network/applicationGateways/([^/]*)",
+    re.IGNORECASE,
+)
+_GATEWAY_ID_PARTS = (
+    ("subscription", SUBSCRIPTION_ID_PATTERN, "must be a GUID"),
+    (
+        "resource group",
+        RESOURCE_GROUP_PATTERN,
+        "must be 1 to 90 letters, digits, '_', '(', ')', '-' or '.', not ending in '.'",
+    ),
+    ("gateway name", ARM_NAME_PATTERN, _ARM_NAME_RULE),
+)
+
+
 def _check_gateway_id(text: str) -> str:
-    if not re.fullmatch(GATEWAY_ID_PATTERN, text):
+    """The same rule as the CRD's pattern, with an error that says which part is wrong."""
+    if len(text) > GATEWAY_ID_MAX_LENGTH:
         raise ValueError(
-            "must be an Application Gateway resource id: /subscriptions/<subscription>"
+            f"is {len(text)} characters long; an Application Gateway resource id has at most "
+            f"{GATEWAY_ID_MAX_LENGTH}"
+        )
+    shape = _GATEWAY_ID_SHAPE.fullmatch(text)
+    if shape is None:
+        raise ValueError(
+            "must be an Application Gateway resource id: /subscriptions/<subscription GUID>"
             "/resourceGroups/<group>/providers/Microsoft.Network/applicationGateways/<name>"
         )
+    for value, (part, pattern, rule) in zip(shape.groups(), _GATEWAY_ID_PARTS, strict=True):
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{part} {_quoted(value)} {rule}")
     return text
 
 
@@ -98,8 +242,8 @@ def _check_port(port: int | str | None) -> int | str | None:
 
 class GatewayRef(_Model):
     id: Annotated[str, AfterValidator(_check_gateway_id)]
-    backend_settings: tuple[Annotated[str, Field(pattern=BACKEND_SETTING_NAME_PATTERN)], ...] = (
-        Field(min_length=1, max_length=MAX_BACKEND_SETTINGS)
+    backend_settings: tuple[BackendSettingName, ...] = Field(
+        min_length=1, max_length=MAX_BACKEND_SETTINGS
     )
 
     @field_validator("backend_settings")
@@ -116,12 +260,12 @@ class GatewayRef(_Model):
 
 
 class BackendRef(_Model):
-    service_name: str | None = Field(default=None, min_length=1)
+    service_name: ServiceName | None = None
     selector: LabelSelector | None = None
     port: Annotated[StrictInt | StrictStr | None, AfterValidator(_check_port)] = Field(
         default=None, union_mode="left_to_right"
     )
-    path: str = Field(default=DEFAULT_BACKEND_PATH, pattern=r"^/")
+    path: BackendPath = DEFAULT_BACKEND_PATH
 
     @model_validator(mode="after")
     def _exactly_one_selection(self) -> Self:
@@ -131,9 +275,16 @@ class BackendRef(_Model):
 
 
 def _check_header_names(headers: dict[str, str]) -> dict[str, str]:
-    bad = sorted(name for name in headers if not re.fullmatch(HEADER_NAME_PATTERN, name))
+    bad = sorted(
+        name
+        for name in headers
+        if len(name) > MAX_HEADER_NAME_LENGTH or not re.fullmatch(HEADER_NAME_PATTERN, name)
+    )
     if bad:
-        raise ValueError(f"invalid header names: {', '.join(bad)}")
+        raise ValueError(
+            f"header names must be HTTP tokens (RFC 9110) of at most {MAX_HEADER_NAME_LENGTH} "
+            f"characters: {', '.join(map(_quoted, bad[:5]))}"
+        )
     return headers
 
 
@@ -143,9 +294,11 @@ class SseRouteSpec(_Model):
     request_timeout: Duration | None = None
     response_buffering: Literal["Disabled", "Unmanaged"] = RESPONSE_BUFFERING_DISABLED
     backend: BackendRef | None = None
-    headers: Annotated[dict[str, str], AfterValidator(_check_header_names)] = Field(
-        default_factory=lambda: dict(DEFAULT_HEADERS)
-    )
+    headers: Annotated[
+        dict[str, HeaderValue],
+        Field(max_length=MAX_HEADERS),
+        AfterValidator(_check_header_names),
+    ] = Field(default_factory=lambda: dict(DEFAULT_HEADERS))
     restore_on_delete: StrictBool = DEFAULT_RESTORE_ON_DELETE
 
     @field_validator("idle_interval")
