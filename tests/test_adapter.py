@@ -454,7 +454,8 @@ class MemoryKube:
 
 
 ROUTE_BODY = {
-    "metadata": {"namespace": "shop", "name": "notifications", "uid": "u1", "generation": 1},
+    "metadata": {"namespace": "shop", "name": "notifications", "uid": "u1", "generation": 1,
+                 "finalizers": ["sse.appgw.dev/finalizer"]},
     "spec": {"gateway": {"id": GW, "backendSettings": ["notifications-http"]},
              "idleInterval": "45s"},
 }  # fmt: skip

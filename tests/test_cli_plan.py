@@ -106,12 +106,6 @@ def test_bad_gateway_file_exits_1(tmp_path: Path) -> None:
     assert "gateway 1: id: required" in result.stderr
 
 
-def test_demo_runs_on_the_embedded_examples() -> None:
-    result = appgw_sse("demo")
-    assert result.returncode == 0, result.stderr
-    assert "agw-shop-prod" in result.stdout and "Plan: 4 change(s)" in result.stdout
-
-
 def test_crd_command_prints_the_committed_crd() -> None:
     result = appgw_sse("crd")
     committed = Path(__file__).resolve().parent.parent / "crds" / "sseroutes.sse.appgw.dev.yaml"

@@ -4,7 +4,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -48,13 +47,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    with (
-        resources.as_file(offline.EXAMPLES / "routes.yaml") as routes,
-        resources.as_file(offline.EXAMPLES / "gateway.json") as gateway,
-    ):
-        print(f"# appgw-sse plan -f {routes} --gateway {gateway}\n")
-        _plan(argparse.Namespace(file=routes, gateway=gateway, ledger=None, output="text"))
-    return EXIT_OK
+    from appgw_sse.sandbox import demo
+
+    return demo.run(args.plot)
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -254,8 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(handler=_plan)
 
     demo = commands.add_parser(
-        "demo", help="plan the shipped example routes against the example gateway"
+        "demo",
+        help="watch an SSE stream go live through the emulated gateway (no cluster, no Azure)",
+        description="Start the emulator, a Kubernetes API, the operator and a sample SSE "
+        "backend; run the doctor through the gateway before and after applying an SseRoute. "
+        "Exit 0 when the stream went from broken to live.",
     )
+    demo.add_argument(
+        "--plot", type=Path, metavar="FILE.png",
+        help="also draw the two runs (needs the 'plot' extra: matplotlib)",
+    )  # fmt: skip
     demo.set_defaults(handler=_demo)
 
     run = commands.add_parser(

@@ -1,0 +1,360 @@
+"""`appgw-sse demo`: watch an SSE stream go live through the emulated gateway, on this machine.
+
+It starts the ARM emulator (control and data plane) with a gateway as Azure creates it (response
+buffering on, a short request timeout), a Kubernetes API (the real kube-apiserver when
+../shared/k8s can run here, else the embedded stand-in), the operator, and a sample SSE backend.
+The doctor listens through the gateway before and after an SseRoute is applied.
+
+Time is compressed so the whole run takes well under a minute: the seeded requestTimeout is
+3 s (Azure's default is 30 s) and the backend's longest silence is 4 s.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+from aiohttp import web
+
+from appgw_sse import doctor
+from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
+from appgw_sse.models.crd import build_crd
+from appgw_sse.offline import EXAMPLES
+
+T = TypeVar("T")
+SEEDED_TIMEOUT = 3  # seconds; Azure's default is 30
+SILENCE = 4.0  # the backend's longest silence between events
+EVENT_SPACING = 0.5
+EVENTS_PER_SPELL = 8
+# Big enough that one spell of events fills the gateway's response buffer (64 KiB): a
+# buffering gateway then releases them as one burst, as Azure's does.
+EVENT_PAD = 8 * 1024
+LISTEN_SECONDS = 10.0
+NAMESPACE, OPERATOR_NAMESPACE = "shop", "appgw-sse-system"
+SETTING, POOL, PATH = "notifications-http", "pool-notifications", "/events/stream"
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _wait(what: str, check: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+# -- the sample backend -------------------------------------------------------------------
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """Spells of events every 0.5 s, each followed by a 4 s silence: an app whose longest
+    silence is 4 s. Each event carries its id and send time, for the doctor's delays."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    number = 0
+    while True:
+        for _ in range(EVENTS_PER_SPELL):
+            number += 1
+            data = json.dumps({"n": number, "ts": time.time(), "pad": "x" * EVENT_PAD})
+            await response.write(f"id: {number}\ndata: {data}\n\n".encode())
+            await asyncio.sleep(EVENT_SPACING)
+        await asyncio.sleep(SILENCE - EVENT_SPACING)
+
+
+@contextlib.contextmanager
+def sample_backend() -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    app = web.Application()
+    app.router.add_get(PATH, _events)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
+
+    async def start() -> str:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    try:
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+
+
+# -- the emulator -------------------------------------------------------------------------
+
+
+def demo_gateway() -> dict[str, Any]:
+    """The example production gateway as a fresh one is: buffering on, default-ish timeout."""
+    document: dict[str, Any] = json.loads((EXAMPLES / "gateway.json").read_text())
+    properties = document["properties"]
+    properties["globalConfiguration"]["enableResponseBuffering"] = True
+    for setting in properties["backendHttpSettingsCollection"]:
+        if setting["name"] == SETTING:
+            setting["properties"]["requestTimeout"] = SEEDED_TIMEOUT
+    return document
+
+
+class EmulatorProcess:
+    def __init__(self, workdir: Path) -> None:
+        seed = workdir / "gateway.json"
+        seed.write_text(json.dumps(demo_gateway()))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "appgw_sse", "emulator", "--tls-dir", str(workdir / "tls"),
+             "--lro-seconds", "1", "--seed", str(seed)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        self.ready: dict[str, Any] = json.loads(self.process.stdout.readline())
+        self._ssl = ssl.create_default_context(cafile=self.ready["ca_bundle"])
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.ready['url']}/_emulator/{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, context=self._ssl, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def puts(self) -> int:
+        return sum(1 for r in self.admin("GET", "requests") if r["method"] == "PUT")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=20)
+
+
+# -- Kubernetes ---------------------------------------------------------------------------
+
+
+def _real_apiserver_script() -> Path | None:
+    """../shared/k8s/start-apiserver beside this checkout or the working directory, when etcd
+    is installed (it needs nothing else this machine lacks). APPGW_SSE_KUBE=standin skips it."""
+    if os.environ.get("APPGW_SSE_KUBE") == "standin" or not (
+        shutil.which("etcd") and shutil.which("xz") and shutil.which("openssl")
+    ):
+        return None
+    roots = (Path.cwd(), Path(__file__).resolve().parents[3])
+    return next(
+        (p for r in roots if (p := r.parent / "shared" / "k8s" / "start-apiserver").is_file()),
+        None,
+    )
+
+
+@contextlib.contextmanager
+def kubernetes_api(workdir: Path) -> Iterator[tuple[Path, str, bool]]:
+    """A kubeconfig (admin), what serves it, and whether it is the real API server."""
+    script = _real_apiserver_script()
+    if script is not None:
+        started = subprocess.run(
+            [str(script), str(workdir / "apiserver")], capture_output=True, text=True,
+            timeout=120, check=True,
+        )  # fmt: skip
+        ready = json.loads(started.stdout.strip().splitlines()[-1])
+        try:
+            yield Path(ready["kubeconfig"]), "the real kube-apiserver v1.20.2 (../shared/k8s)", True
+        finally:
+            for pid in ready["pids"]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        return
+    from appgw_sse.sandbox.kube_api import KubeApi, ResourceDef
+
+    with KubeApi([ResourceDef.from_crd(build_crd())], workdir) as api:
+        yield (
+            api.kubeconfig,
+            "the embedded Kubernetes API stand-in (no etcd on this machine)",
+            False,
+        )
+
+
+def prepare_cluster(client: kubernetes.client.ApiClient, real: bool) -> None:
+    core = kubernetes.client.CoreV1Api(client)
+    if real:
+        extensions = kubernetes.client.ApiextensionsV1Api(client)
+        extensions.create_custom_resource_definition(
+            kubernetes.client.V1CustomResourceDefinition.model_validate(build_crd())
+        )
+
+        def established() -> bool:
+            crd = extensions.read_custom_resource_definition(f"{PLURAL}.{API_GROUP}")
+            conditions = (crd.status.conditions if crd.status else None) or []
+            return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        _wait("the CRD to be established", established, 30)
+    for name in (NAMESPACE, OPERATOR_NAMESPACE):
+        core.create_namespace(
+            kubernetes.client.V1Namespace.model_validate({"metadata": {"name": name}})
+        )
+
+
+def route_manifest(gateway_id: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "SseRoute",
+        "metadata": {"name": "notifications", "namespace": NAMESPACE},
+        "spec": {"gateway": {"id": gateway_id, "backendSettings": [SETTING]},
+                 "idleInterval": f"{SILENCE:.0f}s"},
+    }  # fmt: skip
+
+
+def wait_ready(client: kubernetes.client.ApiClient) -> dict[str, Any]:
+    custom = kubernetes.client.CustomObjectsApi(client)
+
+    def ready() -> dict[str, Any] | None:
+        route = dict(
+            custom.get_namespaced_custom_object(  # type: ignore[call-overload]
+                API_GROUP, API_VERSION, NAMESPACE, PLURAL, "notifications"
+            )
+        )
+        status = route.get("status") or {}
+        conditions: list[dict[str, Any]] = status.get("conditions", [])
+        condition = next((c for c in conditions if c["type"] == "Ready"), {})
+        current = condition.get("observedGeneration") == route["metadata"]["generation"]
+        return route if condition.get("status") == "True" and current else None
+
+    return _wait("the route to be Ready", ready, 45)
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    before: doctor.Report
+    after: doctor.Report
+
+    @property
+    def exit_code(self) -> int:
+        went_live = bool(self.before.problems) and not self.after.problems
+        return 0 if went_live else 1
+
+
+def listen(url: str, label: str) -> doctor.Report:
+    _say(f"\n--- doctor {url} ({label}), {LISTEN_SECONDS:.0f} s ---")
+    report = doctor.analyse(
+        asyncio.run(doctor.observe(url, LISTEN_SECONDS, {}, lambda line: _say(f"  {line}")))
+    )
+    _say(f"verdict: {report.verdict}")
+    return report
+
+
+def timeline(before: doctor.Report, after: doctor.Report, step: float = 0.5) -> str:
+    """Side by side: what reached the client in each half second, before and after."""
+
+    def row(report: doctor.Report, start: float) -> str:
+        obs = report.obs
+        arrived = sum(1 for e in obs.events if start <= e.at < start + step)
+        mark = "*" * arrived
+        ended = obs.ended_at is not None and start <= obs.ended_at < start + step
+        return mark + (f" x {obs.end}" if ended else "")
+
+    lines = [f"{'t (s)':>6}  {'before: buffered, cut':<28}{'after: live'}"]
+    t = 0.0
+    while t < LISTEN_SECONDS:
+        lines.append(f"{t:6.1f}  {row(before, t):<28}{row(after, t)}")
+        t += step
+    lines.append("        (* one event reached the client; x the stream ended)")
+    return "\n".join(lines)
+
+
+def plot(result: DemoResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axis = pyplot.subplots(figsize=(8, 3))
+    for row, (label, report) in enumerate((("before", result.before), ("after", result.after))):
+        sent = [e.at - d for e, d in zip(report.obs.events, report.delays, strict=True) if d]
+        axis.scatter([e.at for e in report.obs.events], [row] * len(report.obs.events),
+                     marker="|", s=300, label=f"{label}: arrived")  # fmt: skip
+        axis.scatter(sent, [row + 0.25] * len(sent), marker=".", s=20, label=f"{label}: sent")
+        if report.obs.ended_at is not None:
+            axis.axvline(report.obs.ended_at, ymin=row / 2, ymax=(row + 1) / 2, color="red")
+    axis.set_yticks([0, 1], ["before", "after"])
+    axis.set_ylim(-0.5, 2.2)
+    axis.set_xlabel("seconds since the request")
+    axis.set_title("SSE through the emulated Application Gateway")
+    axis.legend(fontsize="small", loc="upper center", ncols=4)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def run(plot_path: Path | None = None) -> int:
+    _say(__doc__.strip().split("\n\n")[2] if __doc__ else "")
+    with tempfile.TemporaryDirectory(prefix="appgw-sse-demo-") as scratch:
+        workdir = Path(scratch)
+        with sample_backend() as backend, kubernetes_api(workdir) as (kubeconfig, served_by, real):
+            emulator = EmulatorProcess(workdir)
+            operator: subprocess.Popen[bytes] | None = None
+            stack = contextlib.ExitStack()
+            try:
+                frontend = emulator.admin("POST", "backends", {POOL: backend})["frontends"]
+                gateway_id = demo_gateway()["id"]
+                url = frontend[gateway_id.rsplit("/", 1)[-1]] + PATH
+                _say(f"\nKubernetes: {served_by}")
+                _say(f"gateway {gateway_id.rsplit('/', 1)[-1]}: frontend {url}, backend {backend}")
+                _say(f"seeded: response buffering on, {SETTING} requestTimeout {SEEDED_TIMEOUT}s")
+                client = kubernetes.config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+                prepare_cluster(client, real)
+                log = stack.enter_context((workdir / "operator.log").open("w"))
+                operator = subprocess.Popen(
+                    [sys.executable, "-m", "appgw_sse", "run", "--allowed-gateway", "*",
+                     "--debounce", "1s", "--no-probe", "--arm-endpoint", emulator.ready["url"],
+                     "--arm-ca-bundle", emulator.ready["ca_bundle"],
+                     "--arm-token-file", emulator.ready["token_file"]],
+                    env=dict(os.environ, KUBECONFIG=str(kubeconfig),
+                             POD_NAMESPACE=OPERATOR_NAMESPACE),
+                    stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+                before = listen(url, "before any SseRoute")
+                _say(
+                    f"\n--- kubectl apply: SseRoute shop/notifications, idleInterval {SILENCE:.0f}s ---"
+                )
+                kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
+                    API_GROUP, API_VERSION, NAMESPACE, PLURAL, route_manifest(gateway_id)
+                )
+                started = time.monotonic()
+                route = wait_ready(client)
+                ready = next(c for c in route["status"]["conditions"] if c["type"] == "Ready")
+                _say(f"Ready after {time.monotonic() - started:.1f} s ({emulator.puts()} PUT): "
+                     f"{ready['message']}")  # fmt: skip
+                after = listen(url, "with the SseRoute applied")
+            finally:
+                if operator is not None:
+                    operator.send_signal(signal.SIGTERM)
+                    operator.wait(timeout=30)
+                emulator.stop()
+                stack.close()
+    result = DemoResult(before, after)
+    _say("\n--- timeline ---\n" + timeline(before, after))
+    _say(f"\nbefore: {before.verdict}\nafter:  {after.verdict}")
+    if plot_path is not None:
+        plot(result, plot_path)
+        _say(f"plot: {plot_path}")
+    return result.exit_code
