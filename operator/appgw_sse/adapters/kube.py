@@ -119,3 +119,12 @@ class Kube:
             if exc.status != 404:
                 raise
             await asyncio.to_thread(self.core.create_namespaced_config_map, self.namespace, body)
+
+    async def delete_ledger(self, gateway_id: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.core.delete_namespaced_config_map, ledger_name(gateway_id), self.namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # already gone: nothing to do
+                raise
