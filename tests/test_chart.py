@@ -118,6 +118,7 @@ def test_defaults_watch_all_namespaces_with_one_cluster_role() -> None:
         ("configmaps", "list"),
         ("configmaps", "create"),
         ("configmaps", "update"),
+        ("configmaps", "delete"),
     }
 
     args = parse_run(docs)

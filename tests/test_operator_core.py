@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from appgw_sse.core.conditions import merge_conditions
 from appgw_sse.core.drift import DriftTracker
-from appgw_sse.core.ledger import Ledger, OwnedBuffering, OwnedTimeout, recover
+from appgw_sse.core.ledger import Ledger, OwnedBuffering, OwnedTimeout, recover, recreated
 from appgw_sse.core.planner import plan_gateway
 from appgw_sse.models.status import Condition
 from tests.support.gateways import gateway_document, gateway_id
@@ -113,3 +113,33 @@ def test_plan_without_keeps_the_previous_ownership_of_held_fields() -> None:
     assert [ch.setting for ch in held.changes] == [None, "b"]
     assert held.ledger.backend_settings["a"] == ledger.backend_settings["a"]
     assert held.ledger.backend_settings["b"] == OwnedTimeout(original=30, applied=68)
+
+
+def instance(document: dict, guid: str) -> dict:
+    document["properties"]["resourceGuid"] = guid
+    return document
+
+
+OLD, NEW = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+
+
+def test_a_ledger_of_another_instance_is_discarded_with_its_intent() -> None:
+    recreated_gateway = instance(gateway_document({"a": 150}, buffering=False), NEW)
+    confirmed = CONFIRMED.model_copy(update={"resource_guid": OLD})
+    intent = INTENT.model_copy(update={"resource_guid": OLD})
+    # The new instance happens to hold what the intent planned: that proves nothing.
+    ledger = recover(confirmed, intent, recreated_gateway)
+    assert ledger == Ledger(gateway_id=GID, resource_guid=NEW)
+    assert recreated(confirmed, intent, recreated_gateway)
+    assert recreated(confirmed, None, recreated_gateway)
+
+
+def test_a_ledger_of_the_live_instance_is_kept_and_legacy_ledgers_are_adopted() -> None:
+    live = instance(gateway_document({"a": 150}, buffering=False), OLD.upper())  # ARM's case
+    owned = INTENT.model_copy(update={"resource_guid": OLD})
+    assert recover(CONFIRMED.model_copy(update={"resource_guid": OLD}), owned, live) == owned
+    # Written before instances were recorded: bound to the live instance from now on.
+    assert recover(CONFIRMED, INTENT, live) == INTENT.model_copy(update={"resource_guid": OLD})
+    assert not recreated(CONFIRMED, INTENT, live)
+    # An empty ledger of another instance lost nothing worth an Event.
+    assert not recreated(Ledger(gateway_id=GID, resource_guid=NEW), None, live)

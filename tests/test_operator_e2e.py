@@ -3,8 +3,12 @@ project's ARM emulator and a realistic Kubernetes API."""
 
 import json
 import signal
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
 
-from tests.support.e2e import Rig, gateway_id, route_manifest, wait_for
+from tests.support.e2e import GATEWAY_ID, Rig, gateway_id, route_manifest, wait_for
 
 
 def timeouts(document: dict) -> dict[str, int]:
@@ -221,3 +225,109 @@ def test_operator_killed_mid_update_resumes_without_losing_the_original(rig: Rig
     wait_for("route gone", lambda: rig.route("shop", "notifications") is None, timeout=60)
     assert timeouts(rig.emulator.gateway())["notifications-http"] == 30
     assert buffering(rig.emulator.gateway()) is True
+
+
+# -- a ledger belongs to one instance of its gateway ----------------------------------------
+
+
+def arm_call(rig: Rig, method: str, gateway: str = GATEWAY_ID) -> int:
+    """A plain ARM request to the emulator with its bearer token; the HTTP status."""
+    token = Path(rig.emulator.ready["token_file"]).read_text().strip()
+    request = urllib.request.Request(
+        f"{rig.emulator.url}{gateway}?api-version=2024-05-01", method=method,
+        headers={"Authorization": f"Bearer {token}"},
+    )  # fmt: skip
+    context = ssl.create_default_context(cafile=rig.emulator.ready["ca_bundle"])
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def delete_gateway(rig: Rig) -> dict:
+    """Delete the gateway through ARM and wait until it is gone; the document it had."""
+    document = rig.emulator.gateway()
+    assert arm_call(rig, "DELETE") == 202
+    wait_for("the gateway to be deleted", lambda: arm_call(rig, "GET") == 404)
+    return document
+
+
+def recreate_gateway(rig: Rig, document: dict, timeout: int, buffering: bool) -> None:
+    """Create the gateway anew (a new instance under the same id) with these two values."""
+    props = document["properties"]
+    props["backendHttpSettingsCollection"][0]["properties"]["requestTimeout"] = timeout
+    props["globalConfiguration"]["enableResponseBuffering"] = buffering
+    rig.emulator.admin("POST", "gateways", document)
+
+
+def ledger_configmaps(rig: Rig) -> list[str]:
+    return rig.kubectl("get", "configmaps", "-n", "appgw-sse-system", "-o", "name",
+                       "-l", "app.kubernetes.io/managed-by=appgw-sse-operator").split()  # fmt: skip
+
+
+def test_a_deleted_gateways_ledger_never_lowers_its_successor(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(route_manifest("a"))  # notifications-http 30 -> 68
+    rig.wait_condition("shop", "a", "True", "Applied")
+    document = delete_gateway(rig)
+    rig.kubectl("delete", "sser", "-n", "shop", "a", "--wait=false")
+    wait_for("route a gone", lambda: rig.route("shop", "a") is None)
+    # The user recreates the gateway with 68 of their own; route b needs only 10.
+    recreate_gateway(rig, document, timeout=68, buffering=False)
+    puts = len(rig.emulator.requests("PUT"))
+    rig.apply(route_manifest("b", idle="5s"))
+    rig.wait_condition("shop", "b", "True", "Applied")
+    assert timeouts(rig.emulator.gateway())["notifications-http"] == 68
+    assert len(rig.emulator.requests("PUT")) == puts  # 68 already satisfies b: nothing to write
+    assert ledger_configmaps(rig) == []  # nothing owned on the new gateway, none kept for the old
+
+
+def test_a_gateway_recreated_under_a_live_route_is_restored_to_its_own_value(rig: Rig) -> None:
+    operator = rig.operator("--resync", "1s")
+    rig.apply(route_manifest("a"))
+    rig.wait_condition("shop", "a", "True", "Applied")
+    document = delete_gateway(rig)
+    rig.wait_condition("shop", "a", "False", "GatewayNotFound")
+    recreate_gateway(rig, document, timeout=45, buffering=True)
+    wait_for("the new gateway raised to 68",
+             lambda: timeouts(rig.emulator.gateway())["notifications-http"] == 68)  # fmt: skip
+    rig.wait_condition("shop", "a", "True", "Applied")
+    rig.kubectl("delete", "sser", "-n", "shop", "a", "--wait=false")
+    wait_for("route a gone", lambda: rig.route("shop", "a") is None)
+    restored = rig.emulator.gateway()
+    assert timeouts(restored)["notifications-http"] == 45  # the new instance's, not the old 30
+    assert buffering(restored) is True
+    assert rig.events("shop", "GatewayRecreated")
+    assert "gateway was recreated; original values read afresh" in operator.output()
+    assert ledger_configmaps(rig) == []  # emptied by the restore, so deleted
+
+
+# -- conditions speak for the generation they were computed from ----------------------------
+
+
+def test_ready_never_claims_a_generation_the_gateway_does_not_hold(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(route_manifest("notifications"))
+    rig.wait_condition("shop", "notifications", "True", "Applied")
+    rig.emulator.admin("POST", "config", {"lroSeconds": 6})
+    rig.apply(route_manifest("notifications", idle="100s"))  # generation 2: 150 s
+    wait_for("generation 2's PUT in flight", lambda: len(rig.emulator.requests("PUT")) == 2)
+    rig.apply(route_manifest("notifications", idle="120s"))  # generation 3: 180 s
+    samples: list[tuple[str, int, int]] = []
+
+    def generation_3_ready() -> bool:
+        # The route first, then the gateway: a Ready=True seen before the gateway is read
+        # cannot be blamed on a value that landed in between.
+        ready = rig.condition("shop", "notifications")
+        held = timeouts(rig.emulator.gateway())["notifications-http"]
+        samples.append((ready.get("status", ""), ready.get("observedGeneration", 0), held))
+        return samples[-1] == ("True", 3, 180)
+
+    wait_for("Ready at generation 3", generation_3_ready, timeout=60)
+    lies = [s for s in samples if s[:2] == ("True", 3) and s[2] != 180]
+    assert not lies, f"Ready=True for generation 3 while the gateway held {lies[0][2]}s"
+    assert any(s[0] == "False" and s[1] == 3 for s in samples)  # seen pending, not skipped
+    assert rig.route("shop", "notifications")["status"]["gateway"]["backendSettings"] == [
+        {"name": "notifications-http", "requestTimeout": 180}
+    ]

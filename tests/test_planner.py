@@ -302,3 +302,28 @@ def test_route_order_does_not_matter(document: dict, routes: list, rnd: random.R
     shuffled = list(routes)
     rnd.shuffle(shuffled)
     assert plan_gateway(GID, shuffled, document) == plan_gateway(GID, routes, document)
+
+
+def test_a_ledger_of_another_gateway_instance_counts_as_none() -> None:
+    document = gateway_document({"a": 68}, buffering=False)
+    document["properties"]["resourceGuid"] = "new-instance"
+    ledger = Ledger(
+        gateway_id=GID,
+        resource_guid="old-instance",
+        response_buffering=OwnedBuffering(original=True, applied=False),
+        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
+    )
+    plan = plan_gateway(GID, [route("r", idle=5)], document, ledger)
+    assert plan.changes == ()  # the old instance's 30 is never "restored" onto this one
+    assert plan.ledger == Ledger(gateway_id=GID, resource_guid="new-instance")
+
+
+def test_a_plan_holds_only_in_the_instance_it_was_made_for() -> None:
+    document = gateway_document({"a": 30})
+    document["properties"]["resourceGuid"] = "first"
+    plan = plan_gateway(GID, [route("r")], document)
+    assert plan.ledger.resource_guid == "first"
+    assert plan.holds_in(document)
+    twin = json.loads(json.dumps(document))
+    twin["properties"]["resourceGuid"] = "second"  # recreated with the very same values
+    assert not plan.holds_in(twin)

@@ -20,7 +20,7 @@ from appgw_sse.core import conditions as cond
 from appgw_sse.core.contract import FINALIZER
 from appgw_sse.core.document import gateway_name, response_buffering_enabled
 from appgw_sse.core.drift import DriftTracker
-from appgw_sse.core.ledger import Ledger, recover
+from appgw_sse.core.ledger import Ledger, recover, recreated
 from appgw_sse.core.planner import Plan, Reason, RouteIntent, RouteOutcome, plan_gateway
 from appgw_sse.core.policy import gateway_allowed
 from appgw_sse.models.route import SpecError, SseRoute, SseRouteSpec, parse_spec
@@ -63,6 +63,7 @@ class KubePort(Protocol):
     ) -> None: ...
     async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]: ...
     async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None: ...
+    async def delete_ledger(self, gateway_id: str) -> None: ...
 
 
 @dataclass
@@ -76,6 +77,10 @@ class RouteRecord:
     deleting: bool
     intent: RouteIntent | None  # the last valid, allowed requirements (None: none to apply)
     spec: SseRouteSpec | None = None  # the last valid, allowed spec
+    intent_generation: int = 0  # the generation `intent` was taken from
+    # The requirements the GatewayConfigured condition was computed for: when they are not the
+    # current ones, it says nothing about the current generation.
+    configured_for: RouteIntent | None = None
     restore_on_delete: bool = True
     gateway_status: GatewayStatus | None = None
     backends_status: BackendsStatus | None = None
@@ -168,6 +173,7 @@ class Reconciler:
         route = SseRoute(namespace=record.namespace, name=record.name, spec=spec,
                          generation=record.generation)  # fmt: skip
         record.restore_on_delete = spec.restore_on_delete
+        record.intent_generation = record.generation
         if gateway_allowed(spec.gateway.id, self.config.allowed_gateways):
             record.intent, record.spec = RouteIntent.of(route), spec
         else:
@@ -230,38 +236,50 @@ class Reconciler:
                 self._release(record)
             return None
         name = gateway_id.rsplit("/", 1)[-1]
+        # The requirements this pass plans: outcomes are reported for these, and a route whose
+        # requirements change meanwhile is reported Pending until the next pass.
+        planned = {r.key: r.intent for r in records if r.intent}
         try:
             snapshot = await self.gateways.wait_until_settled(gateway_id)
             ledger = recover(confirmed, intent, snapshot.document)
-            if intent is not None:
+            if recreated(confirmed, intent, snapshot.document):
+                await self._recreated(gateway_key, name, snapshot, records)
+            elif intent is not None:
                 log.info("gateway %s: recovered the ledger of an interrupted update", name)
-                await self.kube.save_ledger(ledger)
+            if intent is not None or ledger != confirmed:
+                await self._store_ledger(ledger)
             plan = plan_gateway(
                 gateway_id,
-                [r.intent for r in active if r.intent],
+                [planned[r.key] for r in active if r.key in planned],
                 snapshot.document,
                 ledger,
-                released=[r.intent for r in records if r.deleting and not r.restore_on_delete and r.intent],
+                released=[planned[r.key] for r in records
+                          if r.deleting and not r.restore_on_delete and r.key in planned],
             )  # fmt: skip
             plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
             document = snapshot.document
             if plan.has_changes and self.config.dry_run:
-                await self._report(records, plan, document, conflicts, dry_run=True)
+                await self._report(records, plan, document, conflicts, planned, dry_run=True)
                 return None
             if plan.has_changes:
-                document = await self._apply(name, plan, ledger, active)
+                document = await self._apply(name, plan, ledger, active, planned)
             elif plan.ledger != ledger:
-                await self.kube.save_ledger(plan.ledger)
-            await self._report(records, plan, document, conflicts)
+                await self._store_ledger(plan.ledger)
+            await self._report(records, plan, document, conflicts, planned)
         except TransientGatewayError as exc:
             log.warning("gateway %s (routes %s): %s; retrying in %.0fs", name,
                         ", ".join(r.key for r in active), exc, exc.delay or 0)  # fmt: skip
-            await self._fail(active, exc)
+            await self._fail(active, exc, planned)
             return float(exc.delay or 1.0)
         except TerminalGatewayError as exc:
             log.error("gateway %s (routes %s): %s", name, ", ".join(r.key for r in active), exc)
-            await self._fail(active, exc)
+            await self._fail(active, exc, planned)
             if exc.reason is Reason.GATEWAY_NOT_FOUND:
+                if not active:
+                    # Gone, and no route needs it: a gateway made again under its id is a new
+                    # instance that this ledger says nothing about.
+                    await self.kube.delete_ledger(gateway_id)
+                    log.info("gateway %s is gone and no route needs it: ledger deleted", name)
                 for record in records:
                     if record.deleting:
                         self._release(record)
@@ -271,22 +289,44 @@ class Reconciler:
                 self._release(record)
         return None
 
+    async def _store_ledger(self, ledger: Ledger) -> None:
+        """Save a confirmed ledger; one that owns nothing is deleted instead of kept."""
+        if ledger.is_empty:
+            await self.kube.delete_ledger(ledger.gateway_id)
+        else:
+            await self.kube.save_ledger(ledger)
+
+    async def _recreated(
+        self, gateway_key: str, name: str, snapshot: Snapshot, records: list[RouteRecord]
+    ) -> None:
+        log.warning("gateway %s (routes %s): gateway was recreated; original values read afresh "
+                    "(resourceGuid now %s)", name, ", ".join(r.key for r in records) or "none",
+                    snapshot.resource_guid)  # fmt: skip
+        message = (f"gateway {name} was recreated (resourceGuid now {snapshot.resource_guid}); "
+                   "original values read afresh: what the operator recorded for the deleted "
+                   "gateway is discarded and never restored")  # fmt: skip
+        for record in records:
+            await self.kube.post_event(record.ref, "Normal", Reason.GATEWAY_RECREATED, message)
+        # Corrections counted against the old instance say nothing about the new one.
+        self._drift.pop(gateway_key, None)
+
     async def _apply(
-        self, name: str, plan: Plan, ledger: Ledger, active: list[RouteRecord]
-    ) -> dict[str, Any]:
+        self, name: str, plan: Plan, ledger: Ledger, active: list[RouteRecord],
+        planned: Mapping[str, RouteIntent],
+    ) -> dict[str, Any]:  # fmt: skip
         summary = plan.summary
         routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
         log.info("gateway %s: applying %s for routes %s", name, summary, routes)
         for record in active:
             await self._write_status(record, [
-                _ACCEPTED,
+                *self._accepted(record),
                 _condition(cond.GATEWAY_CONFIGURED, False, Reason.APPLYING,
                            f"updating gateway {name}: {summary}"),
-            ])  # fmt: skip
+            ], computed_for=planned.get(record.key))  # fmt: skip
         # Intent first: a crash during the PUT can then never lose an original value.
         await self.kube.save_ledger(ledger, intent=plan.ledger)
         document = await self.gateways.apply(plan)
-        await self.kube.save_ledger(plan.ledger)
+        await self._store_ledger(plan.ledger)
         log.info("gateway %s: applied %s for routes %s", name, summary, routes)
         affected = {route for change in plan.changes for route in change.routes}
         for record in active:
@@ -325,7 +365,7 @@ class Reconciler:
 
     async def _report(
         self, records: list[RouteRecord], plan: Plan, document: Mapping[str, Any],
-        conflicts: dict[str, str], dry_run: bool = False,
+        conflicts: dict[str, str], planned: Mapping[str, RouteIntent], dry_run: bool = False,
     ) -> None:  # fmt: skip
         for notice in plan.notices:
             targets = [r for r in records if notice.route in (None, r.key)]
@@ -352,9 +392,10 @@ class Reconciler:
                 )
             await self._write_status(
                 record,
-                [_ACCEPTED,
+                [*self._accepted(record),
                  configured],
                 gateway=self._gateway_status(outcome, document),
+                computed_for=planned.get(record.key),
             )  # fmt: skip
 
     @staticmethod
@@ -368,7 +409,9 @@ class Reconciler:
             ),
         )
 
-    async def _fail(self, records: list[RouteRecord], error: GatewayError) -> None:
+    async def _fail(
+        self, records: list[RouteRecord], error: GatewayError, planned: Mapping[str, RouteIntent]
+    ) -> None:
         message = str(error)
         if isinstance(error, TransientGatewayError):  # say when, e.g. while awaiting a role
             message += f"; retrying in {error.delay or 1:g}s"
@@ -376,9 +419,9 @@ class Reconciler:
             if record.intent is None:
                 continue
             await self._write_status(record, [
-                _ACCEPTED,
+                *self._accepted(record),
                 _condition(cond.GATEWAY_CONFIGURED, False, error.reason, message),
-            ])  # fmt: skip
+            ], computed_for=planned.get(record.key))  # fmt: skip
             if error.message not in record.notices:
                 record.notices.add(error.message)
                 await self.kube.post_event(record.ref, "Warning", error.reason, str(error))
@@ -388,11 +431,29 @@ class Reconciler:
     ) -> None:
         await self._write_status(record, updates, backends=backends)
 
+    @staticmethod
+    def _accepted(record: RouteRecord) -> list[Condition]:
+        """Accepted=True when the current generation was accepted; when it was rejected, its
+        InvalidSpec stands (the last valid requirements stay in force meanwhile)."""
+        return [_ACCEPTED] if record.intent_generation == record.generation else []
+
     async def _write_status(
         self, record: RouteRecord, updates: list[Condition], gateway: GatewayStatus | None = None,
-        backends: BackendsStatus | None = None,
+        backends: BackendsStatus | None = None, computed_for: RouteIntent | None = None,
     ) -> None:  # fmt: skip
+        """`computed_for`: the requirements a GatewayConfigured update was computed for."""
         async with record.status_lock:
+            if computed_for is not None:
+                record.configured_for = computed_for
+            if record.intent is not None and record.configured_for != record.intent:
+                # Ready=True must mean the gateway holds what this generation needs: an outcome
+                # for other requirements (an earlier generation) is replaced by Pending.
+                pending = _condition(
+                    cond.GATEWAY_CONFIGURED, False, Reason.PENDING,
+                    f"the requirements of generation {record.intent_generation} are not "
+                    "applied to the gateway yet",
+                )  # fmt: skip
+                updates = [u for u in updates if u.type != cond.GATEWAY_CONFIGURED] + [pending]
             if gateway is not None:
                 record.gateway_status = gateway
             if backends is not None:

@@ -29,6 +29,7 @@ from appgw_sse.core.document import (
     response_buffering_enabled,
     split_gateway_id,
 )
+from appgw_sse.core.ledger import instance_of
 from appgw_sse.core.planner import Plan, Reason
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,11 @@ class Snapshot:
     @property
     def provisioning_state(self) -> str:
         return str(self.document.get("properties", {}).get("provisioningState", ""))
+
+    @property
+    def resource_guid(self) -> str | None:
+        """Which instance of the gateway this is (a recreated gateway gets a new one)."""
+        return instance_of(self.document)
 
 
 def _retry_after(error: HttpResponseError) -> float | None:

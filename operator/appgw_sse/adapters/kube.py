@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import kubernetes
-from kubernetes.client import CoreV1Event, V1ConfigMap
+from kubernetes.client import CoreV1Event, V1ConfigMap, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse.core.contract import API_GROUP, API_VERSION, KIND, PLURAL
@@ -135,3 +135,13 @@ class Kube:
                 self.core.replace_namespaced_config_map, name, self.namespace, body
             )
         self._ledger_versions[key] = _resource_version(written)
+
+    async def delete_ledger(self, gateway_id: str) -> None:
+        """Delete the ledger, if one was read or written (no request, and no 404, otherwise)."""
+        version = self._ledger_versions.pop(gateway_id.lower(), None)
+        if version is None:
+            return
+        await asyncio.to_thread(
+            self.core.delete_namespaced_config_map, ledger_name(gateway_id), self.namespace,
+            body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
+        )  # fmt: skip

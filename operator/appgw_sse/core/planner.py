@@ -27,6 +27,7 @@ class Reason(StrEnum):
 
     APPLIED = "Applied"
     APPLYING = "Applying"
+    PENDING = "Pending"
     INVALID_SPEC = "InvalidSpec"
     GATEWAY_NOT_ALLOWED = "GatewayNotAllowed"
     GATEWAY_NOT_FOUND = "GatewayNotFound"
@@ -37,6 +38,7 @@ class Reason(StrEnum):
     AZURE_AUTH_FAILED = "AzureAuthFailed"
     AZURE_ERROR = "AzureError"
     DRIFT_CONFLICT = "DriftConflict"
+    GATEWAY_RECREATED = "GatewayRecreated"
     DRY_RUN = "DryRun"
     ACCEPTED = "Accepted"
     NO_PODS_SELECTED = "NoPodsSelected"
@@ -145,8 +147,11 @@ class Plan(_Frozen):
         return self.model_copy(update={"changes": kept, "ledger": ledger})
 
     def holds_in(self, document: doc.Document) -> bool:
-        """Whether every change still starts from the value the plan saw."""
-        return all(_current(document, change.setting) == change.before for change in self.changes)
+        """Whether the document is the instance the plan was made for and every change still
+        starts from the value the plan saw."""
+        return self.ledger.belongs_to(document) and all(
+            _current(document, change.setting) == change.before for change in self.changes
+        )
 
     def apply_to(self, document: doc.Document) -> dict[str, Any]:
         """The document with exactly this plan's changes made (nothing else differs)."""
@@ -305,8 +310,9 @@ def plan_gateway(
     released: Sequence[RouteIntent] = (),
 ) -> Plan:
     """Plan one gateway. `released` are routes deleted with restoreOnDelete false: what only
-    they needed is left as it is and forgotten instead of restored."""
-    ledger = ledger or Ledger(gateway_id=gateway_id)
+    they needed is left as it is and forgotten instead of restored. A ledger of another
+    instance of the gateway counts as none."""
+    ledger = (ledger or Ledger(gateway_id=gateway_id)).bound_to(document)
     blocked = _blocked_outcomes(routes, document)
     if doc.agic_tags(document):
         return Plan(gateway_id=gateway_id, changes=(), ledger=ledger, outcomes=blocked)
@@ -388,6 +394,7 @@ def plan_gateway(
         )
     new_ledger = Ledger(
         gateway_id=ledger.gateway_id,
+        resource_guid=ledger.resource_guid,
         response_buffering=buffering.owned if isinstance(buffering.owned, OwnedBuffering) else None,
         backend_settings=owned_timeouts,
     )

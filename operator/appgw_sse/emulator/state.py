@@ -308,7 +308,7 @@ class Emulator:
             id=canonical, name=name, type="Microsoft.Network/applicationGateways", etag=etag
         )
         props["provisioningState"] = state
-        props.setdefault("resourceGuid", str(uuid.uuid4()))
+        props["resourceGuid"] = self._resource_guid(gateway_id)
         props["operationalState"] = "Running"
         for collection in CHILD_COLLECTIONS:
             for child in props.get(collection) or []:
@@ -332,6 +332,13 @@ class Emulator:
             for resource_id in user_assigned:
                 user_assigned[resource_id] = _user_identity(resource_id)
         return document
+
+    def _resource_guid(self, gateway_id: str) -> str:
+        """ARM's id of a gateway instance: minted when the gateway is created (by a PUT, or a
+        seed where none exists, as after a deletion), kept by every update; read-only, so a
+        body's value is ignored."""
+        existing = self.gateways.get(resource_key(*split_gateway_id(gateway_id)))
+        return str(existing["properties"]["resourceGuid"]) if existing else str(uuid.uuid4())
 
     def validate(self, gateway_id: str, body: Any) -> None:
         """The checks the Network RP makes on a PUT body that the operator must survive."""
