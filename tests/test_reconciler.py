@@ -167,7 +167,12 @@ async def test_a_pods_side_update_never_makes_an_unapplied_generation_ready(
     await reconciler.observe(route(1, **backend))
     await reconciler.reconcile(KEY)
     await reconciler.observe(route(2, idle="100s", **backend))
-    annotated = Condition(type="BackendsAnnotated", status="True", reason="Annotated")
+    annotated = Condition(
+        type="BackendsAnnotated",
+        status="True",
+        reason="Annotated",
+        message="1 pod(s) carry the SSE contract",
+    )
     await reconciler.write_backends_status(
         reconciler.routes["ns/r"], [annotated], BackendsStatus(selected=1, annotated=1)
     )
