@@ -440,6 +440,9 @@ class MemoryKube:
     async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None:
         self.ledgers[confirmed.gateway_id.lower()] = confirmed
 
+    async def delete_ledger(self, gateway_id: str) -> None:
+        self.ledgers.pop(gateway_id.lower(), None)
+
     async def wait_for(self, holds: Callable[[dict[str, str]], bool]) -> dict[str, str]:
         """The first GatewayConfigured condition written (from now on) for which `holds`."""
         async with asyncio.timeout(30), self._written:
