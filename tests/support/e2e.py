@@ -20,6 +20,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse.offline import EXAMPLES
+from appgw_sse.sandbox.demo import wait_until
 from tests.support import cluster as clusters
 from tests.support.cluster import OPERATOR_NAMESPACE, Cluster
 
@@ -30,14 +31,10 @@ ROUTES = "/apis/sse.appgw.dev/v1alpha1/namespaces/{namespace}/sseroutes"
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
     """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
+    try:
+        return wait_until(what, check, timeout, interval=0.05)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 class Emulator:

@@ -52,7 +52,11 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _wait(what: str, check: Callable[[], T | None], timeout: float) -> T:
+def wait_until(
+    what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.1
+) -> T:
+    """Poll `check` until it returns something truthy; TimeoutError naming `what` at the
+    deadline."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
@@ -60,7 +64,7 @@ def _wait(what: str, check: Callable[[], T | None], timeout: float) -> T:
             return found
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(interval)
 
 
 # -- the sample backend -------------------------------------------------------------------
@@ -206,7 +210,7 @@ def prepare_cluster(client: kubernetes.client.ApiClient, real: bool) -> None:
             conditions = (crd.status.conditions if crd.status else None) or []
             return any(c.type == "Established" and c.status == "True" for c in conditions)
 
-        _wait("the CRD to be established", established, 30)
+        wait_until("the CRD to be established", established, 30)
     for name in (NAMESPACE, OPERATOR_NAMESPACE):
         core.create_namespace(
             kubernetes.client.V1Namespace.model_validate({"metadata": {"name": name}})
@@ -237,7 +241,7 @@ def wait_ready(client: kubernetes.client.ApiClient) -> dict[str, Any]:
         current = condition.get("observedGeneration") == route["metadata"]["generation"]
         return route if condition.get("status") == "True" and current else None
 
-    return _wait("the route to be Ready", ready, 45)
+    return wait_until("the route to be Ready", ready, 45)
 
 
 # -- the run ------------------------------------------------------------------------------
