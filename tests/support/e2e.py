@@ -82,17 +82,23 @@ class Emulator:
 
 
 class Operator:
-    def __init__(self, workdir: Path, cluster: Cluster, emulator: Emulator, *extra: str) -> None:
+    def __init__(
+        self, workdir: Path, cluster: Cluster, emulator: Emulator, *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.log = workdir / f"operator-{time.monotonic_ns()}.log"
         self.args = [
             sys.executable, "-m", "appgw_sse", "run", "--debounce", "1s",
             "--allowed-gateway", "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
             "--arm-endpoint", emulator.url, "--arm-ca-bundle", emulator.ready["ca_bundle"],
-            "--arm-token-file", emulator.ready["token_file"], *extra,
+            "--arm-token-file", emulator.ready["token_file"], "--health-port", "0", *extra,
         ]  # fmt: skip
+        # One pod name: a restarted operator is the same pod's new container, which takes its
+        # own Lease back at once.
         self.env = dict(
             os.environ, KUBECONFIG=str(cluster.operator_kubeconfig),
-            POD_NAMESPACE=OPERATOR_NAMESPACE, HOME=str(cluster.home),
+            POD_NAMESPACE=OPERATOR_NAMESPACE, POD_NAME="appgw-sse-operator-0",
+            HOME=str(cluster.home), **(env or {}),
         )  # fmt: skip
         self.start()
 
@@ -122,8 +128,8 @@ class Rig:
         self.workdir, self.cluster, self.emulator = workdir, cluster, emulator
         self.operators: list[Operator] = []
 
-    def operator(self, *extra: str) -> Operator:
-        operator = Operator(self.workdir, self.cluster, self.emulator, *extra)
+    def operator(self, *extra: str, env: dict[str, str] | None = None) -> Operator:
+        operator = Operator(self.workdir, self.cluster, self.emulator, *extra, env=env)
         self.operators.append(operator)
         return operator
 
