@@ -7,6 +7,7 @@ report the port it bound when asked for port 0.
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,20 @@ async def serve(health: Health, port: int) -> web.AppRunner:
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.REGISTRY))
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, port=port).start()
-    bound = next(address[1] for address in runner.addresses)
-    log.info("serving /healthz and /metrics on port %d", bound)
+    sock = _listen(port)
+    await web.SockSite(runner, sock).start()
+    log.info("serving /healthz and /metrics on port %d", sock.getsockname()[1])
     return runner
+
+
+def _listen(port: int) -> socket.socket:
+    """One socket for IPv4 and IPv6 (a pod's IP is either), so port 0 means one port."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address = "::"
+    except OSError:  # no IPv6 on this host
+        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), "0.0.0.0"
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    return sock

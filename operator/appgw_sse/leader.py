@@ -38,7 +38,7 @@ class LeaseSettings:
     namespace: str
     identity: str
     name: str = LEASE_NAME
-    duration: float = 15.0  # client-go's defaults
+    duration: int = 15  # client-go's defaults; the Lease counts whole seconds
     renew_deadline: float = 10.0
     retry_period: float = 2.0
 
@@ -58,10 +58,13 @@ def _now() -> datetime.datetime:
 
 
 class LeaderElector:
-    def __init__(self, settings: LeaseSettings) -> None:
+    def __init__(
+        self, settings: LeaseSettings, client: kubernetes.client.ApiClient | None = None
+    ) -> None:
         self.settings = settings
-        load_config()
-        self.api = kubernetes.client.CoordinationV1Api()
+        if client is None:
+            load_config()
+        self.api = kubernetes.client.CoordinationV1Api(client)
         self._lease: V1Lease | None = None  # as last read or written
         self._observed: tuple[str, object] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0  # monotonic time it was first seen
@@ -132,14 +135,14 @@ class LeaderElector:
         spec = previous.spec if previous is not None else None
         if spec is None:
             return {"holderIdentity": self.settings.identity, "acquireTime": now,
-                    "renewTime": now, "leaseDurationSeconds": int(self.settings.duration),
+                    "renewTime": now, "leaseDurationSeconds": self.settings.duration,
                     "leaseTransitions": 0}  # fmt: skip
         ours = spec.holder_identity == self.settings.identity
         return {
             "holderIdentity": self.settings.identity,
             "acquireTime": spec.acquire_time if ours else now,
             "renewTime": now,
-            "leaseDurationSeconds": int(self.settings.duration),
+            "leaseDurationSeconds": self.settings.duration,
             "leaseTransitions": (spec.lease_transitions or 0) + (0 if ours else 1),
         }
 

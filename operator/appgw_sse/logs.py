@@ -57,6 +57,11 @@ def context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+def routes() -> str:
+    """The routes of the gateway pass logging now, for a message that should name them."""
+    return ", ".join(_context.get({}).get("routes") or ())
+
+
 def redact(text: str) -> str:
     for pattern in _SECRETS:
         text = pattern.sub(r"\1<redacted>", text)

@@ -26,7 +26,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.rest import AsyncHttpResponse, HttpRequest
 from azure.mgmt.network.aio import NetworkManagementClient
 
-from appgw_sse import metrics
+from appgw_sse import logs, metrics
 from appgw_sse.adapters.credentials import TokenFileCredential
 from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
 from appgw_sse.core.document import (
@@ -176,7 +176,9 @@ class AzureGateways:
                     f"gateway still {snapshot.provisioning_state} after "
                     f"{self.settings.lro_timeout:.0f}s", 60,
                 )  # fmt: skip
-            log.info("gateway %s is %s; waiting", gateway_id, snapshot.provisioning_state)
+            log.info("gateway %s (routes %s) is %s; waiting for its operation to end",
+                     gateway_id.rsplit("/", 1)[-1], logs.routes() or "none",
+                     snapshot.provisioning_state)  # fmt: skip
             await asyncio.sleep(self.settings.polling_interval)
 
     async def apply(self, plan: Plan) -> dict[str, Any]:
