@@ -6,6 +6,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -105,7 +106,7 @@ def test_the_json_log_carries_gateway_and_routes(rig: Rig) -> None:
 
 
 def test_healthz_and_metrics_during_a_twenty_route_burst(rig: Rig) -> None:
-    operator = rig.operator()
+    operator = rig.operator("--resync", "2s")
 
     def watching() -> dict[str, object] | None:
         status, body = operator.http_get("/healthz")
@@ -156,6 +157,20 @@ def test_healthz_and_metrics_during_a_twenty_route_burst(rig: Rig) -> None:
     assert metric(after, "appgw_sse_drift_conflicts", gateway=GATEWAY_ID) == 0
     assert metric(after, "process_resident_memory_bytes") > 0
     print(after)
+
+    def revert(document: dict[str, Any]) -> None:
+        document["properties"]["backendHttpSettingsCollection"][0]["properties"][
+            "requestTimeout"
+        ] = 30
+
+    rig.emulator.third_party_put(revert)  # drift: put back at the next resync
+    corrected = wait_for(
+        "the correction counted",
+        lambda: metric(text := scrape(operator), "appgw_sse_drift_corrections_total",
+                       gateway=GATEWAY_ID) == 1 and text,
+        timeout=30,
+    )  # fmt: skip
+    assert metric(corrected, "appgw_sse_gateway_puts_total", result="applied") == puts + 1
 
 
 def test_two_replicas_one_works_the_other_takes_over_when_it_dies(rig: Rig) -> None:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import kubernetes
+import urllib3
 from kubernetes.client import V1Lease
 from kubernetes.client.exceptions import ApiException
 
@@ -25,6 +26,9 @@ from appgw_sse.adapters.kube import load_config
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "appgw-sse-operator"
+# What a request to the API server can fail with: an error status, or no answer (urllib3 raises
+# its own exceptions for timeouts and refused connections once its retries are spent).
+_FAILURES = (ApiException, OSError, urllib3.exceptions.HTTPError)
 
 
 def default_identity() -> str:
@@ -68,6 +72,8 @@ class LeaderElector:
         self._lease: V1Lease | None = None  # as last read or written
         self._observed: tuple[str, object] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0  # monotonic time it was first seen
+        # A hung request must not outlast the renew deadline unnoticed.
+        self._timeout = settings.renew_deadline / 2
 
     async def acquire(self) -> None:
         """Return once this process holds the Lease."""
@@ -75,7 +81,7 @@ class LeaderElector:
         while True:
             try:
                 holder = await self._try_acquire()
-            except (ApiException, OSError) as exc:
+            except _FAILURES as exc:
                 log.warning("lease %s: %s; retrying", self.settings.name, _describe(exc))
                 holder = None
             if holder == self.settings.identity:
@@ -96,7 +102,7 @@ class LeaderElector:
                     last_renewed = time.monotonic()
                     continue
                 raise LeadershipLost(f"lease {self.settings.name} was taken over")
-            except (ApiException, OSError) as exc:
+            except _FAILURES as exc:
                 log.warning("lease %s: renewal failed: %s", self.settings.name, _describe(exc))
             if time.monotonic() - last_renewed > self.settings.renew_deadline:
                 raise LeadershipLost(
@@ -112,7 +118,7 @@ class LeaderElector:
         try:
             await self._replace(self._lease)
             log.info("lease %s released", self.settings.name)
-        except (ApiException, OSError) as exc:
+        except _FAILURES as exc:
             log.warning("lease %s: could not release it: %s", self.settings.name, _describe(exc))
 
     # -- the record ---------------------------------------------------------------------------
@@ -122,13 +128,15 @@ class LeaderElector:
         found = await asyncio.to_thread(
             self.api.list_namespaced_lease, self.settings.namespace,
             field_selector=f"metadata.name={self.settings.name}",
+            _request_timeout=self._timeout,
         )  # fmt: skip
         return found.items[0] if found.items else None
 
     async def _replace(self, lease: V1Lease) -> None:
         self._lease = await asyncio.to_thread(
-            self.api.replace_namespaced_lease, self.settings.name, self.settings.namespace, lease
-        )
+            self.api.replace_namespaced_lease, self.settings.name, self.settings.namespace, lease,
+            _request_timeout=self._timeout,
+        )  # fmt: skip
 
     def _spec(self, previous: V1Lease | None) -> dict[str, object]:
         now = _now()
@@ -156,8 +164,9 @@ class LeaderElector:
             })  # fmt: skip
             try:
                 self._lease = await asyncio.to_thread(
-                    self.api.create_namespaced_lease, self.settings.namespace, body
-                )
+                    self.api.create_namespaced_lease, self.settings.namespace, body,
+                    _request_timeout=self._timeout,
+                )  # fmt: skip
             except ApiException as exc:
                 if exc.status == 409:  # another replica created it first
                     return None
