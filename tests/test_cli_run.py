@@ -25,3 +25,14 @@ def test_bad_duration_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--debounce", "2"])
     assert "--debounce" in capsys.readouterr().err
+
+
+def test_operability_flags_and_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = build_parser().parse_args(["run"])
+    assert (args.log_format, args.log_level, args.health_port) == ("text", "info", 8080)
+    monkeypatch.setenv("APPGW_SSE_LOG_FORMAT", "json")
+    monkeypatch.setenv("APPGW_SSE_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("APPGW_SSE_HEALTH_PORT", "9090")
+    args = build_parser().parse_args(["run"])
+    assert (args.log_format, args.log_level, args.health_port) == ("json", "debug", 9090)
+    assert build_parser().parse_args(["run", "--log-level", "WARNING"]).log_level == "warning"

@@ -13,8 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from appgw_sse.logs import JSON_KEYS
 from tests.support.cluster import OPERATOR_NAMESPACE, replica_user
-from tests.support.e2e import GATEWAY_ID, Operator, Rig, route_manifest, wait_for
+from tests.support.e2e import (
+    GATEWAY_ID,
+    Operator,
+    Rig,
+    route_manifest,
+    running_rig,
+    wait_for,
+)
 
+LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/appgw-sse-operator"
 PUT_LINE = re.compile(r"gateway agw-shop-prod: PUT (.+) for routes (.+) applied in [\d.]+s$")
 
 
@@ -39,9 +47,7 @@ def token(operator: Operator) -> str:
 
 
 def lease_holder(rig: Rig) -> str | None:
-    lease = rig.get(
-        f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/appgw-sse-operator"
-    )
+    lease = rig.get(LEASE)
     return ((lease or {}).get("spec") or {}).get("holderIdentity")
 
 
@@ -210,6 +216,21 @@ def test_two_replicas_one_works_the_other_takes_over_when_it_dies(rig: Rig) -> N
         assert {(r.verb, r.resource) for r in standby[:first_write]} == {("list", "leases")}
         assert (standby[first_write].verb, standby[first_write].resource) == ("update", "leases")
         assert {r.resource for r in standby[first_write:] if r.verb == "patch"} >= {"sseroutes"}
+
+
+def test_a_leader_that_loses_its_lease_stops_working_at_once(tmp_path: Path) -> None:
+    # Not the `rig` fixture: the operator's last renewal is answered 409 Conflict, by design.
+    with running_rig(tmp_path) as rig:
+        operator = rig.operator()
+        wait_for("the operator to lead", lambda: lease_holder(rig) == "appgw-sse-operator-0")
+        rig.cluster.call(
+            "PATCH", f"{LEASE}", {"spec": {"holderIdentity": "intruder"}},
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+        operator.process.wait(timeout=15)
+        assert operator.process.returncode == 1
+        assert "was taken over: stopping all work now" in operator.output()
+        assert lease_holder(rig) == "intruder"  # never released: it is not ours any more
 
 
 def test_sigterm_during_an_update_keeps_the_intent_and_exits_promptly(rig: Rig) -> None:

@@ -84,7 +84,7 @@ async def _lead(
     await asyncio.wait({holding, health.operator}, return_when=asyncio.FIRST_COMPLETED)
     if holding.done():
         reason = holding.exception()
-        log.error("%s: stopping all work now, before another replica takes over", reason)
+        log.error("%s: stopping all work now; exiting to restart as a standby", reason)
         stopping.set()
         await health.operator
         metrics.LEADER.set(0)
