@@ -9,12 +9,16 @@ write carries the resourceVersion read, so two standbys never both win.
 """
 
 import asyncio
+import concurrent.futures
 import datetime
+import functools
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import kubernetes
 import urllib3
@@ -25,6 +29,7 @@ from appgw_sse.adapters.kube import load_config
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 LEASE_NAME = "appgw-sse-operator"
 # What a request to the API server can fail with: an error status, or no answer (urllib3 raises
 # its own exceptions for timeouts and refused connections once its retries are spent).
@@ -68,7 +73,11 @@ class LeaderElector:
         self.settings = settings
         if client is None:
             load_config()
+            client = kubernetes.client.ApiClient()
         self.api = kubernetes.client.CoordinationV1Api(client)
+        # Its own connection and thread: renewals never queue behind a burst of status or pod
+        # patches in the shared pool, which could cost the Lease.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
         self._lease: V1Lease | None = None  # as last read or written
         self._observed: tuple[str, object] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0  # monotonic time it was first seen
@@ -123,20 +132,22 @@ class LeaderElector:
 
     # -- the record ---------------------------------------------------------------------------
 
+    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(method, *args, _request_timeout=self._timeout, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
     async def _read(self) -> V1Lease | None:
         # A list by name answers an absent Lease with an empty list rather than a 404.
-        found = await asyncio.to_thread(
+        found = await self._call(
             self.api.list_namespaced_lease, self.settings.namespace,
             field_selector=f"metadata.name={self.settings.name}",
-            _request_timeout=self._timeout,
         )  # fmt: skip
         return found.items[0] if found.items else None
 
     async def _replace(self, lease: V1Lease) -> None:
-        self._lease = await asyncio.to_thread(
-            self.api.replace_namespaced_lease, self.settings.name, self.settings.namespace, lease,
-            _request_timeout=self._timeout,
-        )  # fmt: skip
+        self._lease = await self._call(
+            self.api.replace_namespaced_lease, self.settings.name, self.settings.namespace, lease
+        )
 
     def _spec(self, previous: V1Lease | None) -> dict[str, object]:
         now = _now()
@@ -163,10 +174,9 @@ class LeaderElector:
                 "spec": self._spec(None),
             })  # fmt: skip
             try:
-                self._lease = await asyncio.to_thread(
-                    self.api.create_namespaced_lease, self.settings.namespace, body,
-                    _request_timeout=self._timeout,
-                )  # fmt: skip
+                self._lease = await self._call(
+                    self.api.create_namespaced_lease, self.settings.namespace, body
+                )
             except ApiException as exc:
                 if exc.status == 409:  # another replica created it first
                     return None
