@@ -97,7 +97,6 @@ def _run(args: argparse.Namespace) -> int:
     import os
 
     import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
-    from appgw_sse import logs
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.leader import LeaseSettings, default_identity
     from appgw_sse.reconciler import OperatorConfig
