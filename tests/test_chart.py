@@ -101,7 +101,7 @@ def test_defaults_watch_all_namespaces_with_one_cluster_role() -> None:
     docs = render()
     assert sorted(doc["kind"] for doc in docs) == [
         "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-        "Role", "RoleBinding", "ServiceAccount",
+        "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
     account = one(docs, "ServiceAccount")["metadata"]
     assert (account["namespace"], account["name"]) == (chart.NAMESPACE, chart.SERVICE_ACCOUNT)
@@ -112,13 +112,18 @@ def test_defaults_watch_all_namespaces_with_one_cluster_role() -> None:
     assert ("pods", "patch") in rules(cluster_role)
     # kopf lists namespaces only to resolve a namespace list: never needed cluster-wide.
     assert "namespaces" not in {resource for resource, _ in rules(cluster_role)}
-    ledger = one(docs, "Role")
-    assert ledger["metadata"]["namespace"] == chart.NAMESPACE
-    assert rules(ledger) == {
+    roles = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "Role"}
+    assert {role["metadata"]["namespace"] for role in roles.values()} == {chart.NAMESPACE}
+    assert rules(roles[f"{chart.SERVICE_ACCOUNT}-ledger"]) == {
         ("configmaps", "list"),
         ("configmaps", "create"),
         ("configmaps", "update"),
         ("configmaps", "delete"),
+    }
+    assert rules(roles[f"{chart.SERVICE_ACCOUNT}-leader-election"]) == {
+        ("leases", "list"),
+        ("leases", "create"),
+        ("leases", "update"),
     }
 
     args = parse_run(docs)
@@ -138,17 +143,20 @@ def test_namespaced_mode_grants_nothing_on_pods_cluster_wide() -> None:
         ("customresourcedefinitions", "list"), ("customresourcedefinitions", "watch"),
         ("namespaces", "list"), ("namespaces", "watch"),
     }  # fmt: skip
-    roles = {role["metadata"]["namespace"]: role for role in of_kind(docs, "Role")}
-    assert set(roles) == {"shop", "web", chart.NAMESPACE}
+    roles = {role["metadata"]["namespace"]: role for role in of_kind(docs, "Role")
+             if role["metadata"]["namespace"] != chart.NAMESPACE}  # fmt: skip
+    assert set(roles) == {"shop", "web"}
     for namespace in ("shop", "web"):
         assert {resource for resource, _ in rules(roles[namespace])} == WATCH_RESOURCES
         assert ("pods", "patch") in rules(roles[namespace])
-    assert {resource for resource, _ in rules(roles[chart.NAMESPACE])} == {"configmaps"}
-    bindings = {
-        binding["metadata"]["namespace"]: binding for binding in of_kind(docs, "RoleBinding")
+    own = {resource for role in of_kind(docs, "Role") if role["metadata"]["namespace"] == chart.NAMESPACE
+           for resource, _ in rules(role)}  # fmt: skip
+    assert own == {"configmaps", "leases"}  # the ledger and leader election, nothing else
+    names = {
+        (role["metadata"]["namespace"], role["metadata"]["name"]) for role in of_kind(docs, "Role")
     }
-    for namespace, binding in bindings.items():
-        assert binding["roleRef"]["name"] == roles[namespace]["metadata"]["name"]
+    for binding in of_kind(docs, "RoleBinding"):
+        assert (binding["metadata"]["namespace"], binding["roleRef"]["name"]) in names
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": chart.SERVICE_ACCOUNT, "namespace": chart.NAMESPACE}
         ]
@@ -244,7 +252,7 @@ def test_every_knob_lands_where_users_expect_it() -> None:
         "resources": {"requests": {"cpu": "10m"}},
         "podSecurityContext": {"fsGroup": 10001},
         "securityContext": {"runAsUser": 20000},
-        "extraArgs": ["--log-format=json"],
+        "extraArgs": ["--future-flag=on"],
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
     }
     docs = render(values)
@@ -277,7 +285,7 @@ def test_every_knob_lands_where_users_expect_it() -> None:
     assert operator["securityContext"]["runAsUser"] == 20000
     assert operator["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in operator["env"]
-    assert operator["args"][-1] == "--log-format=json"
+    assert operator["args"][-1] == "--future-flag=on"
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     assert volumes["arm-ca"]["configMap"] == {
         "name": "arm-ca", "items": [{"key": "bundle.pem", "path": "ca.pem"}]
@@ -287,8 +295,8 @@ def test_every_knob_lands_where_users_expect_it() -> None:
         assert binding["subjects"][0]["name"] == "sse-operator"
     validate_strictly(docs)
 
-    # The image is a future one that knows --log-format; this one's parser does not.
-    operator["args"].remove("--log-format=json")
+    # The image is a future one that knows --future-flag; this one's parser does not.
+    operator["args"].remove("--future-flag=on")
     args = parse_run(docs)
     assert args.allowed_gateway == [GATEWAYS]
     assert (args.resync, args.debounce, args.dry_run, args.no_probe) == (600, 0, True, True)
@@ -300,7 +308,11 @@ def test_every_knob_lands_where_users_expect_it() -> None:
 
 def test_service_account_and_rbac_can_be_left_to_the_user() -> None:
     docs = render({"serviceAccount": {"create": False, "name": "mine"}, "rbac": {"create": False}})
-    assert sorted(doc["kind"] for doc in docs) == ["CustomResourceDefinition", "Deployment"]
+    assert sorted(doc["kind"] for doc in docs) == [
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+    ]
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
 
 

@@ -103,3 +103,14 @@ def test_help_shows_each_flags_env_twin_and_default(capsys: pytest.CaptureFixtur
         assert f"[env {variable}; default: {default}]" in text, flag
     assert "[env APPGW_SSE_NAMESPACE, separated by commas; default: all namespaces]" in text
     assert "[env APPGW_SSE_ALLOWED_GATEWAYS, separated by commas; default: none" in text
+
+
+def test_operability_flags_and_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = build_parser().parse_args(["run"])
+    assert (args.log_format, args.log_level, args.health_port) == ("text", "info", 8080)
+    monkeypatch.setenv("APPGW_SSE_LOG_FORMAT", "json")
+    monkeypatch.setenv("APPGW_SSE_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("APPGW_SSE_HEALTH_PORT", "9090")
+    args = build_parser().parse_args(["run"])
+    assert (args.log_format, args.log_level, args.health_port) == ("json", "debug", 9090)
+    assert build_parser().parse_args(["run", "--log-level", "WARNING"]).log_level == "warning"

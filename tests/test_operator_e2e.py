@@ -135,6 +135,8 @@ def test_drift_is_corrected_then_conflict_stops_the_fight(rig: Rig) -> None:
     wait_for("two more resyncs", lambda: len(rig.emulator.requests("GET")) >= gets + 2)
     assert timeouts(rig.emulator.gateway())["notifications-http"] == 30
     assert len(rig.emulator.requests("PUT")) == 3  # no more fighting
+    _, scraped = rig.operators[0].http_get("/metrics")
+    assert f'appgw_sse_drift_conflicts{{gateway="{GATEWAY_ID}"}} 1.0' in scraped
 
 
 def test_gateways_the_operator_must_not_write(rig: Rig) -> None:

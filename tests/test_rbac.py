@@ -23,7 +23,11 @@ CLUSTER_WIDE = {
 EXPECTED = {
     "shop": CLUSTER_WIDE,
     # The ownership ledger's ConfigMaps, only in the operator's own namespace.
-    OPERATOR_NAMESPACE: CLUSTER_WIDE | {"configmaps": "create delete list update"},
+    OPERATOR_NAMESPACE: CLUSTER_WIDE
+    | {
+        "configmaps": "create delete list update",
+        "leases.coordination.k8s.io": "create list update",
+    },
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from appgw_sse import __version__, offline
+from appgw_sse import __version__, logs, offline
 from appgw_sse.models.crd import build_crd
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -162,19 +162,21 @@ def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import os
-
-    import kopf
 
     import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
+    from appgw_sse.leader import LeaseSettings, default_identity
     from appgw_sse.reconciler import OperatorConfig
+    from appgw_sse.running import operate
 
+    logs.setup(args.log_format, args.log_level)
     patterns = args.allowed_gateway or [
         p.strip() for p in os.environ.get("APPGW_SSE_ALLOWED_GATEWAYS", "").split(",") if p.strip()
     ]
     if not patterns:
-        print("warning: no --allowed-gateway: no gateway will be written", file=sys.stderr)
+        logging.getLogger(__name__).warning("no --allowed-gateway: no gateway will be written")
     config = OperatorConfig(
         allowed_gateways=tuple(patterns),
         namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
@@ -192,15 +194,8 @@ def _run(args: argparse.Namespace) -> int:
     namespaces = args.namespace or [
         n for n in os.environ.get(_env("namespace"), "").split(",") if n
     ]
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=True,
-            memo=kopf.Memo(config=config),
-        )
-    )
-    return EXIT_OK
+    lease = LeaseSettings(namespace=config.namespace, identity=default_identity())
+    return asyncio.run(operate(config, namespaces, args.health_port, lease))
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -314,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
         shown="azure-identity",
         help="bearer token file instead of azure-identity (emulators), re-read when it changes",
     )
+    # Operability: where the operator tells what it does, and how it is probed and scraped.
+    flag("--log-format", "text", choices=logs.FORMATS, help="stderr lines: text or json")
+    flag("--log-level", "info", parse=str.lower, choices=logs.LEVELS, help="least severe logged")
+    flag("--health-port", "8080", parse=int, help="port of /healthz and /metrics (0: any, logged)")
     run.set_defaults(handler=_run)
 
     emulator = commands.add_parser(

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from appgw_sse import metrics
 from appgw_sse.core import backends as bk
 from appgw_sse.core.conditions import BACKENDS_ANNOTATED, BACKENDS_CONFORMANT
 from appgw_sse.models.status import BackendsStatus, Condition
@@ -168,6 +169,7 @@ class PodReconciler:
                 continue
             await self.kube.patch_pod_annotations(namespace, name, patch)
             self.patches += 1
+            metrics.POD_PATCHES.inc()
             for key, value in patch.items():  # until the watch confirms it
                 if value is None:
                     view.annotations.pop(key, None)
@@ -244,6 +246,7 @@ class PodReconciler:
                 namespace, name, {bk.CONFORMANCE_ANNOTATION: verdict}
             )
             self.patches += 1
+            metrics.POD_PATCHES.inc()
             view.annotations[bk.CONFORMANCE_ANNOTATION] = verdict
             self.mark(namespace)
             if verdict != bk.CONFORMANT and previous in (None, bk.CONFORMANT):

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from appgw_sse import logs, metrics
 from appgw_sse.adapters.azure_gateway import ArmSettings, Snapshot
 from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
 from appgw_sse.core import conditions as cond
@@ -129,7 +130,7 @@ class Reconciler:
     def __init__(self, config: OperatorConfig, gateways: GatewayPort, kube: KubePort) -> None:
         self.config, self.gateways, self.kube = config, gateways, kube
         self.routes: dict[str, RouteRecord] = {}
-        self._workers = DebouncedWorkers(self.reconcile, config.debounce, "gateway", error_delay=30)
+        self._workers = DebouncedWorkers(self._pass, config.debounce, "gateway", error_delay=30)
         self._released: dict[str, asyncio.Event] = {}
         self._drift: dict[str, DriftTracker] = {}
         self.on_route_change: Callable[[str], None] | None = None  # the pods' side listens
@@ -225,6 +226,16 @@ class Reconciler:
         await self._workers.close()
         await self.gateways.close()
 
+    async def _pass(self, gateway_key: str) -> float | None:
+        """reconcile(), timed, with every line it logs naming the gateway and its routes."""
+        records = [r for r in self.routes.values() if r.gateway_key == gateway_key]
+        gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
+        with (
+            logs.context(gateway=gateway_id, routes=sorted(r.key for r in records)),
+            metrics.RECONCILE_SECONDS.time(),
+        ):
+            return await self.reconcile(gateway_key)
+
     async def reconcile(self, gateway_key: str) -> float | None:
         """One pass over one gateway; the delay before a retry, or None when settled."""
         records = [r for r in self.routes.values() if r.gateway_key == gateway_key]
@@ -245,7 +256,8 @@ class Reconciler:
             if recreated(confirmed, intent, snapshot.document):
                 await self._recreated(gateway_key, name, snapshot, records)
             elif intent is not None:
-                log.info("gateway %s: recovered the ledger of an interrupted update", name)
+                log.info("gateway %s (routes %s): recovered the ledger of an interrupted update",
+                         name, ", ".join(r.key for r in active))  # fmt: skip
             if intent is not None or ledger != confirmed:
                 await self._store_ledger(ledger)
             plan = plan_gateway(
@@ -325,9 +337,11 @@ class Reconciler:
             ], computed_for=planned.get(record.key))  # fmt: skip
         # Intent first: a crash during the PUT can then never lose an original value.
         await self.kube.save_ledger(ledger, intent=plan.ledger)
-        document = await self.gateways.apply(plan)
+        document = await self.gateways.apply(plan)  # logs the PUT and its outcome
         await self._store_ledger(plan.ledger)
-        log.info("gateway %s: applied %s for routes %s", name, summary, routes)
+        metrics.DRIFT_CORRECTIONS.labels(plan.gateway_id).inc(
+            sum(1 for change in plan.changes if change.kind == "drift")
+        )
         affected = {route for change in plan.changes for route in change.routes}
         for record in active:
             if record.key in affected or not affected:
@@ -361,6 +375,7 @@ class Reconciler:
             else:
                 continue
             conflicts.update(dict.fromkeys(routes, message))
+        metrics.DRIFT_CONFLICTS.labels(plan.gateway_id).set(len(held))
         return plan.without(held, ledger), conflicts
 
     async def _report(

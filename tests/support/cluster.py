@@ -70,11 +70,13 @@ def describe() -> str:
 
 class Cluster:
     """A running API server: `kubeconfig` (admin), `operator_kubeconfig` (the operator's own
-    identity), kubectl, and a client."""
+    identity), `replica_kubeconfig` (a second operator replica's, with the same permissions,
+    so the audit tells the replicas apart), kubectl, and a client."""
 
     real: bool
     kubeconfig: Path
     operator_kubeconfig: Path
+    replica_kubeconfig: Path
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -115,7 +117,8 @@ class Cluster:
         raise NotImplementedError
 
     def operator_requests(self) -> list[ApiRequest]:
-        return [r for r in self.requests() if r.user == operator_user()]
+        """Requests of the operator's identity and of the second replica's."""
+        return [r for r in self.requests() if r.user in (operator_user(), replica_user())]
 
     def close(self) -> None:
         if self._client is not None:
@@ -128,7 +131,7 @@ class RealCluster(Cluster):
     def __init__(self, workdir: Path, script: Path) -> None:
         super().__init__(workdir)
         started = subprocess.run(
-            [str(script), str(workdir / "apiserver"), operator_user()],
+            [str(script), str(workdir / "apiserver"), operator_user(), replica_user()],
             capture_output=True, text=True, timeout=120,
             env=dict(os.environ, APISERVER_AUDIT="1", XDG_CACHE_HOME=_cache_home()),
         )  # fmt: skip
@@ -138,6 +141,7 @@ class RealCluster(Cluster):
         self.pids: list[int] = ready["pids"]
         self.kubeconfig = Path(ready["kubeconfig"])
         self.operator_kubeconfig = Path(ready["users"][operator_user()])
+        self.replica_kubeconfig = Path(ready["users"][replica_user()])
         self.audit_log = workdir / "apiserver" / "audit.log"
 
     def requests(self) -> list[ApiRequest]:
@@ -175,7 +179,7 @@ class StandInCluster(Cluster):
         super().__init__(workdir)
         self._stack = contextlib.ExitStack()
         self.api = self._stack.enter_context(KubeApi([ResourceDef.from_crd(build_crd())], workdir))
-        self.kubeconfig = self.operator_kubeconfig = self.api.kubeconfig
+        self.kubeconfig = self.operator_kubeconfig = self.replica_kubeconfig = self.api.kubeconfig
 
     def requests(self) -> list[ApiRequest]:
         """Every request; the stand-in authenticates nobody, so the operator's are told apart from
@@ -232,6 +236,7 @@ def _prepare(cluster: Cluster) -> None:
         for namespace in namespaces:
             _must(cluster.kubectl("create", "namespace", namespace))
         _must(cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(chart_rbac())))
+        _must(cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(replica_bindings())))
     else:
         for namespace in ("default", *namespaces):
             cluster.call("POST", "/api/v1/namespaces", _namespace(namespace))
@@ -257,6 +262,22 @@ def chart_rbac() -> list[dict[str, Any]]:
     from tests.support import chart
 
     return [d for d in chart.render(namespace=OPERATOR_NAMESPACE) if d["kind"] in RBAC_KINDS]
+
+
+def replica_bindings() -> list[dict[str, Any]]:
+    """The chart's role bindings again, for the second replica's service account."""
+    namespace, name = replica_user().split(":")[2:]
+    return [
+        {**d, "metadata": {**d["metadata"], "name": f"{d['metadata']['name']}-replica"},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}
+        for d in chart_rbac() if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+    ]  # fmt: skip
+
+
+def replica_user() -> str:
+    """A second replica's identity: in a cluster both replicas share one service account; here
+    they get one each so that the audit log tells them apart."""
+    return f"{operator_user()}-replica"
 
 
 def operator_user() -> str:

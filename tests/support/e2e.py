@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -79,18 +80,24 @@ class Emulator:
 
 
 class Operator:
-    def __init__(self, workdir: Path, cluster: Cluster, emulator: Emulator, *extra: str) -> None:
+    def __init__(
+        self, workdir: Path, cluster: Cluster, emulator: Emulator, *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.log = workdir / f"operator-{time.monotonic_ns()}.log"
         self.args = [
             sys.executable, "-m", "appgw_sse", "run", "--debounce", "1s",
             "--allowed-gateway", "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
             "--arm-endpoint", emulator.url, "--arm-ca-bundle", emulator.ready["ca_bundle"],
-            "--arm-token-file", emulator.ready["token_file"], *extra,
+            "--arm-token-file", emulator.ready["token_file"], "--health-port", "0", *extra,
         ]  # fmt: skip
-        self.env = dict(
-            os.environ, KUBECONFIG=str(cluster.operator_kubeconfig),
-            POD_NAMESPACE=OPERATOR_NAMESPACE, HOME=str(cluster.home),
-        )  # fmt: skip
+        # One pod name: a restarted operator is the same pod's new container, which takes its
+        # own Lease back at once.
+        self.env = {
+            **os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig),
+            "POD_NAMESPACE": OPERATOR_NAMESPACE, "POD_NAME": "appgw-sse-operator-0",
+            "HOME": str(cluster.home), **(env or {}),
+        }  # fmt: skip
         self.start()
 
     def start(self) -> None:
@@ -107,6 +114,22 @@ class Operator:
     def output(self) -> str:
         return self.log.read_text()
 
+    def health_port(self) -> int:
+        """The port of /healthz and /metrics (the rig asks for any free one), once serving."""
+        found = wait_for("the operator serving /healthz", lambda: HEALTH_PORT.search(self.output()))
+        return int(found.group(1))
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        """GET /healthz or /metrics: the status and the body."""
+        url = f"http://127.0.0.1:{self.health_port()}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+HEALTH_PORT = re.compile(r"serving /healthz and /metrics on port (\d+)")
 
 # What an operator must never log: each is a defect the real API server has shown.
 FORBIDDEN_LOG = re.compile(
@@ -119,8 +142,8 @@ class Rig:
         self.workdir, self.cluster, self.emulator = workdir, cluster, emulator
         self.operators: list[Operator] = []
 
-    def operator(self, *extra: str) -> Operator:
-        operator = Operator(self.workdir, self.cluster, self.emulator, *extra)
+    def operator(self, *extra: str, env: dict[str, str] | None = None) -> Operator:
+        operator = Operator(self.workdir, self.cluster, self.emulator, *extra, env=env)
         self.operators.append(operator)
         return operator
 

@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,12 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.rest import AsyncHttpResponse, HttpRequest
 from azure.mgmt.network.aio import NetworkManagementClient
 
+from appgw_sse import logs, metrics
 from appgw_sse.adapters.credentials import TokenFileCredential
 from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
 from appgw_sse.core.document import (
@@ -113,6 +118,22 @@ def classify(error: Exception, gateway_id: str) -> GatewayError:
     raise error
 
 
+class _CountRequests(SansIOHTTPPolicy[HttpRequest, AsyncHttpResponse]):
+    """appgw_sse_arm_requests_total; placed after the retry policy, so each attempt and each
+    poll of a long-running operation counts."""
+
+    def on_response(
+        self,
+        request: PipelineRequest[HttpRequest],
+        response: PipelineResponse[HttpRequest, AsyncHttpResponse],
+    ) -> None:
+        status = str(response.http_response.status_code)
+        metrics.ARM_REQUESTS.labels(request.http_request.method, status).inc()
+
+    def on_exception(self, request: PipelineRequest[HttpRequest]) -> None:
+        metrics.ARM_REQUESTS.labels(request.http_request.method, "error").inc()
+
+
 def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> dict[str, Any]:
     return dict(pipeline_response.http_response.json())
 
@@ -147,6 +168,7 @@ class AzureGateways:
                 retry_total=self.settings.sdk_retries,
                 retry_backoff_factor=0.5,
                 retry_backoff_max=30,
+                per_retry_policies=[_CountRequests()],
             )
         return self._clients[key]
 
@@ -192,7 +214,9 @@ class AzureGateways:
                     f"gateway still {snapshot.provisioning_state} after "
                     f"{self.settings.lro_timeout:.0f}s", 60,
                 )  # fmt: skip
-            log.info("gateway %s is %s; waiting", gateway_id, snapshot.provisioning_state)
+            log.info("gateway %s (routes %s) is %s; waiting for its operation to end",
+                     gateway_id.rsplit("/", 1)[-1], logs.routes() or "none",
+                     snapshot.provisioning_state)  # fmt: skip
             await asyncio.sleep(self.settings.polling_interval)
 
     async def apply(self, plan: Plan) -> dict[str, Any]:
@@ -206,6 +230,8 @@ class AzureGateways:
         desired = plan.apply_to(fresh.document)
         subscription, group, name = split_gateway_id(plan.gateway_id)
         operations = self._client(subscription).application_gateways
+        routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.lro_timeout):
                 poller = await operations.begin_create_or_update(
@@ -217,11 +243,28 @@ class AzureGateways:
                     cls=_raw_json,
                 )
                 result: dict[str, Any] = await poller.result()  # type: ignore[assignment]
+        except asyncio.CancelledError:
+            log.warning("gateway %s: PUT %s for routes %s interrupted after %.1fs (shutting "
+                        "down); its intent stays in the ledger for whoever runs next", name,
+                        plan.summary, routes, time.monotonic() - started)  # fmt: skip
+            raise
         except Exception as exc:
-            raise self._failed(exc, plan.gateway_id, "PUT") from exc
+            error = self._failed(exc, plan.gateway_id, "PUT")
+            self._count_put(plan.gateway_id, "failed", started)
+            log.warning("gateway %s: PUT %s for routes %s failed after %.1fs: %s", name,
+                        plan.summary, routes, time.monotonic() - started, error)  # fmt: skip
+            raise error from exc
         self._succeeded(plan.gateway_id, "PUT")
+        self._count_put(plan.gateway_id, "applied", started)
+        log.info("gateway %s: PUT %s for routes %s applied in %.1fs", name, plan.summary,
+                 routes, time.monotonic() - started)  # fmt: skip
         self._verify(plan, result)
         return result
+
+    @staticmethod
+    def _count_put(gateway_id: str, result: str, started: float) -> None:
+        metrics.GATEWAY_PUTS.labels(gateway_id, result).inc()
+        metrics.GATEWAY_UPDATE_SECONDS.observe(time.monotonic() - started)
 
     @staticmethod
     def _verify(plan: Plan, result: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "appgw-sse-operator"}
 
 
-def _load_config() -> None:
+def load_config() -> None:
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
@@ -40,7 +40,7 @@ def _resource_version(config_map: V1ConfigMap) -> str:
 
 class Kube:
     def __init__(self, namespace: str) -> None:
-        _load_config()
+        load_config()
         self.namespace = namespace
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()

@@ -6,11 +6,14 @@ from typing import Any
 
 import kopf
 
+from appgw_sse import metrics
 from appgw_sse.adapters.azure_gateway import AzureGateways
 from appgw_sse.adapters.kube import Kube
 from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
 from appgw_sse.pods import PodReconciler, ProbeSettings
 from appgw_sse.reconciler import OperatorConfig, Reconciler
+
+log = logging.getLogger(__name__)
 
 # How long one run of the delete handler waits for its gateway before kopf retries it.
 _RELEASE_WAIT_SECONDS = 30.0
@@ -36,12 +39,20 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )  # fmt: skip
     reconciler.on_route_change = pods.mark
     memo["reconciler"], memo["pods"] = reconciler, pods
+    metrics.ROUTES.source = reconciler.routes.values
     memo["resync"] = asyncio.create_task(reconciler.resync(), name="resync")
+    log.info(
+        "started: writing gateways matching %s%s; debounce %gs, resync %gs, probes %s",
+        ", ".join(config.allowed_gateways) or "nothing", " (dry run)" if config.dry_run else "",
+        config.debounce, config.resync,
+        f"every {config.probe_interval:g}s" if config.probe else "off",
+    )  # fmt: skip
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo["resync"].cancel()
+    metrics.ROUTES.source = tuple
     await memo["pods"].close()
     await memo["reconciler"].close()
 
@@ -81,3 +92,5 @@ async def route_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: 
         raise kopf.TemporaryError(
             "waiting until the gateway is settled without it", delay=5
         ) from None
+    log.info("route %s/%s deleted: its gateway is settled without it and no pod carries it",
+             namespace, name, extra={"route": f"{namespace}/{name}"})  # fmt: skip

@@ -84,6 +84,7 @@ CORE = [
     ResourceDef("", "v1", "configmaps", "ConfigMap", shortnames=("cm",)),
     ResourceDef("", "v1", "events", "Event", shortnames=("ev",)),
     ResourceDef("events.k8s.io", "v1", "events", "Event"),
+    ResourceDef("coordination.k8s.io", "v1", "leases", "Lease"),
 ]
 
 

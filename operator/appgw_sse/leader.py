@@ -1,0 +1,236 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, as client-go's leaderelection does it.
+
+Only the holder runs the operator; the others stand by, reading the Lease every `retry_period`
+and writing nothing. The holder renews every `retry_period`; if no renewal succeeded for
+`renew_deadline` (< `duration`) it stops working before anyone else may take over. A standby
+takes the Lease once its record has not changed for `duration`, measured on its own clock
+(from when it last saw the record change), so clock skew between nodes does not matter. Every
+write carries the resourceVersion read, so two standbys never both win.
+"""
+
+import asyncio
+import concurrent.futures
+import datetime
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kubernetes
+import urllib3
+from kubernetes.client import V1Lease
+from kubernetes.client.exceptions import ApiException
+
+from appgw_sse.adapters.kube import load_config
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+LEASE_NAME = "appgw-sse-operator"
+# What a request to the API server can fail with: an error status, or no answer (urllib3 raises
+# its own exceptions for timeouts and refused connections once its retries are spent).
+_FAILURES = (ApiException, OSError, urllib3.exceptions.HTTPError)
+
+
+def default_identity() -> str:
+    """The pod's name in a cluster (a restarted container takes its own Lease back at once);
+    elsewhere unique per process."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    namespace: str
+    identity: str
+    name: str = LEASE_NAME
+    duration: int = 15  # client-go's defaults; the Lease counts whole seconds
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+class LeadershipLost(Exception):
+    pass
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return str(exc)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+class LeaderElector:
+    def __init__(
+        self, settings: LeaseSettings, client: kubernetes.client.ApiClient | None = None
+    ) -> None:
+        self.settings = settings
+        if client is None:
+            load_config()
+            client = kubernetes.client.ApiClient()
+        self.api = kubernetes.client.CoordinationV1Api(client)
+        # Its own connection and thread: renewals never queue behind a burst of status or pod
+        # patches in the shared pool, which could cost the Lease.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
+        self._lease: V1Lease | None = None  # as last read or written
+        self._observed: tuple[str, object] | None = None  # (holder, renewTime) last seen
+        self._observed_at = 0.0  # monotonic time it was first seen
+        # A hung request must not outlast the renew deadline unnoticed.
+        self._timeout = settings.renew_deadline / 2
+
+    async def acquire(self) -> None:
+        """Return once this process holds the Lease."""
+        waiting_for = None
+        while True:
+            try:
+                holder = await self._try_acquire()
+            except _FAILURES as exc:
+                log.warning("lease %s: %s; retrying", self.settings.name, _describe(exc))
+                holder = None
+            if holder == self.settings.identity:
+                log.info("lease %s acquired by %s: leading", self.settings.name, holder)
+                return
+            if holder and holder != waiting_for:
+                log.info("standing by: lease %s is held by %s", self.settings.name, holder)
+                waiting_for = holder
+            await asyncio.sleep(self.settings.retry_period)
+
+    async def hold(self) -> None:
+        """Renew until a renewal has failed for renew_deadline; then raise LeadershipLost."""
+        last_renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.retry_period)
+            try:
+                if await self._renew():
+                    last_renewed = time.monotonic()
+                    continue
+                raise LeadershipLost(f"lease {self.settings.name} was taken over")
+            except _FAILURES as exc:
+                log.warning("lease %s: renewal failed: %s", self.settings.name, _describe(exc))
+            if time.monotonic() - last_renewed > self.settings.renew_deadline:
+                raise LeadershipLost(
+                    f"lease {self.settings.name} not renewed for {self.settings.renew_deadline:.0f}s"
+                )
+
+    async def release(self) -> None:
+        """Hand the Lease over at once (a standby need not wait for it to expire)."""
+        if self._lease is None or self._lease.spec is None:
+            return
+        spec = self._lease.spec
+        spec.holder_identity, spec.lease_duration_seconds, spec.renew_time = None, 1, _now()
+        try:
+            await self._replace(self._lease)
+            log.info("lease %s released", self.settings.name)
+        except _FAILURES as exc:
+            log.warning("lease %s: could not release it: %s", self.settings.name, _describe(exc))
+
+    # -- the record ---------------------------------------------------------------------------
+
+    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(method, *args, _request_timeout=self._timeout, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def _read(self) -> V1Lease | None:
+        # A list by name answers an absent Lease with an empty list rather than a 404.
+        found = await self._call(
+            self.api.list_namespaced_lease, self.settings.namespace,
+            field_selector=f"metadata.name={self.settings.name}",
+        )  # fmt: skip
+        return found.items[0] if found.items else None
+
+    async def _replace(self, lease: V1Lease) -> None:
+        self._lease = await self._call(
+            self.api.replace_namespaced_lease, self.settings.name, self.settings.namespace, lease
+        )
+
+    def _spec(self, previous: V1Lease | None) -> dict[str, object]:
+        now = _now()
+        spec = previous.spec if previous is not None else None
+        if spec is None:
+            return {"holderIdentity": self.settings.identity, "acquireTime": now,
+                    "renewTime": now, "leaseDurationSeconds": self.settings.duration,
+                    "leaseTransitions": 0}  # fmt: skip
+        ours = spec.holder_identity == self.settings.identity
+        return {
+            "holderIdentity": self.settings.identity,
+            "acquireTime": spec.acquire_time if ours else now,
+            "renewTime": now,
+            "leaseDurationSeconds": self.settings.duration,
+            "leaseTransitions": (spec.lease_transitions or 0) + (0 if ours else 1),
+        }
+
+    async def _try_acquire(self) -> str | None:
+        """Take the Lease if it is free or expired; the holder afterwards."""
+        lease = await self._read()
+        if lease is None:
+            body = V1Lease.model_validate({
+                "metadata": {"name": self.settings.name, "namespace": self.settings.namespace},
+                "spec": self._spec(None),
+            })  # fmt: skip
+            try:
+                self._lease = await self._call(
+                    self.api.create_namespaced_lease, self.settings.namespace, body
+                )
+            except ApiException as exc:
+                if exc.status == 409:  # another replica created it first
+                    return None
+                raise
+            return self.settings.identity
+        spec = lease.spec
+        assert spec is not None and lease.metadata is not None
+        holder = spec.holder_identity or ""
+        record = (holder, spec.renew_time)
+        if record != self._observed:
+            self._observed, self._observed_at = record, time.monotonic()
+        duration = spec.lease_duration_seconds or self.settings.duration
+        if (
+            holder
+            and holder != self.settings.identity
+            and time.monotonic() < self._observed_at + duration
+        ):
+            return holder
+        if holder and holder != self.settings.identity:
+            log.info("lease %s: holder %s stopped renewing it %.0fs ago; taking over",
+                     self.settings.name, holder, time.monotonic() - self._observed_at)  # fmt: skip
+        body = V1Lease.model_validate({
+            "metadata": {"name": self.settings.name, "namespace": self.settings.namespace,
+                         "resourceVersion": lease.metadata.resource_version},
+            "spec": self._spec(lease),
+        })  # fmt: skip
+        try:
+            await self._replace(body)
+        except ApiException as exc:
+            if exc.status == 409:  # another replica took it between our read and write
+                return None
+            raise
+        return self.settings.identity
+
+    async def _renew(self) -> bool:
+        """Renew on the resourceVersion last written; False when someone else holds it now."""
+        assert self._lease is not None and self._lease.metadata is not None
+        body = V1Lease.model_validate({
+            "metadata": {"name": self.settings.name, "namespace": self.settings.namespace,
+                         "resourceVersion": self._lease.metadata.resource_version},
+            "spec": self._spec(self._lease),
+        })  # fmt: skip
+        try:
+            await self._replace(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = await self._read()
+            if (
+                current is None
+                or current.spec is None
+                or (current.spec.holder_identity != self.settings.identity)
+            ):
+                return False
+            self._lease = current  # still ours, touched by someone: renew on it next time
+            raise
+        return True

@@ -1,0 +1,100 @@
+"""`appgw-sse run`: health and metrics first, then the Lease, then kopf while it is held.
+
+A standby replica runs no kopf at all (no watch, no write); only the Lease is read. On SIGTERM
+kopf stops (its cleanup cancels the gateway workers: an update in flight keeps its ledger intent
+for the next leader) and the Lease is handed over at once.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Collection
+
+import kopf
+
+from appgw_sse import health as healthz
+from appgw_sse import metrics
+from appgw_sse.leader import LeaderElector, LeadershipLost, LeaseSettings
+from appgw_sse.reconciler import OperatorConfig
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_LEADERSHIP_LOST = 0, 1
+
+
+async def operate(
+    config: OperatorConfig, namespaces: Collection[str], health_port: int, lease: LeaseSettings
+) -> int:
+    health = healthz.Health(identity=lease.identity)
+    runner = await healthz.serve(health, health_port)
+    try:
+        return await _lead(config, namespaces, health, LeaderElector(lease))
+    finally:
+        await runner.cleanup()
+
+
+async def _lead(
+    config: OperatorConfig,
+    namespaces: Collection[str],
+    health: healthz.Health,
+    elector: LeaderElector,
+) -> int:
+    # Signals stop kopf through its stop flag (as a lost Lease does). kopf installs handlers of
+    # its own as it starts; ours go back once it has, or its stop-flag waiter would hang.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        log.info("%s received: stopping", sig.name)
+        stopping.set()
+
+    def handle_signals(_: object = None) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop, sig)
+
+    handle_signals()
+    metrics.LEADER.set(0)
+    acquiring = asyncio.create_task(elector.acquire(), name="lease acquire")
+    stopped = asyncio.create_task(stopping.wait(), name="stop signal")
+    await asyncio.wait({acquiring, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not acquiring.done():
+        acquiring.cancel()
+        log.info("stopped while standing by")
+        return EXIT_OK
+    acquiring.result()
+    metrics.LEADER.set(1)
+    # Created before kopf so that kopf's shutdown, which cancels every task born after it
+    # started, leaves the renewals to us.
+    holding = asyncio.create_task(elector.hold(), name="lease renew")
+    health.started = loop.create_future()
+    health.started.add_done_callback(handle_signals)
+    health.operator = asyncio.create_task(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            memo=kopf.Memo(config=config),
+            stop_flag=stopping,
+            ready_flag=health.started,
+        ),
+        name="kopf",
+    )
+    await asyncio.wait({holding, health.operator}, return_when=asyncio.FIRST_COMPLETED)
+    if holding.done():
+        reason = holding.exception()
+        log.error("%s: stopping all work now; exiting to restart as a standby", reason)
+        stopping.set()
+        await health.operator
+        metrics.LEADER.set(0)
+        if isinstance(reason, LeadershipLost):
+            return EXIT_LEADERSHIP_LOST
+        raise reason if reason is not None else RuntimeError("lease renewal ended")
+    holding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holding
+    metrics.LEADER.set(0)
+    await elector.release()
+    health.operator.result()  # kopf's own failure, if any, ends the process with it
+    return EXIT_OK
