@@ -15,11 +15,11 @@ from typing import Any
 
 import aiohttp
 
+from appgw_sse import EXAMPLES
 from appgw_sse.adapters.azure_gateway import ArmSettings, AzureGateways
 from appgw_sse.adapters.errors import GatewayError
 from appgw_sse.core.planner import RouteIntent, plan_gateway
 from appgw_sse.emulator.server import serve
-from appgw_sse.offline import EXAMPLES
 
 FAULTS: list[tuple[str, dict[str, Any] | None]] = [
     ("none", None),

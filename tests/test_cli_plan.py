@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appgw_sse.offline import EXAMPLES
+from appgw_sse import EXAMPLES
 
 ROUTES = str(EXAMPLES / "routes.yaml")
 GATEWAY = str(EXAMPLES / "gateway.json")

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from appgw_sse import EXAMPLES
 from appgw_sse.emulator.dataplane import (
     DEFAULT_DRAIN_SECONDS,
     drain_seconds,
@@ -22,7 +23,6 @@ from appgw_sse.emulator.dataplane import (
     route,
 )
 from appgw_sse.emulator.server import RunningEmulator
-from appgw_sse.offline import EXAMPLES
 from tests.support.emulator import Arm, example_gateway
 from tests.support.gateways import gateway_document
 from tests.support.sse_servers import behind_gateway, sse_server

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from appgw_sse import EXAMPLES
 from appgw_sse.emulator.state import ArmError, Throttling
-from appgw_sse.offline import EXAMPLES
 from tests.support.emulator import Arm, example_gateway, sample_gateway
 
 GW = example_gateway()["id"]

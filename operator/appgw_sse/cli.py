@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from appgw_sse import __version__, offline
+from appgw_sse import __version__, review
 from appgw_sse.models.crd import build_crd
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -26,16 +26,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _plan(args: argparse.Namespace) -> int:
     try:
-        routes = offline.load_routes(args.file)
-        gateways = offline.load_gateways(args.gateway)
-        plans = offline.plan_all(routes, gateways, offline.load_ledgers(args.ledger))
-    except offline.InputError as exc:
+        routes = review.load_routes(args.file)
+        gateways = review.load_gateways(args.gateway)
+        plans = review.plan_all(routes, gateways, review.load_ledgers(args.ledger))
+    except review.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(
-        offline.render_json(plans) if args.output == "json" else offline.render_text(plans, routes)
-    )
-    unconfigurable = offline.unconfigurable_routes(plans, routes)
+    print(review.render_json(plans) if args.output == "json" else review.render_text(plans, routes))
+    unconfigurable = review.unconfigurable_routes(plans, routes)
     if unconfigurable:
         print(
             f"error: {len(unconfigurable)} route(s) would not be configured:\n  "
@@ -168,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
-    from appgw_sse.reconciler import OperatorConfig
+    from appgw_sse.config import OperatorConfig
 
     patterns = args.allowed_gateway or [
         p.strip() for p in os.environ.get("APPGW_SSE_ALLOWED_GATEWAYS", "").split(",") if p.strip()
@@ -177,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         print("warning: no --allowed-gateway: no gateway will be written", file=sys.stderr)
     config = OperatorConfig(
         allowed_gateways=tuple(patterns),
-        namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
+        ledger_namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
         debounce=args.debounce,
         resync=args.resync,
         dry_run=args.dry_run,

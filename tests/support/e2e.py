@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from appgw_sse.offline import EXAMPLES
+from appgw_sse import EXAMPLES
 from tests.support import cluster as clusters
 from tests.support.cluster import OPERATOR_NAMESPACE, Cluster
 

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from appgw_sse import EXAMPLES
 from appgw_sse.emulator.server import RunningEmulator, serve
-from appgw_sse.offline import EXAMPLES
 
 API = "api-version=2024-05-01"
 DATA = Path(__file__).resolve().parent.parent / "data"

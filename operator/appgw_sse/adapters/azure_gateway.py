@@ -24,13 +24,10 @@ from azure.mgmt.network.aio import NetworkManagementClient
 
 from appgw_sse.adapters.credentials import TokenFileCredential
 from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
-from appgw_sse.core.document import (
-    backend_setting_timeouts,
-    response_buffering_enabled,
-    split_gateway_id,
-)
+from appgw_sse.core.conditions import Reason
+from appgw_sse.core.document import name_from_id, split_gateway_id
 from appgw_sse.core.ledger import instance_of
-from appgw_sse.core.planner import Plan, Reason
+from appgw_sse.core.planner import Plan
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +92,7 @@ def classify(error: Exception, gateway_id: str) -> GatewayError:
         if status in _AUTH_AWAITED:
             return TransientGatewayError(
                 Reason.AZURE_AUTH_FAILED, code or str(error.reason or status),
-                f"ARM answered {status} for gateway {gateway_id.rsplit('/', 1)[-1]}: {message}; "
+                f"ARM answered {status} for gateway {name_from_id(gateway_id)}: {message}; "
                 f"waiting for {_AUTH_AWAITED[status]}",
             )  # fmt: skip
         if status == 200:  # the long-running operation itself ended Failed or Canceled
@@ -225,13 +222,8 @@ class AzureGateways:
 
     @staticmethod
     def _verify(plan: Plan, result: dict[str, Any]) -> None:
-        timeouts = backend_setting_timeouts(result)
         for change in plan.changes:
-            actual = (
-                response_buffering_enabled(result)
-                if change.setting is None
-                else timeouts.get(change.setting)
-            )
+            actual = change.place.read(result)
             if actual != change.after:
                 raise TransientGatewayError(
                     Reason.APPLYING, "VerificationFailed",

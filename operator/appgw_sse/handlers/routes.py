@@ -1,4 +1,5 @@
-"""kopf handlers for SseRoutes. They only feed the reconciler; it does the work per gateway."""
+"""kopf handlers. They only feed the route book and the pod caches; the gateway and pod
+workers do the work."""
 
 import asyncio
 import logging
@@ -8,9 +9,11 @@ import kopf
 
 from appgw_sse.adapters.azure_gateway import AzureGateways
 from appgw_sse.adapters.kube import Kube
+from appgw_sse.config import OperatorConfig
 from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
 from appgw_sse.pods import PodReconciler, ProbeSettings
-from appgw_sse.reconciler import OperatorConfig, Reconciler
+from appgw_sse.reconciler import GatewayReconciler
+from appgw_sse.routebook import RouteBook
 
 # How long one run of the delete handler waits for its gateway before kopf retries it.
 _RELEASE_WAIT_SECONDS = 30.0
@@ -28,33 +31,31 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    kube = Kube(config.namespace)
-    reconciler = Reconciler(config, AzureGateways(config.arm), kube)
-    pods = PodReconciler(
-        reconciler.routes, kube, reconciler.write_backends_status, config.debounce,
-        ProbeSettings(enabled=config.probe, interval=config.probe_interval),
-    )  # fmt: skip
-    reconciler.on_route_change = pods.mark
-    memo["reconciler"], memo["pods"] = reconciler, pods
-    memo["resync"] = asyncio.create_task(reconciler.resync(), name="resync")
+    kube = Kube(config.ledger_namespace)
+    book = RouteBook(kube, config.allowed_gateways)
+    gateways = GatewayReconciler(config, book, AzureGateways(config.arm), kube)
+    probe = ProbeSettings(enabled=config.probe, interval=config.probe_interval)
+    memo["book"], memo["gateways"] = book, gateways
+    memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
+    memo["resync"] = asyncio.create_task(gateways.resync(), name="resync")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo["resync"].cancel()
     await memo["pods"].close()
-    await memo["reconciler"].close()
+    await memo["gateways"].close()
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def route_event(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    reconciler: Reconciler = memo["reconciler"]
+    book: RouteBook = memo["book"]
     if type == "DELETED":
-        reconciler.forget(str(namespace), name)
+        book.forget(str(namespace), name)
     else:
-        await reconciler.observe(body)
+        await book.observe(body)
 
 
 # Async, so kopf calls them on the event loop: a sync handler runs in a thread, where the pod
@@ -75,7 +76,7 @@ async def route_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: 
     its annotations any more."""
     try:
         async with asyncio.timeout(_RELEASE_WAIT_SECONDS):
-            await memo["reconciler"].released(str(namespace), name)
+            await memo["gateways"].released(str(namespace), name)
             await memo["pods"].released(str(namespace), name)
     except TimeoutError:
         raise kopf.TemporaryError(

@@ -30,10 +30,9 @@ from typing import Any, TypeVar
 import kubernetes
 from aiohttp import web
 
-from appgw_sse import doctor
+from appgw_sse import EXAMPLES, doctor
 from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
 from appgw_sse.models.crd import build_crd
-from appgw_sse.offline import EXAMPLES
 
 T = TypeVar("T")
 SEEDED_TIMEOUT = 3  # seconds; Azure's default is 30
