@@ -2,10 +2,18 @@
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appgw_sse.core.conditions import Condition, merge_conditions
+from appgw_sse.core.conditions import (
+    Condition,
+    Reason,
+    backends_conformant,
+    merge_conditions,
+    planned,
+    true_to_generation,
+)
 from appgw_sse.core.drift import DriftTracker
 from appgw_sse.core.fields import REQUEST_TIMEOUT
 from appgw_sse.core.ledger import Ledger, Owned, recover, recreated
@@ -139,3 +147,52 @@ def test_a_ledger_of_the_live_instance_is_kept_and_legacy_ledgers_are_adopted() 
     assert not recreated(CONFIRMED, PENDING, live)
     # An empty ledger of another instance lost nothing worth an Event.
     assert not recreated(Ledger(gateway_id=GID, resource_guid=NEW), None, live)
+
+
+# A ledger as operators before the owned-field abstraction stored it in the ConfigMap.
+STORED = (
+    '{"gatewayId":"G","resourceGuid":"x","responseBuffering":{"original":true,"applied":false},'
+    '"backendSettings":{"a":{"original":30,"applied":68},"b":{"original":45,"applied":150}}}'
+)
+
+
+def test_a_stored_ledger_reads_and_writes_back_unchanged() -> None:
+    stored = Ledger.from_json(STORED)
+    assert stored == owning(gateway="G", guid="x", buffering=(True, False), a=(30, 68), b=(45, 150))
+    assert stored.to_json() == STORED
+    assert Ledger.from_data({"gateway_id": "G", "backend_settings": {}}) == Ledger(gateway_id="G")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"gatewayId": "G", "drainTimeouts": {}},
+        {"gatewayId": 1},
+        {"gatewayId": "G", "backendSettings": {"a": {"original": 30}}},
+        {"gatewayId": "G", "backendSettings": {"a": {"original": True, "applied": 68}}},
+        {"gatewayId": "G", "responseBuffering": {"original": 1, "applied": 0}},
+    ],
+)
+def test_what_is_not_a_ledger_is_refused(data: object) -> None:
+    with pytest.raises(ValueError):
+        Ledger.from_data(data)
+
+
+def test_conformance_is_unknown_until_every_pod_was_probed() -> None:
+    probing = backends_conformant({"p1": "ok", "p2": None}, "ok")
+    assert (probing.status, probing.reason) == ("Unknown", "Probing")
+    assert backends_conformant({"p1": "ok"}, "ok").message == "1 pod(s) send the SSE headers"
+    assert backends_conformant({}, "ok").status == "Unknown"
+
+
+def test_an_outcome_for_other_requirements_is_pending() -> None:
+    applied = planned(Reason.APPLIED, "a requestTimeout 68s")
+    assert true_to_generation([applied], applied=True, generation=2) == [applied]
+    [pending] = true_to_generation([applied], applied=False, generation=2)
+    assert (pending.type, pending.status, pending.reason) == (
+        "GatewayConfigured",
+        "False",
+        "Pending",
+    )
+    assert "generation 2" in pending.message

@@ -169,3 +169,99 @@ async def test_a_gone_gateway_keeps_its_ledger_only_while_a_route_needs_it(
     await reconciler.reconcile(KEY)
     await asyncio.wait_for(reconciler.released("ns", "r"), 1)
     assert KEY not in kube.ledgers
+
+
+# -- scheduling, drift and release ----------------------------------------------------------
+
+
+async def test_a_burst_of_routes_costs_one_read_and_one_put(
+    book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    config = OperatorConfig(allowed_gateways=("*",), debounce=0.01)
+    worker = GatewayReconciler(config, book, gateways, kube)
+    names = [f"r{i}" for i in range(20)]
+    try:
+        for i, name in enumerate(names):  # each marks the gateway dirty
+            await book.observe(body(name, idle=f"{40 + i}s"))
+        await kube.wait_until(lambda: all(ready(kube, name) for name in names))
+    finally:
+        await worker.close()
+    assert (gateways.reads, gateways.puts, gateways.timeout()) == (1, 1, 89)
+    assert len(kube.written) == 2 * len(names)  # Applying, then Applied
+
+
+def ready(kube: FakeKube, name: str) -> bool:
+    written = [status for route, status in kube.written if route == name]
+    return bool(written) and condition(written[-1]) == ("True", "Applied", 1)
+
+
+async def test_the_third_correction_of_a_value_is_held_until_the_route_changes(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    for _ in range(2):
+        gateways.set_timeout(40)  # someone else lowers it
+        await reconciler.reconcile(KEY)
+        assert gateways.timeout() == 68
+    gateways.set_timeout(40)
+    await reconciler.reconcile(KEY)
+    assert (gateways.timeout(), gateways.puts) == (40, 3)
+    assert condition(kube.statuses[-1], "GatewayConfigured") == ("False", "DriftConflict", 1)
+    assert [e[1] for e in kube.events].count(Reason.DRIFT_CONFLICT) == 1
+    await reconciler.reconcile(KEY)  # still held: no PUT, no second Event
+    assert (gateways.puts, [e[1] for e in kube.events].count(Reason.DRIFT_CONFLICT)) == (3, 1)
+    await book.observe(route(2, idle="46s"))  # the route changed: try again
+    await reconciler.reconcile(KEY)
+    assert gateways.timeout() == 69
+    assert condition(kube.statuses[-1]) == ("True", "Applied", 2)
+
+
+async def test_a_deleted_route_is_released_once_its_values_are_restored(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    await book.observe(route(1, metadata={"deletionTimestamp": "now"}))
+    released = asyncio.create_task(reconciler.released("ns", "r"))
+    await reconciler.reconcile(KEY)
+    await asyncio.wait_for(released, 1)
+    assert gateways.timeout() == 30
+    assert KEY not in kube.ledgers
+    change = book.forget("ns", "r")
+    assert change is not None and change.forgotten and change.gateways == {KEY}
+
+
+async def test_a_route_without_a_gateway_is_released_at_once_when_deleted(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1, idle="45"))  # never valid: nothing of it on any gateway
+    await book.observe(route(1, idle="45", metadata={"deletionTimestamp": "now"}))
+    await asyncio.wait_for(reconciler.released("ns", "r"), 1)
+    assert (gateways.reads, gateways.puts) == (0, 0)
+
+
+async def test_a_pass_that_changes_nothing_writes_no_status(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    written = len(kube.statuses)
+    await reconciler.reconcile(KEY)
+    await book.observe(route(1))  # our own status write coming back: same generation
+    assert len(kube.statuses) == written
+    assert (gateways.reads, gateways.puts) == (2, 1)
+
+
+async def test_a_dry_run_plans_reports_and_never_puts(
+    book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    config = OperatorConfig(allowed_gateways=("*",), debounce=3600, dry_run=True)
+    worker = GatewayReconciler(config, book, gateways, kube)
+    await book.observe(route(1))
+    await worker.reconcile(KEY)
+    await worker.close()
+    assert gateways.puts == 0
+    status = kube.statuses[-1]
+    assert condition(status, "GatewayConfigured") == ("False", "DryRun", 1)
+    assert status["gateway"]["backendSettings"] == [{"name": "a", "requestTimeout": 30}]
