@@ -48,11 +48,17 @@ def route(settings: tuple[str, ...] = ("notifications-http",), idle: int = 45) -
 
 
 def settings(emulator: RunningEmulator, **overrides: Any) -> ArmSettings:
-    return ArmSettings(**{
-        "endpoint": emulator.url, "ca_bundle": emulator.ca_bundle,
-        "token_file": emulator.token_file, "polling_interval": 0.05, "sdk_retries": 3,
-        "lro_timeout": 30, **overrides,
-    })  # fmt: skip
+    return ArmSettings(
+        **{
+            "endpoint": emulator.url,
+            "ca_bundle": emulator.ca_bundle,
+            "token_file": emulator.token_file,
+            "polling_interval": 0.05,
+            "sdk_retries": 3,
+            "lro_timeout": 30,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture
@@ -273,8 +279,11 @@ async def test_auth_backoff_doubles_to_a_cap_per_method_and_resets_on_success(
     gateways: AzureGateways, arm: Arm
 ) -> None:
     plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
-    await arm.admin("POST", "faults", {"method": "PUT", "status": 403, "count": 7,
-                                       "code": "AuthorizationFailed"})  # fmt: skip
+    await arm.admin(
+        "POST",
+        "faults",
+        {"method": "PUT", "status": 403, "count": 7, "code": "AuthorizationFailed"},
+    )
     delays = []
     for _ in range(7):
         with pytest.raises(TransientGatewayError) as caught:
@@ -283,8 +292,9 @@ async def test_auth_backoff_doubles_to_a_cap_per_method_and_resets_on_success(
     assert delays == [5, 10, 20, 40, 60, 60, 60]
     await gateways.apply(plan)
     reverted = plan_gateway(GW, [], (await gateways.get(GW)).document, plan.ledger)
-    await arm.admin("POST", "faults", {"method": "PUT", "status": 403,
-                                       "code": "AuthorizationFailed"})  # fmt: skip
+    await arm.admin(
+        "POST", "faults", {"method": "PUT", "status": 403, "code": "AuthorizationFailed"}
+    )
     with pytest.raises(TransientGatewayError) as caught:
         await gateways.apply(reverted)
     assert caught.value.delay == 5  # the success reset the wait
@@ -441,21 +451,30 @@ async def configured(kube: FakeKube, holds: Callable[[dict[str, str]], bool]) ->
 
 
 ROUTE_BODY = {
-    "metadata": {"namespace": "shop", "name": "notifications", "uid": "u1", "generation": 1,
-                 "finalizers": ["sse.appgw.dev/finalizer"]},
-    "spec": {"gateway": {"id": GW, "backendSettings": ["notifications-http"]},
-             "idleInterval": "45s"},
-}  # fmt: skip
+    "metadata": {
+        "namespace": "shop",
+        "name": "notifications",
+        "uid": "u1",
+        "generation": 1,
+        "finalizers": ["sse.appgw.dev/finalizer"],
+    },
+    "spec": {
+        "gateway": {"id": GW, "backendSettings": ["notifications-http"]},
+        "idleInterval": "45s",
+    },
+}
 
 
 @pytest.mark.parametrize(
     ("broken", "awaited"),
     [
-        ("403 on PUT", "the identity's role assignment on the gateway (assignments take minutes "
-                       "to propagate)"),
+        (
+            "403 on PUT",
+            "the identity's role assignment on the gateway (assignments take minutes to propagate)",
+        ),
         ("empty token file", "one to become available"),
     ],
-)  # fmt: skip
+)
 async def test_the_operator_converges_once_credentials_are_fixed_without_a_resync(
     emulator: RunningEmulator, arm: Arm, token_file: Path, broken: str, awaited: str
 ) -> None:
@@ -465,8 +484,11 @@ async def test_the_operator_converges_once_credentials_are_fixed_without_a_resyn
     book = RouteBook(kube, config.allowed_gateways)
     reconciler = GatewayReconciler(config, book, adapter, kube)
     if broken == "403 on PUT":
-        await arm.admin("POST", "faults", {"method": "PUT", "status": 403, "count": 3,
-                                           "code": "AuthorizationFailed"})  # fmt: skip
+        await arm.admin(
+            "POST",
+            "faults",
+            {"method": "PUT", "status": 403, "count": 3, "code": "AuthorizationFailed"},
+        )
     else:
         write(token_file, "")
     try:

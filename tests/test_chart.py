@@ -100,9 +100,14 @@ def validate_strictly(docs: list[dict[str, Any]]) -> None:
 def test_defaults_watch_all_namespaces_with_one_cluster_role() -> None:
     docs = render()
     assert sorted(doc["kind"] for doc in docs) == [
-        "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-        "Role", "RoleBinding", "ServiceAccount",
-    ]  # fmt: skip
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    ]
     account = one(docs, "ServiceAccount")["metadata"]
     assert (account["namespace"], account["name"]) == (chart.NAMESPACE, chart.SERVICE_ACCOUNT)
     cluster_role = one(docs, "ClusterRole")
@@ -135,9 +140,11 @@ def test_namespaced_mode_grants_nothing_on_pods_cluster_wide() -> None:
     docs = render({"namespaces": ["shop", "web"]})
     cluster_role = one(docs, "ClusterRole")
     assert rules(cluster_role) == {
-        ("customresourcedefinitions", "list"), ("customresourcedefinitions", "watch"),
-        ("namespaces", "list"), ("namespaces", "watch"),
-    }  # fmt: skip
+        ("customresourcedefinitions", "list"),
+        ("customresourcedefinitions", "watch"),
+        ("namespaces", "list"),
+        ("namespaces", "watch"),
+    }
     roles = {role["metadata"]["namespace"]: role for role in of_kind(docs, "Role")}
     assert set(roles) == {"shop", "web", chart.NAMESPACE}
     for namespace in ("shop", "web"):
@@ -280,8 +287,9 @@ def test_every_knob_lands_where_users_expect_it() -> None:
     assert operator["args"][-1] == "--log-format=json"
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     assert volumes["arm-ca"]["configMap"] == {
-        "name": "arm-ca", "items": [{"key": "bundle.pem", "path": "ca.pem"}]
-    }  # fmt: skip
+        "name": "arm-ca",
+        "items": [{"key": "bundle.pem", "path": "ca.pem"}],
+    }
     assert volumes["arm-token"]["secret"]["secretName"] == "arm-token"
     for binding in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
         assert binding["subjects"][0]["name"] == "sse-operator"
@@ -335,10 +343,16 @@ def test_any_value_the_schema_accepts_starts_the_operator(
     namespaces: list[str],
     gateways: list[str],
 ) -> None:
-    docs = render({
-        "resync": resync, "debounce": debounce, "probe": {"enabled": probe, "interval": interval},
-        "dryRun": dry_run, "namespaces": namespaces, "allowedGateways": gateways,
-    })  # fmt: skip
+    docs = render(
+        {
+            "resync": resync,
+            "debounce": debounce,
+            "probe": {"enabled": probe, "interval": interval},
+            "dryRun": dry_run,
+            "namespaces": namespaces,
+            "allowedGateways": gateways,
+        }
+    )
     args = parse_run(docs)
     assert args.resync > 0 and args.debounce >= 0 and args.probe_interval > 0
     assert (args.namespace, args.allowed_gateway) == (namespaces, gateways)
@@ -506,9 +520,12 @@ def test_helm_install_and_uninstall_on_a_real_api_server(apiserver: Path, tmp_pa
     def can(verb: str, resource: str, namespace: str, account: str) -> bool:
         result = subprocess.run(
             ["kubectl", "auth", "can-i", verb, resource, "-n", namespace, "--as", account],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
             env=dict(os.environ, HOME=str(home), KUBECONFIG=str(apiserver)),
-        )  # fmt: skip
+        )
         answer = result.stdout.strip()
         assert answer in ("yes", "no"), result.stderr
         return answer == "yes"

@@ -242,8 +242,9 @@ async def test_backends_admin_api(arm: Arm, emulator: RunningEmulator) -> None:
 def test_the_ready_line_names_each_gateways_frontend() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "appgw_sse", "emulator", "--seed", str(EXAMPLES / "gateway.json")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())

@@ -73,8 +73,9 @@ def test_recover_drops_a_restored_entry_once_the_restore_landed() -> None:
 
 @given(st.booleans(), st.booleans())
 def test_recover_never_loses_an_original(buffering_landed: bool, timeout_landed: bool) -> None:
-    document = gateway_document({"a": 150 if timeout_landed else 68},
-                                buffering=not buffering_landed)  # fmt: skip
+    document = gateway_document(
+        {"a": 150 if timeout_landed else 68}, buffering=not buffering_landed
+    )
     recovered = recover(CONFIRMED, PENDING, document)
     assert recovered.owned[REQUEST_TIMEOUT.at("a")].original == 30
     replan = plan_gateway(GID, [route("r", timeout=150)], document, recovered)

@@ -119,8 +119,13 @@ class _Switch(argparse.Action):
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, type=_converter(_boolean), **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         setattr(namespace, self.dest, True)
 
 
@@ -254,9 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0 when the stream went from broken to live.",
     )
     demo.add_argument(
-        "--plot", type=Path, metavar="FILE.png",
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
         help="also draw the two runs (needs the 'plot' extra: matplotlib)",
-    )  # fmt: skip
+    )
     demo.set_defaults(handler=_demo)
 
     run = commands.add_parser(

@@ -43,10 +43,20 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) ->
 class Emulator:
     def __init__(self, workdir: Path, seeds: list[Path], lro_seconds: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "appgw_sse", "emulator", "--tls-dir", str(workdir / "tls"),
-             "--lro-seconds", str(lro_seconds), *[a for s in seeds for a in ("--seed", str(s))]],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "appgw_sse",
+                "emulator",
+                "--tls-dir",
+                str(workdir / "tls"),
+                "--lro-seconds",
+                str(lro_seconds),
+                *[a for s in seeds for a in ("--seed", str(s))],
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout is not None
         self.ready = json.loads(self.process.stdout.readline())
         self.url = self.ready["url"]
@@ -54,8 +64,12 @@ class Emulator:
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}/_emulator/{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            f"{self.url}/_emulator/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, context=self._ssl, timeout=10) as response:
             return json.loads(response.read() or b"null")
 
@@ -65,8 +79,11 @@ class Emulator:
         )
 
     def requests(self, method: str, gateway_id: str = GATEWAY_ID) -> list[dict[str, Any]]:
-        return [r for r in self.admin("GET", "requests")
-                if r["method"] == method and r["path"].lower() == gateway_id.lower()]  # fmt: skip
+        return [
+            r
+            for r in self.admin("GET", "requests")
+            if r["method"] == method and r["path"].lower() == gateway_id.lower()
+        ]
 
     def third_party_put(
         self, change: Callable[[dict[str, Any]], None], gateway_id: str = GATEWAY_ID
@@ -85,15 +102,28 @@ class Operator:
     def __init__(self, workdir: Path, cluster: Cluster, emulator: Emulator, *extra: str) -> None:
         self.log = workdir / f"operator-{time.monotonic_ns()}.log"
         self.args = [
-            sys.executable, "-m", "appgw_sse", "run", "--debounce", "1s",
-            "--allowed-gateway", "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
-            "--arm-endpoint", emulator.url, "--arm-ca-bundle", emulator.ready["ca_bundle"],
-            "--arm-token-file", emulator.ready["token_file"], *extra,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "appgw_sse",
+            "run",
+            "--debounce",
+            "1s",
+            "--allowed-gateway",
+            "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
+            "--arm-endpoint",
+            emulator.url,
+            "--arm-ca-bundle",
+            emulator.ready["ca_bundle"],
+            "--arm-token-file",
+            emulator.ready["token_file"],
+            *extra,
+        ]
         self.env = dict(
-            os.environ, KUBECONFIG=str(cluster.operator_kubeconfig),
-            POD_NAMESPACE=OPERATOR_NAMESPACE, HOME=str(cluster.home),
-        )  # fmt: skip
+            os.environ,
+            KUBECONFIG=str(cluster.operator_kubeconfig),
+            POD_NAMESPACE=OPERATOR_NAMESPACE,
+            HOME=str(cluster.home),
+        )
         self.start()
 
     def start(self) -> None:
@@ -154,9 +184,14 @@ class Rig:
         return next((c for c in conditions if c["type"] == type_), {})
 
     def wait_condition(
-        self, namespace: str, name: str, status: str, reason: str | None = None,
-        type_: str = "Ready", timeout: float = 30.0,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        namespace: str,
+        name: str,
+        status: str,
+        reason: str | None = None,
+        type_: str = "Ready",
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             route = self.route(namespace, name) or {}
             conditions = (route.get("status") or {}).get("conditions") or []
@@ -192,28 +227,39 @@ class Rig:
     def check_operator_behaved(self) -> None:
         """The operator's logs and its answers from the API: no failure, no 4xx."""
         problems = [
-            f"operator log: {line}" for operator in self.operators
-            for line in operator.output().splitlines() if FORBIDDEN_LOG.search(line)
-        ]  # fmt: skip
+            f"operator log: {line}"
+            for operator in self.operators
+            for line in operator.output().splitlines()
+            if FORBIDDEN_LOG.search(line)
+        ]
         problems += [
             f"API answered {r.code} to the operator's {r.verb} {r.resource}/{r.subresource} "
             f"{r.namespace}/{r.name}"
-            for r in self.cluster.operator_requests() if 400 <= r.code < 500
-        ]  # fmt: skip
+            for r in self.cluster.operator_requests()
+            if 400 <= r.code < 500
+        ]
         if problems:
             pytest.fail("the operator misbehaved:\n" + "\n".join(problems[:20]))
 
 
 def route_manifest(
-    name: str, namespace: str = "shop", settings: tuple[str, ...] = ("notifications-http",),
-    idle: str = "45s", gateway_id: str = GATEWAY_ID, **spec: Any,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    namespace: str = "shop",
+    settings: tuple[str, ...] = ("notifications-http",),
+    idle: str = "45s",
+    gateway_id: str = GATEWAY_ID,
+    **spec: Any,
+) -> dict[str, Any]:
     return {
-        "apiVersion": "sse.appgw.dev/v1alpha1", "kind": "SseRoute",
+        "apiVersion": "sse.appgw.dev/v1alpha1",
+        "kind": "SseRoute",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"gateway": {"id": gateway_id, "backendSettings": list(settings)},
-                 "idleInterval": idle, **spec},
-    }  # fmt: skip
+        "spec": {
+            "gateway": {"id": gateway_id, "backendSettings": list(settings)},
+            "idleInterval": idle,
+            **spec,
+        },
+    }
 
 
 @pytest.fixture
@@ -261,10 +307,15 @@ def extra_gateways(example: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         variant("agw-shop-second"),
         variant("agw-shop-v1", sku={"name": "Standard_Medium", "tier": "Standard", "capacity": 2}),
-        variant("agw-shop-agic", tags={"managed-by-k8s-ingress": "1.8.1",
-                                       "ingress-for-aks-cluster-id": "/subscriptions/x/aks"}),
+        variant(
+            "agw-shop-agic",
+            tags={
+                "managed-by-k8s-ingress": "1.8.1",
+                "ingress-for-aks-cluster-id": "/subscriptions/x/aks",
+            },
+        ),
         variant("agw-finance", group="rg-finance"),
-    ]  # fmt: skip
+    ]
 
 
 def gateway_id(name: str, group: str = "rg-shop-prod") -> str:

@@ -32,9 +32,14 @@ class Arm:
         self.running, self.session = running, session
 
     async def call(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-        token: str | None = "test-token", query: str = API,
-    ) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        token: str | None = "test-token",
+        query: str = API,
+    ) -> tuple[int, Any, dict[str, str]]:
         all_headers = dict(headers or {})
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"

@@ -102,9 +102,13 @@ class FakeKube:
 
 
 def route_body(
-    name: str = "r", generation: int = 1, idle: str = "45s", settings: tuple[str, ...] = ("a",),
-    metadata: dict[str, Any] | None = None, **spec: Any,
-) -> dict[str, Any]:  # fmt: skip
+    name: str = "r",
+    generation: int = 1,
+    idle: str = "45s",
+    settings: tuple[str, ...] = ("a",),
+    metadata: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     """An SseRoute in namespace ns as kopf hands it over (our finalizer already added)."""
     return {
         "metadata": {

@@ -82,19 +82,21 @@ def classify(error: Exception, gateway_id: str) -> GatewayError:
     """Map an SDK or transport failure onto a transient or terminal gateway error."""
     if isinstance(error, ClientAuthenticationError) and error.status_code is None:
         return TransientGatewayError(
-            Reason.AZURE_AUTH_FAILED, "CredentialUnavailable",
+            Reason.AZURE_AUTH_FAILED,
+            "CredentialUnavailable",
             f"no Azure credential: {error.message}; waiting for one to become available",
-        )  # fmt: skip
+        )
     if isinstance(error, HttpResponseError):
         code = str(getattr(error.error, "code", "") or "")
         message = str(getattr(error.error, "message", "") or error.reason or error)
         status = error.status_code or 0
         if status in _AUTH_AWAITED:
             return TransientGatewayError(
-                Reason.AZURE_AUTH_FAILED, code or str(error.reason or status),
+                Reason.AZURE_AUTH_FAILED,
+                code or str(error.reason or status),
                 f"ARM answered {status} for gateway {name_from_id(gateway_id)}: {message}; "
                 f"waiting for {_AUTH_AWAITED[status]}",
-            )  # fmt: skip
+            )
         if status == 200:  # the long-running operation itself ended Failed or Canceled
             return TransientGatewayError(Reason.AZURE_ERROR, code or "OperationFailed", message, 15)
         if status == 429:
@@ -185,10 +187,12 @@ class AzureGateways:
                 return snapshot
             if asyncio.get_running_loop().time() > deadline:
                 raise TransientGatewayError(
-                    Reason.APPLYING, "OperationStillRunning",
+                    Reason.APPLYING,
+                    "OperationStillRunning",
                     f"gateway still {snapshot.provisioning_state} after "
-                    f"{self.settings.lro_timeout:.0f}s", 60,
-                )  # fmt: skip
+                    f"{self.settings.lro_timeout:.0f}s",
+                    60,
+                )
             log.info("gateway %s is %s; waiting", gateway_id, snapshot.provisioning_state)
             await asyncio.sleep(self.settings.polling_interval)
 
@@ -197,9 +201,11 @@ class AzureGateways:
         fresh = await self.wait_until_settled(plan.gateway_id)
         if not plan.holds_in(fresh.document):
             raise TransientGatewayError(
-                Reason.APPLYING, "StalePlan",
-                "the gateway changed since the plan was made; re-planning", 0,
-            )  # fmt: skip
+                Reason.APPLYING,
+                "StalePlan",
+                "the gateway changed since the plan was made; re-planning",
+                0,
+            )
         desired = plan.apply_to(fresh.document)
         subscription, group, name = split_gateway_id(plan.gateway_id)
         operations = self._client(subscription).application_gateways
@@ -226,6 +232,8 @@ class AzureGateways:
             actual = change.place.read(result)
             if actual != change.after:
                 raise TransientGatewayError(
-                    Reason.APPLYING, "VerificationFailed",
-                    f"{change.label} is {actual} after the update, expected {change.after}", 5,
-                )  # fmt: skip
+                    Reason.APPLYING,
+                    "VerificationFailed",
+                    f"{change.label} is {actual} after the update, expected {change.after}",
+                    5,
+                )

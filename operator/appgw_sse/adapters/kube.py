@@ -52,8 +52,13 @@ class Kube:
         try:
             await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object_status,
-                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status},
-            )  # fmt: skip
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+            )
         except ApiException as exc:
             if exc.status != 404:  # a route deleted meanwhile needs no status
                 raise
@@ -64,9 +69,12 @@ class Kube:
         """Merge-patch only the given annotation keys (None removes one); labels untouched."""
         try:
             await asyncio.to_thread(
-                self.core.patch_namespaced_pod, name, namespace,
-                {"metadata": {"annotations": patch}}, _content_type="application/merge-patch+json",
-            )  # fmt: skip
+                self.core.patch_namespaced_pod,
+                name,
+                namespace,
+                {"metadata": {"annotations": patch}},
+                _content_type="application/merge-patch+json",
+            )
         except ApiException as exc:
             if exc.status != 404:  # a pod gone meanwhile needs nothing
                 raise
@@ -79,11 +87,15 @@ class Kube:
         event = {
             "metadata": {"generateName": f"{route['name']}.", "namespace": route["namespace"]},
             "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, **route},
-            "type": event_type, "reason": reason, "message": message[:1024],
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
             "source": {"component": "appgw-sse-operator"},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
             "reportingComponent": "appgw-sse-operator",
-        }  # fmt: skip
+        }
         try:
             await asyncio.to_thread(
                 self.core.create_namespaced_event,
@@ -91,16 +103,22 @@ class Kube:
                 CoreV1Event.model_validate(event),
             )
         except (ApiException, OSError) as exc:
-            log.warning("could not record event %s on %s/%s: %s", reason, route["namespace"],
-                        route["name"], exc)  # fmt: skip
+            log.warning(
+                "could not record event %s on %s/%s: %s",
+                reason,
+                route["namespace"],
+                route["name"],
+                exc,
+            )
 
     async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
         """The confirmed ledger and a pending one (present after a crash mid-PUT)."""
         # A list by name answers an absent ledger with an empty list rather than a 404.
         found = await asyncio.to_thread(
-            self.core.list_namespaced_config_map, self.ledger_namespace,
+            self.core.list_namespaced_config_map,
+            self.ledger_namespace,
             field_selector=f"metadata.name={ledger_name(gateway_id)}",
-        )  # fmt: skip
+        )
         if not found.items:
             self._ledger_versions.pop(gateway_id.lower(), None)
             return Ledger(gateway_id=gateway_id), None
@@ -121,10 +139,16 @@ class Kube:
             data[_PENDING] = pending.to_json()
         version = self._ledger_versions.get(key)
         body = V1ConfigMap.model_validate(
-            {"metadata": {"name": name, "namespace": self.ledger_namespace, "labels": _MANAGED_BY,
-                          "resourceVersion": version},
-             "data": data}
-        )  # fmt: skip
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": self.ledger_namespace,
+                    "labels": _MANAGED_BY,
+                    "resourceVersion": version,
+                },
+                "data": data,
+            }
+        )
         if version is None:
             written = await asyncio.to_thread(
                 self.core.create_namespaced_config_map, self.ledger_namespace, body
@@ -141,6 +165,8 @@ class Kube:
         if version is None:
             return
         await asyncio.to_thread(
-            self.core.delete_namespaced_config_map, ledger_name(gateway_id), self.ledger_namespace,
+            self.core.delete_namespaced_config_map,
+            ledger_name(gateway_id),
+            self.ledger_namespace,
             body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
-        )  # fmt: skip
+        )

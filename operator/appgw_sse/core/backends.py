@@ -82,8 +82,9 @@ def pod_contract(routes: Sequence[BackendRoute]) -> PodContract:
         for name, value in route.headers.items():
             winner = chosen.setdefault(name.lower(), (name, value, route.name))
             if winner[1] != value:
-                conflicts[route.key] = (f"header {name} conflicts with route {winner[2]}, "
-                                        "whose value the pod carries")  # fmt: skip
+                conflicts[route.key] = (
+                    f"header {name} conflicts with route {winner[2]}, whose value the pod carries"
+                )
     headers = {name: value for name, value, _ in chosen.values()}
     annotations = {
         ROUTES_ANNOTATION: ",".join(sorted(r.name for r in ordered)),
