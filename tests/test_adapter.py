@@ -153,20 +153,16 @@ async def test_stale_plan_is_refused_before_any_put(gateways: AzureGateways, arm
     assert len(await arm.requests("PUT")) == 1  # only theirs
 
 
+async def throttle(arm: Arm, count: int, code: str) -> None:
+    """The next `count` PUTs are answered 429 with `code` and Retry-After 1."""
+    fault = {"method": "PUT", "status": 429, "count": count, "code": code}
+    await arm.admin("POST", "faults", fault | {"headers": {"Retry-After": "1"}})
+
+
 async def test_short_429_storm_is_absorbed_by_sdk_retries(
     gateways: AzureGateways, arm: Arm
 ) -> None:
-    await arm.admin(
-        "POST",
-        "faults",
-        {
-            "method": "PUT",
-            "status": 429,
-            "count": 2,
-            "code": "RetryableErrorDueToAnotherOperation",
-            "headers": {"Retry-After": "1"},
-        },
-    )
+    await throttle(arm, 2, "RetryableErrorDueToAnotherOperation")
     plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
     await gateways.apply(plan)
     assert [p["status"] for p in await arm.requests("PUT")] == [429, 429, 200]
@@ -175,17 +171,7 @@ async def test_short_429_storm_is_absorbed_by_sdk_retries(
 async def test_long_429_storm_is_transient_throttled_with_retry_after(
     gateways: AzureGateways, arm: Arm
 ) -> None:
-    await arm.admin(
-        "POST",
-        "faults",
-        {
-            "method": "PUT",
-            "status": 429,
-            "count": 10,
-            "code": "TooManyRequests",
-            "headers": {"Retry-After": "1"},
-        },
-    )
+    await throttle(arm, 10, "TooManyRequests")
     plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
     with pytest.raises(TransientGatewayError) as caught:
         await gateways.apply(plan)

@@ -60,12 +60,17 @@ async def test_the_first_route_by_name_wins_a_header_and_the_other_is_told(
     assert loser["message"] == "header x-stream conflicts with route a, whose value the pod carries"
 
 
-async def test_status_and_annotations_are_written_once_per_change(
-    book: RouteBook, pods: PodReconciler, kube: FakeKube
-) -> None:
+async def web_1_served_by_a(book: RouteBook, pods: PodReconciler) -> None:
+    """Pod web-1, selected by route a, after one pass."""
     pods.observe_pod("ADDED", pod("web-1", {"app": "web"}))
     await book.observe(route_body("a", backend=WEB))
     await pods.reconcile("ns")
+
+
+async def test_status_and_annotations_are_written_once_per_change(
+    book: RouteBook, pods: PodReconciler, kube: FakeKube
+) -> None:
+    await web_1_served_by_a(book, pods)
     assert (len(kube.pod_patches), len(kube.written)) == (1, 1)
     assert kube.last_status("a")["backends"] == {"selected": 1, "annotated": 1}
     await pods.reconcile("ns")  # nothing changed
@@ -100,9 +105,7 @@ async def test_a_service_is_followed_and_its_absence_reported(
 async def test_a_deleted_route_is_released_once_no_pod_carries_it(
     book: RouteBook, pods: PodReconciler, kube: FakeKube
 ) -> None:
-    pods.observe_pod("ADDED", pod("web-1", {"app": "web"}))
-    await book.observe(route_body("a", backend=WEB))
-    await pods.reconcile("ns")
+    await web_1_served_by_a(book, pods)
     await book.observe(deleting(route_body("a", backend=WEB)))
     released = asyncio.create_task(pods.released("ns", "a"))
     await pods.reconcile("ns")

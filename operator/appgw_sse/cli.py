@@ -258,12 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         "backend; run the doctor through the gateway before and after applying an SseRoute. "
         "Exit 0 when the stream went from broken to live.",
     )
-    demo.add_argument(
-        "--plot",
-        type=Path,
-        metavar="FILE.png",
-        help="also draw the two runs (needs the 'plot' extra: matplotlib)",
-    )
+    plot = "also draw the two runs (needs the 'plot' extra: matplotlib)"
+    demo.add_argument("--plot", type=Path, metavar="FILE.png", help=plot)
     demo.set_defaults(handler=_demo)
 
     run = commands.add_parser(
