@@ -9,7 +9,7 @@ import yaml
 
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.fields import FIELDS, plan_key
+from appgw_sse.core.fields import FIELDS
 from appgw_sse.core.ledger import Ledger
 from appgw_sse.core.planner import Plan, RouteOutcome, plan_gateway
 from appgw_sse.models.route import SpecError, SseRoute, route_from_manifest
@@ -175,7 +175,7 @@ def _outcome_data(outcome: RouteOutcome) -> dict[str, Any]:
     data: dict[str, Any] = {"reason": outcome.reason.value, "message": outcome.message}
     for field in FIELDS:
         values = {p.setting: v for p, v in outcome.values.items() if p.field is field}
-        data[plan_key(field)] = values if field.per_setting else values.get(None)
+        data[field.plan_key] = values if field.per_setting else values.get(None)
     return data
 
 

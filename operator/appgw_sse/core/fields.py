@@ -27,10 +27,15 @@ class OwnedField(ABC):
     status_schema: ClassVar[Schema]  # the CRD's schema of `status_value`
     # Where stored ledgers and `plan -o json` outcomes keep this field (default: `name`); the
     # first two fields predate this abstraction and keep their names on the wire.
-    ledger_key: ClassVar[str] = ""
-    plan_key: ClassVar[str] = ""
+    ledger_key: ClassVar[str]
+    plan_key: ClassVar[str]
     # Why a v1 SKU gateway cannot hold what a route requires of this field (None: it can).
     unsupported_on_v1: ClassVar[str | None] = None
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls.ledger_key = cls.__dict__.get("ledger_key", cls.name)
+        cls.plan_key = cls.__dict__.get("plan_key", cls.name)
 
     def __repr__(self) -> str:
         return self.name
@@ -194,14 +199,6 @@ class RequestTimeout(OwnedField):
 RESPONSE_BUFFERING = ResponseBuffering()
 REQUEST_TIMEOUT = RequestTimeout()
 FIELDS: tuple[OwnedField, ...] = (RESPONSE_BUFFERING, REQUEST_TIMEOUT)
-
-
-def ledger_key(field: OwnedField) -> str:
-    return field.ledger_key or field.name
-
-
-def plan_key(field: OwnedField) -> str:
-    return field.plan_key or field.name
 
 
 def places(route: "RouteIntent", field: OwnedField) -> tuple[Place, ...]:

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic.alias_generators import to_camel
 
 from appgw_sse.core.document import Document
-from appgw_sse.core.fields import FIELDS, Place, Value, ledger_key
+from appgw_sse.core.fields import FIELDS, Place, Value
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Ledger:
                 for p, o in sorted(self.owned.items(), key=lambda i: _order(i[0]))
                 if p.field is field
             }
-            data[ledger_key(field)] = entries if field.per_setting else entries.get(None)
+            data[field.ledger_key] = entries if field.per_setting else entries.get(None)
         return data
 
     def to_json(self) -> str:
@@ -90,7 +90,7 @@ class Ledger:
         if not isinstance(data, Mapping):
             raise ValueError("a ledger must be an object")
         data = {to_camel(str(key)): value for key, value in data.items()}
-        by_key = {ledger_key(field): field for field in FIELDS}
+        by_key = {field.ledger_key: field for field in FIELDS}
         unknown = sorted(set(data) - {"gatewayId", "resourceGuid", *by_key})
         if unknown:
             raise ValueError(f"unknown field(s): {', '.join(unknown)}")

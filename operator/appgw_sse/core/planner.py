@@ -294,9 +294,7 @@ def plan_gateway(
     notices.extend(_route_notices(active, settled[REQUEST_TIMEOUT], external))
     outcomes = dict(blocked)
     for route in active:
-        values = {
-            p: settled[f][p.setting] for f in FIELDS for p in places(route, f) if f.per_setting
-        } | {f.at(): settled[f][None] for f in FIELDS if not f.per_setting}
+        values = {p: settled[f][p.setting] for f in FIELDS for p in places(route, f)}
         parts = [
             f"{f.describe(p.setting)} {f.show(values[p])}"
             for f in FIELDS
