@@ -15,33 +15,58 @@ from typing import Any
 
 import aiohttp
 
+from appgw_sse import EXAMPLES
 from appgw_sse.adapters.azure_gateway import ArmSettings, AzureGateways
 from appgw_sse.adapters.errors import GatewayError
 from appgw_sse.core.planner import RouteIntent, plan_gateway
 from appgw_sse.emulator.server import serve
-from appgw_sse.offline import EXAMPLES
 
 FAULTS: list[tuple[str, dict[str, Any] | None]] = [
     ("none", None),
-    ("429 x2, Retry-After 1", {"method": "PUT", "status": 429, "count": 2,
-                               "code": "RetryableErrorDueToAnotherOperation",
-                               "headers": {"Retry-After": "1"}}),
-    ("429 x10, Retry-After 1", {"method": "PUT", "status": 429, "count": 10,
-                                "code": "TooManyRequests", "headers": {"Retry-After": "1"}}),
-    ("409 AnotherOperationInProgress", {"method": "PUT", "status": 409, "count": 9,
-                                        "code": "AnotherOperationInProgress"}),
-    ("412 (writer between GET and PUT)", {"target": "interleave", "method": "PUT",
-                                          "patch": {"tags": {"owner": "racer"}}}),
+    (
+        "429 x2, Retry-After 1",
+        {
+            "method": "PUT",
+            "status": 429,
+            "count": 2,
+            "code": "RetryableErrorDueToAnotherOperation",
+            "headers": {"Retry-After": "1"},
+        },
+    ),
+    (
+        "429 x10, Retry-After 1",
+        {
+            "method": "PUT",
+            "status": 429,
+            "count": 10,
+            "code": "TooManyRequests",
+            "headers": {"Retry-After": "1"},
+        },
+    ),
+    (
+        "409 AnotherOperationInProgress",
+        {"method": "PUT", "status": 409, "count": 9, "code": "AnotherOperationInProgress"},
+    ),
+    (
+        "412 (writer between GET and PUT)",
+        {"target": "interleave", "method": "PUT", "patch": {"tags": {"owner": "racer"}}},
+    ),
     ("500 x9 on PUT", {"method": "PUT", "status": 500, "count": 9, "code": "InternalServerError"}),
     ("503 x2 on poll", {"target": "poll", "status": 503, "count": 2, "code": "ServerBusy"}),
     ("LRO Failed", {"target": "lro", "code": "InternalServerError"}),
-    ("LRO Canceled (superseded)", {"target": "lro", "outcome": "Canceled",
-                                   "code": "CanceledAndSupersededDueToAnotherOperation"}),
+    (
+        "LRO Canceled (superseded)",
+        {
+            "target": "lro",
+            "outcome": "Canceled",
+            "code": "CanceledAndSupersededDueToAnotherOperation",
+        },
+    ),
     ("400 validation", {"method": "PUT", "status": 400, "code": "InvalidRequestFormat"}),
     ("403 AuthorizationFailed", {"method": "PUT", "status": 403, "code": "AuthorizationFailed"}),
     ("404 gateway gone", {"method": "GET", "status": 404, "code": "ResourceNotFound", "count": 9}),
     ("PUT answers after 3 s", {"method": "PUT", "status": 0, "delay": 3}),
-]  # fmt: skip
+]
 
 
 async def row(name: str, fault: dict[str, Any] | None, lro_seconds: float) -> str:
@@ -51,13 +76,22 @@ async def row(name: str, fault: dict[str, Any] | None, lro_seconds: float) -> st
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
             if fault:
                 await http.post(f"{emulator.url}/_emulator/faults", json=fault)
-        adapter = AzureGateways(ArmSettings(
-            endpoint=emulator.url, ca_bundle=emulator.ca_bundle, token_file=emulator.token_file,
-            polling_interval=0.2,
-        ))  # fmt: skip
-        intent = RouteIntent(key="shop/notifications", gateway_id=gateway["id"], idle_seconds=45,
-                             backend_settings=("notifications-http",), request_timeout=68,
-                             disable_buffering=True)  # fmt: skip
+        adapter = AzureGateways(
+            ArmSettings(
+                endpoint=emulator.url,
+                ca_bundle=emulator.ca_bundle,
+                token_file=emulator.token_file,
+                polling_interval=0.2,
+            )
+        )
+        intent = RouteIntent(
+            key="shop/notifications",
+            gateway_id=gateway["id"],
+            idle_seconds=45,
+            backend_settings=("notifications-http",),
+            request_timeout=68,
+            disable_buffering=True,
+        )
         started = time.perf_counter()
         try:
             snapshot = await adapter.get(gateway["id"])

@@ -27,12 +27,18 @@ def burst() -> None:
         rig.apply(*[route_manifest(f"s{i:02d}", idle=f"{10 + i}s") for i in range(50)])
         for i in range(50):
             rig.wait_condition("shop", f"s{i:02d}", "True", "Applied", timeout=120)
-        print(f"50-route burst: {len(rig.emulator.requests('PUT'))} PUT(s), all Ready after "
-              f"{time.monotonic() - started:.1f}s")  # fmt: skip
+        print(
+            f"50-route burst: {len(rig.emulator.requests('PUT'))} PUT(s), all Ready after "
+            f"{time.monotonic() - started:.1f}s"
+        )
         for subscription, buckets in rig.emulator.admin("GET", "throttling").items():
-            print(f"  ARM buckets of {subscription}: " + ", ".join(
-                f"{kind} fewest left {b['lowest']}/{b['burst']:g}, {b['throttled']} throttled"
-                for kind, b in buckets.items()))  # fmt: skip
+            print(
+                f"  ARM buckets of {subscription}: "
+                + ", ".join(
+                    f"{kind} fewest left {b['lowest']}/{b['burst']:g}, {b['throttled']} throttled"
+                    for kind, b in buckets.items()
+                )
+            )
 
 
 def resync_gets() -> None:
@@ -44,8 +50,10 @@ def resync_gets() -> None:
         before, started = len(rig.emulator.requests("GET")), time.monotonic()
         wait_for("ten resync periods", lambda: time.monotonic() - started >= 20, timeout=30)
         gets = len(rig.emulator.requests("GET")) - before
-        print(f"resync every 2s, 20 routes on one gateway: {gets} GETs in 20s "
-              f"= {gets / 10:.1f} per resync period, PUTs {len(rig.emulator.requests('PUT'))}")  # fmt: skip
+        print(
+            f"resync every 2s, 20 routes on one gateway: {gets} GETs in 20s "
+            f"= {gets / 10:.1f} per resync period, PUTs {len(rig.emulator.requests('PUT'))}"
+        )
 
 
 def apply_to_ready(samples: int = 5) -> None:
@@ -57,8 +65,10 @@ def apply_to_ready(samples: int = 5) -> None:
             rig.apply(route_manifest(f"r{i}", idle=f"{50 + 10 * i}s"))  # each one needs a PUT
             rig.wait_condition("shop", f"r{i}", "True", "Applied", timeout=60)
             durations.append(time.monotonic() - started)
-        print(f"apply -> Ready with a PUT (LRO 1s, debounce 1s): median {statistics.median(durations):.2f}s, "
-              f"min {min(durations):.2f}s, max {max(durations):.2f}s over {samples}")  # fmt: skip
+        print(
+            f"apply -> Ready with a PUT (LRO 1s, debounce 1s): median {statistics.median(durations):.2f}s, "
+            f"min {min(durations):.2f}s, max {max(durations):.2f}s over {samples}"
+        )
 
 
 if __name__ == "__main__":

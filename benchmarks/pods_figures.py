@@ -23,16 +23,29 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=1000)
     count = parser.parse_args().pods
     with tempfile.TemporaryDirectory() as tmp, running_rig(Path(tmp)) as rig:
-        pods = [{"apiVersion": "v1", "kind": "Pod",
-                 "metadata": {"name": f"web-{i:04d}", "namespace": "shop", "labels": {"app": "web"}},
-                 "spec": {"containers": [{"name": "app", "image": "web"}]}} for i in range(count)]  # fmt: skip
-        rig.kubectl("create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                           "items": pods}))  # fmt: skip
+        pods = [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"web-{i:04d}", "namespace": "shop", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "web"}]},
+            }
+            for i in range(count)
+        ]
+        rig.kubectl(
+            "create",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}),
+        )
         rig.operator("--no-probe")
 
         def patches() -> int:
-            return sum(1 for r in rig.cluster.operator_requests()
-                       if r.verb == "patch" and r.resource == "pods")  # fmt: skip
+            return sum(
+                1
+                for r in rig.cluster.operator_requests()
+                if r.verb == "patch" and r.resource == "pods"
+            )
 
         def annotated() -> bool:
             route = rig.route("shop", "events") or {}
@@ -43,8 +56,10 @@ def main() -> None:
         rig.apply(route_manifest("events", backend={"selector": {"matchLabels": {"app": "web"}}}))
         wait_for(f"{count} pods annotated", annotated, timeout=600)
         elapsed, first = time.monotonic() - started, patches()
-        print(f"{count} pods annotated in {elapsed:.1f}s after kubectl apply: {first} PATCHes "
-              f"({first / count:.2f} per pod)")  # fmt: skip
+        print(
+            f"{count} pods annotated in {elapsed:.1f}s after kubectl apply: {first} PATCHes "
+            f"({first / count:.2f} per pod)"
+        )
 
         rig.apply(
             route_manifest(

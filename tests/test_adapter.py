@@ -1,6 +1,5 @@
 """The gateway adapter: the real azure-mgmt-network async client against the emulator (HTTPS)."""
 
-import asyncio
 import copy
 import os
 import time
@@ -13,11 +12,15 @@ import pytest
 from appgw_sse.adapters.azure_gateway import ArmSettings, AzureGateways
 from appgw_sse.adapters.credentials import TokenFileCredential
 from appgw_sse.adapters.errors import TerminalGatewayError, TransientGatewayError
-from appgw_sse.core.ledger import Ledger
-from appgw_sse.core.planner import Change, Plan, Reason, RouteIntent, plan_gateway
+from appgw_sse.config import OperatorConfig
+from appgw_sse.core.conditions import Reason
+from appgw_sse.core.fields import REQUEST_TIMEOUT, RESPONSE_BUFFERING
+from appgw_sse.core.planner import Change, Plan, RouteIntent, plan_gateway
 from appgw_sse.emulator.server import RunningEmulator, token_fingerprint
-from appgw_sse.reconciler import OperatorConfig, Reconciler
+from appgw_sse.reconciler import GatewayReconciler
+from appgw_sse.routebook import RouteBook
 from tests.support.emulator import Arm, example_gateway
+from tests.support.fakes import FakeKube
 from tests.support.gateways import without_owned_fields
 
 GW = example_gateway()["id"]
@@ -45,11 +48,17 @@ def route(settings: tuple[str, ...] = ("notifications-http",), idle: int = 45) -
 
 
 def settings(emulator: RunningEmulator, **overrides: Any) -> ArmSettings:
-    return ArmSettings(**{
-        "endpoint": emulator.url, "ca_bundle": emulator.ca_bundle,
-        "token_file": emulator.token_file, "polling_interval": 0.05, "sdk_retries": 3,
-        "lro_timeout": 30, **overrides,
-    })  # fmt: skip
+    return ArmSettings(
+        **{
+            "endpoint": emulator.url,
+            "ca_bundle": emulator.ca_bundle,
+            "token_file": emulator.token_file,
+            "polling_interval": 0.05,
+            "sdk_retries": 3,
+            "lro_timeout": 30,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture
@@ -144,20 +153,16 @@ async def test_stale_plan_is_refused_before_any_put(gateways: AzureGateways, arm
     assert len(await arm.requests("PUT")) == 1  # only theirs
 
 
+async def throttle(arm: Arm, count: int, code: str) -> None:
+    """The next `count` PUTs are answered 429 with `code` and Retry-After 1."""
+    fault = {"method": "PUT", "status": 429, "count": count, "code": code}
+    await arm.admin("POST", "faults", fault | {"headers": {"Retry-After": "1"}})
+
+
 async def test_short_429_storm_is_absorbed_by_sdk_retries(
     gateways: AzureGateways, arm: Arm
 ) -> None:
-    await arm.admin(
-        "POST",
-        "faults",
-        {
-            "method": "PUT",
-            "status": 429,
-            "count": 2,
-            "code": "RetryableErrorDueToAnotherOperation",
-            "headers": {"Retry-After": "1"},
-        },
-    )
+    await throttle(arm, 2, "RetryableErrorDueToAnotherOperation")
     plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
     await gateways.apply(plan)
     assert [p["status"] for p in await arm.requests("PUT")] == [429, 429, 200]
@@ -166,17 +171,7 @@ async def test_short_429_storm_is_absorbed_by_sdk_retries(
 async def test_long_429_storm_is_transient_throttled_with_retry_after(
     gateways: AzureGateways, arm: Arm
 ) -> None:
-    await arm.admin(
-        "POST",
-        "faults",
-        {
-            "method": "PUT",
-            "status": 429,
-            "count": 10,
-            "code": "TooManyRequests",
-            "headers": {"Retry-After": "1"},
-        },
-    )
+    await throttle(arm, 10, "TooManyRequests")
     plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
     with pytest.raises(TransientGatewayError) as caught:
         await gateways.apply(plan)
@@ -270,8 +265,11 @@ async def test_auth_backoff_doubles_to_a_cap_per_method_and_resets_on_success(
     gateways: AzureGateways, arm: Arm
 ) -> None:
     plan = plan_gateway(GW, [route()], (await gateways.get(GW)).document)
-    await arm.admin("POST", "faults", {"method": "PUT", "status": 403, "count": 7,
-                                       "code": "AuthorizationFailed"})  # fmt: skip
+    await arm.admin(
+        "POST",
+        "faults",
+        {"method": "PUT", "status": 403, "count": 7, "code": "AuthorizationFailed"},
+    )
     delays = []
     for _ in range(7):
         with pytest.raises(TransientGatewayError) as caught:
@@ -280,8 +278,9 @@ async def test_auth_backoff_doubles_to_a_cap_per_method_and_resets_on_success(
     assert delays == [5, 10, 20, 40, 60, 60, 60]
     await gateways.apply(plan)
     reverted = plan_gateway(GW, [], (await gateways.get(GW)).document, plan.ledger)
-    await arm.admin("POST", "faults", {"method": "PUT", "status": 403,
-                                       "code": "AuthorizationFailed"})  # fmt: skip
+    await arm.admin(
+        "POST", "faults", {"method": "PUT", "status": 403, "code": "AuthorizationFailed"}
+    )
     with pytest.raises(TransientGatewayError) as caught:
         await gateways.apply(reverted)
     assert caught.value.delay == 5  # the success reset the wait
@@ -342,7 +341,9 @@ async def test_validation_error_is_terminal_with_arm_code(gateways: AzureGateway
         gateway_id=GW,
         ledger=plan_gateway(GW, [], document).ledger,
         outcomes={},
-        changes=(Change(setting="notifications-http", before=30, after=90000, kind="apply"),),
+        changes=(
+            Change(REQUEST_TIMEOUT.at("notifications-http"), before=30, after=90000, kind="apply"),
+        ),
     )
     with pytest.raises(TerminalGatewayError) as caught:
         await gateways.apply(plan)
@@ -358,7 +359,7 @@ async def test_v1_sku_rejection_maps_to_unsupported_sku(gateways: AzureGateways,
         gateway_id=GW,
         ledger=plan_gateway(GW, [], document).ledger,
         outcomes={},
-        changes=(Change(setting=None, before=True, after=False, kind="apply"),),
+        changes=(Change(RESPONSE_BUFFERING.at(), before=True, after=False, kind="apply"),),
     )
     with pytest.raises(TerminalGatewayError) as caught:
         await gateways.apply(plan)
@@ -416,86 +417,78 @@ async def test_an_unchanged_token_file_costs_a_stat_not_a_read(
     assert token.expires_on <= time.time()
 
 
-class MemoryKube:
-    """The reconciler's Kubernetes port in memory; waiters see every status write."""
+async def configured(kube: FakeKube, holds: Callable[[dict[str, str]], bool]) -> dict[str, str]:
+    """The first GatewayConfigured condition written from now on for which `holds`."""
+    seen, found = len(kube.statuses), []
 
-    def __init__(self) -> None:
-        self.statuses: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str]] = []
-        self.ledgers: dict[str, Ledger] = {}
-        self._written = asyncio.Condition()
+    def check() -> bool:
+        nonlocal seen
+        found.extend(
+            c
+            for status in kube.statuses[seen:]
+            for c in status["conditions"]
+            if c["type"] == "GatewayConfigured" and holds(c)
+        )
+        seen = len(kube.statuses)
+        return bool(found)
 
-    async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        async with self._written:
-            self.statuses.append(status)
-            self._written.notify_all()
-
-    async def post_event(self, route: dict[str, Any], event_type: str, reason: str,
-                         message: str) -> None:  # fmt: skip
-        self.events.append((reason, message))
-
-    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
-        return self.ledgers.get(gateway_id.lower(), Ledger(gateway_id=gateway_id)), None
-
-    async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None:
-        self.ledgers[confirmed.gateway_id.lower()] = confirmed
-
-    async def delete_ledger(self, gateway_id: str) -> None:
-        self.ledgers.pop(gateway_id.lower(), None)
-
-    async def wait_for(self, holds: Callable[[dict[str, str]], bool]) -> dict[str, str]:
-        """The first GatewayConfigured condition written (from now on) for which `holds`."""
-        async with asyncio.timeout(30), self._written:
-            seen = len(self.statuses)
-            while True:
-                for status in self.statuses[seen:]:
-                    for condition in status["conditions"]:
-                        if condition["type"] == "GatewayConfigured" and holds(condition):
-                            return dict(condition)
-                seen = len(self.statuses)
-                await self._written.wait()
+    await kube.wait_until(check)
+    return dict(found[0])
 
 
 ROUTE_BODY = {
-    "metadata": {"namespace": "shop", "name": "notifications", "uid": "u1", "generation": 1,
-                 "finalizers": ["sse.appgw.dev/finalizer"]},
-    "spec": {"gateway": {"id": GW, "backendSettings": ["notifications-http"]},
-             "idleInterval": "45s"},
-}  # fmt: skip
+    "metadata": {
+        "namespace": "shop",
+        "name": "notifications",
+        "uid": "u1",
+        "generation": 1,
+        "finalizers": ["sse.appgw.dev/finalizer"],
+    },
+    "spec": {
+        "gateway": {"id": GW, "backendSettings": ["notifications-http"]},
+        "idleInterval": "45s",
+    },
+}
 
 
 @pytest.mark.parametrize(
     ("broken", "awaited"),
     [
-        ("403 on PUT", "the identity's role assignment on the gateway (assignments take minutes "
-                       "to propagate)"),
+        (
+            "403 on PUT",
+            "the identity's role assignment on the gateway (assignments take minutes to propagate)",
+        ),
         ("empty token file", "one to become available"),
     ],
-)  # fmt: skip
+)
 async def test_the_operator_converges_once_credentials_are_fixed_without_a_resync(
     emulator: RunningEmulator, arm: Arm, token_file: Path, broken: str, awaited: str
 ) -> None:
-    kube = MemoryKube()
+    kube = FakeKube()
     adapter = AzureGateways(settings(emulator, token_file=token_file, auth_retry=0.01))
     config = OperatorConfig(allowed_gateways=("*",), debounce=0.01, resync=3600)
-    reconciler = Reconciler(config, adapter, kube)
+    book = RouteBook(kube, config.allowed_gateways)
+    reconciler = GatewayReconciler(config, book, adapter, kube)
     if broken == "403 on PUT":
-        await arm.admin("POST", "faults", {"method": "PUT", "status": 403, "count": 3,
-                                           "code": "AuthorizationFailed"})  # fmt: skip
+        await arm.admin(
+            "POST",
+            "faults",
+            {"method": "PUT", "status": 403, "count": 3, "code": "AuthorizationFailed"},
+        )
     else:
         write(token_file, "")
     try:
-        await reconciler.observe(ROUTE_BODY)
-        waiting = await kube.wait_for(lambda c: c["reason"] == "AzureAuthFailed")
+        await book.observe(ROUTE_BODY)
+        waiting = await configured(kube, lambda c: c["reason"] == "AzureAuthFailed")
         assert waiting["status"] == "False"
         assert waiting["message"].endswith(f"waiting for {awaited}; retrying in 0.01s")
         if broken == "empty token file":
             write(token_file, "token-2")  # fixed out of band while the operator waits
-        applied = await kube.wait_for(lambda c: c["status"] == "True")
+        applied = await configured(kube, lambda c: c["status"] == "True")
     finally:
         await reconciler.close()
     assert applied["reason"] == "Applied"
-    assert [reason for reason, _ in kube.events].count("AzureAuthFailed") == 1  # not per retry
+    assert [reason for _, reason, _ in kube.events].count("AzureAuthFailed") == 1  # not per retry
     failed_puts = [r for r in await arm.requests("PUT") if r["status"] == 403]
     assert len(failed_puts) == (3 if broken == "403 on PUT" else 0)
     stored = (await arm.call("GET", GW))[1]
@@ -506,16 +499,14 @@ async def test_the_operator_converges_once_credentials_are_fixed_without_a_resyn
 async def test_a_gateway_id_the_http_client_would_rewrite_is_refused_before_any_request(
     emulator: RunningEmulator, arm: Arm, name: str
 ) -> None:
-    kube = MemoryKube()
-    reconciler = Reconciler(
-        OperatorConfig(allowed_gateways=("*",), debounce=0.01, resync=3600),
-        AzureGateways(settings(emulator)),
-        kube,
-    )
+    kube = FakeKube()
+    config = OperatorConfig(allowed_gateways=("*",), debounce=0.01, resync=3600)
+    book = RouteBook(kube, config.allowed_gateways)
+    reconciler = GatewayReconciler(config, book, AzureGateways(settings(emulator)), kube)
     body = copy.deepcopy(ROUTE_BODY)
     body["spec"]["gateway"]["id"] = GW.rsplit("/", 1)[0] + "/" + name
     try:
-        await reconciler.observe(body)
+        await book.observe(body)
     finally:
         await reconciler.close()
     [status] = kube.statuses

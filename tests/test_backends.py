@@ -55,10 +55,12 @@ HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 def test_contract_merges_routes_and_reports_the_loser() -> None:
-    contract = bk.pod_contract([
-        bk.BackendRoute("ns/b", "b", {"content-type": "text/plain", "X-Extra": "1"}, 20),
-        bk.BackendRoute("ns/a", "a", HEADERS, 45),
-    ])  # fmt: skip
+    contract = bk.pod_contract(
+        [
+            bk.BackendRoute("ns/b", "b", {"content-type": "text/plain", "X-Extra": "1"}, 20),
+            bk.BackendRoute("ns/a", "a", HEADERS, 45),
+        ]
+    )
     assert contract.annotations[bk.ROUTES_ANNOTATION] == "a,b"
     assert contract.annotations[bk.IDLE_ANNOTATION] == "20s"
     assert json.loads(contract.annotations[bk.HEADERS_ANNOTATION]) == HEADERS | {"X-Extra": "1"}

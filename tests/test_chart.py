@@ -100,9 +100,17 @@ def validate_strictly(docs: list[dict[str, Any]]) -> None:
 def test_defaults_watch_all_namespaces_with_one_cluster_role() -> None:
     docs = render()
     assert sorted(doc["kind"] for doc in docs) == [
-        "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-        "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount",
-    ]  # fmt: skip
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Role",
+        "Role",
+        "RoleBinding",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     account = one(docs, "ServiceAccount")["metadata"]
     assert (account["namespace"], account["name"]) == (chart.NAMESPACE, chart.SERVICE_ACCOUNT)
     cluster_role = one(docs, "ClusterRole")
@@ -140,17 +148,26 @@ def test_namespaced_mode_grants_nothing_on_pods_cluster_wide() -> None:
     docs = render({"namespaces": ["shop", "web"]})
     cluster_role = one(docs, "ClusterRole")
     assert rules(cluster_role) == {
-        ("customresourcedefinitions", "list"), ("customresourcedefinitions", "watch"),
-        ("namespaces", "list"), ("namespaces", "watch"),
-    }  # fmt: skip
-    roles = {role["metadata"]["namespace"]: role for role in of_kind(docs, "Role")
-             if role["metadata"]["namespace"] != chart.NAMESPACE}  # fmt: skip
+        ("customresourcedefinitions", "list"),
+        ("customresourcedefinitions", "watch"),
+        ("namespaces", "list"),
+        ("namespaces", "watch"),
+    }
+    roles = {
+        role["metadata"]["namespace"]: role
+        for role in of_kind(docs, "Role")
+        if role["metadata"]["namespace"] != chart.NAMESPACE
+    }
     assert set(roles) == {"shop", "web"}
     for namespace in ("shop", "web"):
         assert {resource for resource, _ in rules(roles[namespace])} == WATCH_RESOURCES
         assert ("pods", "patch") in rules(roles[namespace])
-    own = {resource for role in of_kind(docs, "Role") if role["metadata"]["namespace"] == chart.NAMESPACE
-           for resource, _ in rules(role)}  # fmt: skip
+    own = {
+        resource
+        for role in of_kind(docs, "Role")
+        if role["metadata"]["namespace"] == chart.NAMESPACE
+        for resource, _ in rules(role)
+    }
     assert own == {"configmaps", "leases"}  # the ledger and leader election, nothing else
     names = {
         (role["metadata"]["namespace"], role["metadata"]["name"]) for role in of_kind(docs, "Role")
@@ -288,8 +305,9 @@ def test_every_knob_lands_where_users_expect_it() -> None:
     assert operator["args"][-1] == "--future-flag=on"
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     assert volumes["arm-ca"]["configMap"] == {
-        "name": "arm-ca", "items": [{"key": "bundle.pem", "path": "ca.pem"}]
-    }  # fmt: skip
+        "name": "arm-ca",
+        "items": [{"key": "bundle.pem", "path": "ca.pem"}],
+    }
     assert volumes["arm-token"]["secret"]["secretName"] == "arm-token"
     for binding in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
         assert binding["subjects"][0]["name"] == "sse-operator"
@@ -347,10 +365,16 @@ def test_any_value_the_schema_accepts_starts_the_operator(
     namespaces: list[str],
     gateways: list[str],
 ) -> None:
-    docs = render({
-        "resync": resync, "debounce": debounce, "probe": {"enabled": probe, "interval": interval},
-        "dryRun": dry_run, "namespaces": namespaces, "allowedGateways": gateways,
-    })  # fmt: skip
+    docs = render(
+        {
+            "resync": resync,
+            "debounce": debounce,
+            "probe": {"enabled": probe, "interval": interval},
+            "dryRun": dry_run,
+            "namespaces": namespaces,
+            "allowedGateways": gateways,
+        }
+    )
     args = parse_run(docs)
     assert args.resync > 0 and args.debounce >= 0 and args.probe_interval > 0
     assert (args.namespace, args.allowed_gateway) == (namespaces, gateways)
@@ -518,9 +542,12 @@ def test_helm_install_and_uninstall_on_a_real_api_server(apiserver: Path, tmp_pa
     def can(verb: str, resource: str, namespace: str, account: str) -> bool:
         result = subprocess.run(
             ["kubectl", "auth", "can-i", verb, resource, "-n", namespace, "--as", account],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
             env=dict(os.environ, HOME=str(home), KUBECONFIG=str(apiserver)),
-        )  # fmt: skip
+        )
         answer = result.stdout.strip()
         assert answer in ("yes", "no"), result.stderr
         return answer == "yes"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appgw_sse.offline import EXAMPLES
+from appgw_sse import EXAMPLES
 
 ROUTES = str(EXAMPLES / "routes.yaml")
 GATEWAY = str(EXAMPLES / "gateway.json")
@@ -191,10 +191,23 @@ def test_a_reader_that_goes_away_ends_the_plan_quietly() -> None:
     os.close(read)  # like `| head` having exited: every write now fails with EPIPE
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "appgw_sse", "plan", "-f", ROUTES, "--gateway", GATEWAY,
-             "-o", "json"],
-            stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "appgw_sse",
+                "plan",
+                "-f",
+                ROUTES,
+                "--gateway",
+                GATEWAY,
+                "-o",
+                "json",
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
     finally:
         os.close(write)
     assert result.stderr == ""

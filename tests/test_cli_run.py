@@ -95,10 +95,15 @@ def test_help_shows_each_flags_env_twin_and_default(capsys: pytest.CaptureFixtur
         build_parser().parse_args(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
     for flag, default in [
-        ("resync", "5m"), ("debounce", "2s"), ("probe-interval", "1m"), ("dry-run", "off"),
-        ("no-probe", "off"), ("arm-endpoint", "the public cloud"),
-        ("arm-ca-bundle", "the system's CAs"), ("arm-token-file", "azure-identity"),
-    ]:  # fmt: skip
+        ("resync", "5m"),
+        ("debounce", "2s"),
+        ("probe-interval", "1m"),
+        ("dry-run", "off"),
+        ("no-probe", "off"),
+        ("arm-endpoint", "the public cloud"),
+        ("arm-ca-bundle", "the system's CAs"),
+        ("arm-token-file", "azure-identity"),
+    ]:
         variable = "APPGW_SSE_" + flag.upper().replace("-", "_")
         assert f"[env {variable}; default: {default}]" in text, flag
     assert "[env APPGW_SSE_NAMESPACE, separated by commas; default: all namespaces]" in text

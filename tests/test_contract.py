@@ -10,10 +10,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from appgw_sse import EXAMPLES
 from appgw_sse.core.contract import ARM_NAME_PATTERN, RESOURCE_GROUP_PATTERN
 from appgw_sse.models import SpecError, parse_spec
 from appgw_sse.models.crd import build_crd
-from appgw_sse.offline import EXAMPLES
 from tests.support.crd_validation import CrdValidator
 
 ROOT = Path(__file__).resolve().parent.parent

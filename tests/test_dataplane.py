@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from appgw_sse import EXAMPLES
 from appgw_sse.emulator.dataplane import (
     DEFAULT_DRAIN_SECONDS,
     drain_seconds,
@@ -22,7 +23,6 @@ from appgw_sse.emulator.dataplane import (
     route,
 )
 from appgw_sse.emulator.server import RunningEmulator
-from appgw_sse.offline import EXAMPLES
 from tests.support.emulator import Arm, example_gateway
 from tests.support.gateways import gateway_document
 from tests.support.sse_servers import behind_gateway, sse_server
@@ -242,8 +242,9 @@ async def test_backends_admin_api(arm: Arm, emulator: RunningEmulator) -> None:
 def test_the_ready_line_names_each_gateways_frontend() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "appgw_sse", "emulator", "--seed", str(EXAMPLES / "gateway.json")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())

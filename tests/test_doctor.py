@@ -265,12 +265,28 @@ def test_json_has_stable_keys() -> None:
     report = analyse(observation([0.1, 0.2, 0.3], [0.1, 0.2, 0.3]))
     document = json.loads(render_json(report, None, []))
     assert list(document) == [
-        "url", "verdict", "healthy", "listenedSeconds", "timings", "http", "stream", "end",
-        "findings", "events", "exitCode", "direct", "comparison",
-    ]  # fmt: skip
+        "url",
+        "verdict",
+        "healthy",
+        "listenedSeconds",
+        "timings",
+        "http",
+        "stream",
+        "end",
+        "findings",
+        "events",
+        "exitCode",
+        "direct",
+        "comparison",
+    ]
     assert list(document["events"][0]) == [
-        "atSeconds", "gapSeconds", "delaySeconds", "id", "type", "bytes"
-    ]  # fmt: skip
+        "atSeconds",
+        "gapSeconds",
+        "delaySeconds",
+        "id",
+        "type",
+        "bytes",
+    ]
     assert document["exitCode"] == 0 and document["stream"]["delaySource"] == "timestamp"
 
 
@@ -337,10 +353,20 @@ async def test_nothing_listening_is_exit_2() -> None:
 async def test_cli_prints_json_on_stdout_and_progress_on_stderr() -> None:
     async with sse_server() as base:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "appgw_sse", "doctor", f"{base}/live", "--duration", "1s",
-            "--header", "X-Probe: 1", "-o", "json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "appgw_sse",
+            "doctor",
+            f"{base}/live",
+            "--duration",
+            "1s",
+            "--header",
+            "X-Probe: 1",
+            "-o",
+            "json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         async with asyncio.timeout(30):
             stdout, stderr = await process.communicate()
     assert process.returncode == EXIT_HEALTHY, stderr.decode()

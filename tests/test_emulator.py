@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from appgw_sse import EXAMPLES
 from appgw_sse.emulator.state import ArmError, Throttling
-from appgw_sse.offline import EXAMPLES
 from tests.support.emulator import Arm, example_gateway, sample_gateway
 
 GW = example_gateway()["id"]
@@ -197,10 +197,20 @@ async def test_lro_failure_rolls_back_and_marks_failed(arm: Arm) -> None:
 
 def test_cli_prints_ready_line_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "appgw_sse", "emulator", "--seed", str(EXAMPLES / "gateway.json"),
-         "--tls-dir", str(tmp_path), "--throttling"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "appgw_sse",
+            "emulator",
+            "--seed",
+            str(EXAMPLES / "gateway.json"),
+            "--tls-dir",
+            str(tmp_path),
+            "--throttling",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())

@@ -26,11 +26,15 @@ def api(tmp_path: Path) -> Iterator[KubeApi]:
         yield api
 
 
-def call(api: KubeApi, method: str, path: str, body: Any = None,
-         content_type: str = "application/json") -> tuple[int, Any]:  # fmt: skip
-    request = urllib.request.Request(api.url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": content_type})  # fmt: skip
+def call(
+    api: KubeApi, method: str, path: str, body: Any = None, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        api.url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": content_type},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -39,20 +43,34 @@ def call(api: KubeApi, method: str, path: str, body: Any = None,
 
 
 def route(name: str = "r", **meta: Any) -> dict[str, Any]:
-    return {"apiVersion": "sse.appgw.dev/v1alpha1", "kind": "SseRoute",
-            "metadata": {"name": name, **meta}, "spec": {"idleInterval": "45s"}}  # fmt: skip
+    return {
+        "apiVersion": "sse.appgw.dev/v1alpha1",
+        "kind": "SseRoute",
+        "metadata": {"name": name, **meta},
+        "spec": {"idleInterval": "45s"},
+    }
 
 
 def test_metadata_is_filled_and_versions_bump(api: KubeApi) -> None:
     status, created = call(api, "POST", ROUTES, route())
     meta = created["metadata"]
     assert status == 200 and meta["namespace"] == "shop" and meta["uid"] and meta["generation"] == 1
-    _, patched = call(api, "PATCH", f"{ROUTES}/r", {"spec": {"idleInterval": "50s"}},
-                      "application/merge-patch+json")  # fmt: skip
+    _, patched = call(
+        api,
+        "PATCH",
+        f"{ROUTES}/r",
+        {"spec": {"idleInterval": "50s"}},
+        "application/merge-patch+json",
+    )
     assert patched["metadata"]["generation"] == 2
     assert int(patched["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
-    _, labelled = call(api, "PATCH", f"{ROUTES}/r", {"metadata": {"labels": {"a": "b"}}},
-                       "application/merge-patch+json")  # fmt: skip
+    _, labelled = call(
+        api,
+        "PATCH",
+        f"{ROUTES}/r",
+        {"metadata": {"labels": {"a": "b"}}},
+        "application/merge-patch+json",
+    )
     assert labelled["metadata"]["generation"] == 2
 
 
@@ -63,15 +81,26 @@ def test_conflicts_and_failed_tests(api: KubeApi) -> None:
     assert call(api, "PATCH", f"{ROUTES}/r", stale, "application/merge-patch+json")[0] == 409
     failed = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"}]
     assert call(api, "PATCH", f"{ROUTES}/r", failed, "application/json-patch+json")[0] == 422
-    ok = [{"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
-          {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}]  # fmt: skip
+    ok = [
+        {
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": created["metadata"]["resourceVersion"],
+        },
+        {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+    ]
     assert call(api, "PATCH", f"{ROUTES}/r", ok, "application/json-patch+json")[0] == 200
 
 
 def test_status_is_a_separate_subresource(api: KubeApi) -> None:
     call(api, "POST", ROUTES, route())
-    _, after = call(api, "PATCH", f"{ROUTES}/r/status", {"status": {"a": 1}, "spec": {"idleInterval": "9s"}},
-                    "application/merge-patch+json")  # fmt: skip
+    _, after = call(
+        api,
+        "PATCH",
+        f"{ROUTES}/r/status",
+        {"status": {"a": 1}, "spec": {"idleInterval": "9s"}},
+        "application/merge-patch+json",
+    )
     assert after["status"] == {"a": 1} and after["spec"]["idleInterval"] == "45s"
     _, after = call(
         api, "PATCH", f"{ROUTES}/r", {"status": {"a": 2}}, "application/merge-patch+json"

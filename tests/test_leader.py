@@ -22,8 +22,9 @@ def kubeconfig(tmp_path: Path) -> Iterator[Path]:
 
 
 def elector(identity: str, kubeconfig: Path) -> LeaderElector:
-    settings = LeaseSettings(namespace=NAMESPACE, identity=identity, duration=2,
-                             renew_deadline=1.2, retry_period=0.1)  # fmt: skip
+    settings = LeaseSettings(
+        namespace=NAMESPACE, identity=identity, duration=2, renew_deadline=1.2, retry_period=0.1
+    )
     return LeaderElector(settings, kubernetes.config.new_client_from_config(str(kubeconfig)))
 
 

@@ -91,8 +91,10 @@ class World:
             return
         if interruption == "recreated-before-put":
             # Deleted and made again with the very same values between the plan and the PUT.
-            self.create(doc.backend_setting_timeouts(self.gateway.document),
-                        doc.response_buffering_enabled(self.gateway.document))  # fmt: skip
+            self.create(
+                doc.backend_setting_timeouts(self.gateway.document),
+                doc.response_buffering_enabled(self.gateway.document),
+            )
         if not plan.holds_in(self.gateway.document):
             return  # the adapter's fresh read refuses the PUT: StalePlan
         self.put(plan)
@@ -124,9 +126,14 @@ class World:
 def route(
     key: str, settings: tuple[str, ...], timeout: int, disable_buffering: bool
 ) -> RouteIntent:
-    return RouteIntent(key=key, gateway_id=GID, backend_settings=settings,
-                       request_timeout=timeout, idle_seconds=max(1, timeout - 5),
-                       disable_buffering=disable_buffering)  # fmt: skip
+    return RouteIntent(
+        key=key,
+        gateway_id=GID,
+        backend_settings=settings,
+        request_timeout=timeout,
+        idle_seconds=max(1, timeout - 5),
+        disable_buffering=disable_buffering,
+    )
 
 
 values = st.sampled_from(VALUES)

@@ -53,8 +53,13 @@ def test_json_lines_have_the_stable_keys_and_the_gateway_context(output: io.Stri
 def test_kopf_object_lines_name_the_route_or_object(output: io.StringIO) -> None:
     logs.setup("json", "info", stream=output)
     kopf = logging.getLogger("kopf.objects")
-    ref = {"apiVersion": "sse.appgw.dev/v1alpha1", "kind": "SseRoute", "namespace": "shop",
-           "name": "a", "uid": "u"}  # fmt: skip
+    ref = {
+        "apiVersion": "sse.appgw.dev/v1alpha1",
+        "kind": "SseRoute",
+        "namespace": "shop",
+        "name": "a",
+        "uid": "u",
+    }
     kopf.warning("Handler 'route_deleted' failed temporarily", extra={"k8s_ref": ref})
     kopf.warning("odd pod", extra={"k8s_ref": {"kind": "Pod", "namespace": "shop", "name": "p"}})
     route, pod = lines(output)

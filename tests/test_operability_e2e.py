@@ -93,8 +93,10 @@ def test_the_text_log_tells_what_the_operator_did(rig: Rig) -> None:
 def test_the_json_log_carries_gateway_and_routes(rig: Rig) -> None:
     operator = rig.operator("--log-format", "json", "--log-level", "debug")
     lines = [json.loads(line) for line in tell_a_story(rig, operator).splitlines()]
-    assert all(set(line) <= set(JSON_KEYS) and line.keys() >= {"time", "level", "message"}
-               for line in lines)  # fmt: skip
+    assert all(
+        set(line) <= set(JSON_KEYS) and line.keys() >= {"time", "level", "message"}
+        for line in lines
+    )
     puts = [line for line in lines if PUT_LINE.search(str(line["message"]))]
     assert len(puts) == 3
     first = puts[0]
@@ -120,28 +122,47 @@ def test_healthz_and_metrics_during_a_twenty_route_burst(rig: Rig) -> None:
         return report if status == 200 and report.get("watching") else None
 
     assert wait_for("a healthy leader watching SseRoutes", watching) == {
-        "status": "ok", "role": "leader", "identity": "appgw-sse-operator-0", "running": True,
+        "status": "ok",
+        "role": "leader",
+        "identity": "appgw-sse-operator-0",
+        "running": True,
         "watching": True,
-    }  # fmt: skip
+    }
     before = scrape(operator)
     assert metric(before, "appgw_sse_leader") == 1
-    rig.kubectl("create", "-f", "-", stdin=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "app", "image": "shop/web"}]},
-    }))  # fmt: skip
-    rig.apply(*[
-        route_manifest(f"stream-{i:02d}", idle=f"{10 + i}s",
-                       **({"backend": {"selector": {"matchLabels": {"app": "web"}}}} if i == 0 else {}))
-        for i in range(20)
-    ])  # fmt: skip
+    rig.kubectl(
+        "create",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "shop/web"}]},
+            }
+        ),
+    )
+    rig.apply(
+        *[
+            route_manifest(
+                f"stream-{i:02d}",
+                idle=f"{10 + i}s",
+                **({"backend": {"selector": {"matchLabels": {"app": "web"}}}} if i == 0 else {}),
+            )
+            for i in range(20)
+        ]
+    )
     scrapes = [scrape(operator)]  # while the operator works
     ready = wait_for(
         "20 routes Ready in /metrics",
-        lambda: metric(text := scrape(operator), "appgw_sse_routes", condition="Ready",
-                       status="True") == 20 and text,
+        lambda: (
+            metric(text := scrape(operator), "appgw_sse_routes", condition="Ready", status="True")
+            == 20
+            and text
+        ),
         timeout=60,
-    )  # fmt: skip
+    )
     scrapes.append(ready)
     after = scrapes[-1]
     assert metric(after, "appgw_sse_routes", condition="Accepted", status="True") == 20
@@ -172,18 +193,24 @@ def test_healthz_and_metrics_during_a_twenty_route_burst(rig: Rig) -> None:
     rig.emulator.third_party_put(revert)  # drift: put back at the next resync
     corrected = wait_for(
         "the correction counted",
-        lambda: metric(text := scrape(operator), "appgw_sse_drift_corrections_total",
-                       gateway=GATEWAY_ID) == 1 and text,
+        lambda: (
+            metric(
+                text := scrape(operator), "appgw_sse_drift_corrections_total", gateway=GATEWAY_ID
+            )
+            == 1
+            and text
+        ),
         timeout=30,
-    )  # fmt: skip
+    )
     assert metric(corrected, "appgw_sse_gateway_puts_total", result="applied") == puts + 1
 
 
 def test_two_replicas_one_works_the_other_takes_over_when_it_dies(rig: Rig) -> None:
     first = rig.operator(env={"POD_NAME": "replica-a"})
     wait_for("replica-a to lead", lambda: lease_holder(rig) == "replica-a")
-    second = rig.operator(env={"POD_NAME": "replica-b",
-                               "KUBECONFIG": str(rig.cluster.replica_kubeconfig)})  # fmt: skip
+    second = rig.operator(
+        env={"POD_NAME": "replica-b", "KUBECONFIG": str(rig.cluster.replica_kubeconfig)}
+    )
     wait_for("replica-b standing by", lambda: "standing by: lease" in second.output())
     rig.apply(route_manifest("notifications"))
     rig.wait_condition("shop", "notifications", "True", "Applied")
@@ -202,8 +229,10 @@ def test_two_replicas_one_works_the_other_takes_over_when_it_dies(rig: Rig) -> N
     print(f"failover: lease taken {took_over:.1f}s after SIGKILL, change applied {converged:.1f}s")
     assert took_over < 25  # the 15 s Lease, seen expire within two 2 s retry periods
     document = rig.emulator.gateway()
-    timeouts = {s["name"]: s["properties"]["requestTimeout"]
-                for s in document["properties"]["backendHttpSettingsCollection"]}  # fmt: skip
+    timeouts = {
+        s["name"]: s["properties"]["requestTimeout"]
+        for s in document["properties"]["backendHttpSettingsCollection"]
+    }
     assert timeouts["notifications-http"] == 150
     assert len(rig.emulator.requests("PUT")) == 2  # one per change: none twice
     assert "leading" in second.output()
@@ -224,9 +253,11 @@ def test_a_leader_that_loses_its_lease_stops_working_at_once(tmp_path: Path) -> 
         operator = rig.operator()
         wait_for("the operator to lead", lambda: lease_holder(rig) == "appgw-sse-operator-0")
         rig.cluster.call(
-            "PATCH", f"{LEASE}", {"spec": {"holderIdentity": "intruder"}},
+            "PATCH",
+            f"{LEASE}",
+            {"spec": {"holderIdentity": "intruder"}},
             content_type="application/merge-patch+json",
-        )  # fmt: skip
+        )
         operator.process.wait(timeout=15)
         assert operator.process.returncode == 1
         assert "was taken over: stopping all work now" in operator.output()

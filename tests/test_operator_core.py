@@ -1,15 +1,25 @@
-"""Pure pieces the reconciler relies on: conditions, ledger recovery, drift, held changes."""
+"""Pure pieces the gateway worker relies on: conditions, ledger recovery, drift, held changes."""
 
+from dataclasses import replace
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appgw_sse.core.conditions import merge_conditions
+from appgw_sse.core.conditions import (
+    Condition,
+    Reason,
+    backends_conformant,
+    merge_conditions,
+    planned,
+    true_to_generation,
+)
 from appgw_sse.core.drift import DriftTracker
-from appgw_sse.core.ledger import Ledger, OwnedBuffering, OwnedTimeout, recover, recreated
+from appgw_sse.core.fields import REQUEST_TIMEOUT
+from appgw_sse.core.ledger import Ledger, Owned, recover, recreated
 from appgw_sse.core.planner import plan_gateway
-from appgw_sse.models.status import Condition
-from tests.support.gateways import gateway_document, gateway_id
-from tests.test_planner import route
+from tests.support.gateways import gateway_document, gateway_id, owning
+from tests.support.gateways import intent as route
 
 GID = gateway_id()
 
@@ -41,22 +51,18 @@ def test_rejected_spec_makes_ready_false_with_its_reason() -> None:
     ]
 
 
-CONFIRMED = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
-INTENT = Ledger(
-    gateway_id=GID,
-    response_buffering=OwnedBuffering(original=True, applied=False),
-    backend_settings={"a": OwnedTimeout(original=30, applied=150)},
-)
+CONFIRMED = owning(a=(30, 68))
+PENDING = owning(buffering=(True, False), a=(30, 150))
 
 
 def test_recover_takes_the_intent_when_the_put_landed() -> None:
     landed = gateway_document({"a": 150}, buffering=False)
-    assert recover(CONFIRMED, INTENT, landed) == INTENT
+    assert recover(CONFIRMED, PENDING, landed) == PENDING
 
 
 def test_recover_keeps_the_confirmed_ledger_when_the_put_did_not_land() -> None:
     lost = gateway_document({"a": 68}, buffering=True)
-    assert recover(CONFIRMED, INTENT, lost) == CONFIRMED
+    assert recover(CONFIRMED, PENDING, lost) == CONFIRMED
 
 
 def test_recover_drops_a_restored_entry_once_the_restore_landed() -> None:
@@ -67,11 +73,12 @@ def test_recover_drops_a_restored_entry_once_the_restore_landed() -> None:
 
 @given(st.booleans(), st.booleans())
 def test_recover_never_loses_an_original(buffering_landed: bool, timeout_landed: bool) -> None:
-    document = gateway_document({"a": 150 if timeout_landed else 68},
-                                buffering=not buffering_landed)  # fmt: skip
-    ledger = recover(CONFIRMED, INTENT, document)
-    assert ledger.backend_settings["a"].original == 30
-    replan = plan_gateway(GID, [route("r", timeout=150)], document, ledger)
+    document = gateway_document(
+        {"a": 150 if timeout_landed else 68}, buffering=not buffering_landed
+    )
+    recovered = recover(CONFIRMED, PENDING, document)
+    assert recovered.owned[REQUEST_TIMEOUT.at("a")].original == 30
+    replan = plan_gateway(GID, [route("r", timeout=150)], document, recovered)
     after = replan.apply_to(document)
     restored = plan_gateway(GID, [], after, replan.ledger).apply_to(after)
     assert (
@@ -99,20 +106,17 @@ def test_corrections_older_than_an_hour_do_not_count() -> None:
 
 
 def test_plan_without_keeps_the_previous_ownership_of_held_fields() -> None:
-    ledger = Ledger(
-        gateway_id=GID,
-        response_buffering=OwnedBuffering(original=True, applied=False),
-        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
-    )
+    owned = owning(buffering=(True, False), a=(30, 68))
     plan = plan_gateway(
-        GID, [route("r", settings=("a", "b"))], gateway_document({"a": 40, "b": 30}), ledger
+        GID, [route("r", settings=("a", "b"))], gateway_document({"a": 40, "b": 30}), owned
     )
     drifted = next(ch for ch in plan.changes if ch.setting == "a")
     assert drifted.kind == "drift"
-    held = plan.without({drifted.path}, ledger)
+    held = plan.without({drifted.place}, owned)
     assert [ch.setting for ch in held.changes] == [None, "b"]
-    assert held.ledger.backend_settings["a"] == ledger.backend_settings["a"]
-    assert held.ledger.backend_settings["b"] == OwnedTimeout(original=30, applied=68)
+    a, b = REQUEST_TIMEOUT.at("a"), REQUEST_TIMEOUT.at("b")
+    assert held.ledger.owned[a] == owned.owned[a]
+    assert held.ledger.owned[b] == Owned(30, 68)
 
 
 def instance(document: dict, guid: str) -> dict:
@@ -125,21 +129,71 @@ OLD, NEW = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-2222
 
 def test_a_ledger_of_another_instance_is_discarded_with_its_intent() -> None:
     recreated_gateway = instance(gateway_document({"a": 150}, buffering=False), NEW)
-    confirmed = CONFIRMED.model_copy(update={"resource_guid": OLD})
-    intent = INTENT.model_copy(update={"resource_guid": OLD})
-    # The new instance happens to hold what the intent planned: that proves nothing.
-    ledger = recover(confirmed, intent, recreated_gateway)
-    assert ledger == Ledger(gateway_id=GID, resource_guid=NEW)
-    assert recreated(confirmed, intent, recreated_gateway)
+    confirmed = replace(CONFIRMED, resource_guid=OLD)
+    pending = replace(PENDING, resource_guid=OLD)
+    # The new instance happens to hold what the pending ledger planned: that proves nothing.
+    assert recover(confirmed, pending, recreated_gateway) == Ledger(
+        gateway_id=GID, resource_guid=NEW
+    )
+    assert recreated(confirmed, pending, recreated_gateway)
     assert recreated(confirmed, None, recreated_gateway)
 
 
 def test_a_ledger_of_the_live_instance_is_kept_and_legacy_ledgers_are_adopted() -> None:
     live = instance(gateway_document({"a": 150}, buffering=False), OLD.upper())  # ARM's case
-    owned = INTENT.model_copy(update={"resource_guid": OLD})
-    assert recover(CONFIRMED.model_copy(update={"resource_guid": OLD}), owned, live) == owned
+    owned = replace(PENDING, resource_guid=OLD)
+    assert recover(replace(CONFIRMED, resource_guid=OLD), owned, live) == owned
     # Written before instances were recorded: bound to the live instance from now on.
-    assert recover(CONFIRMED, INTENT, live) == INTENT.model_copy(update={"resource_guid": OLD})
-    assert not recreated(CONFIRMED, INTENT, live)
+    assert recover(CONFIRMED, PENDING, live) == replace(PENDING, resource_guid=OLD)
+    assert not recreated(CONFIRMED, PENDING, live)
     # An empty ledger of another instance lost nothing worth an Event.
     assert not recreated(Ledger(gateway_id=GID, resource_guid=NEW), None, live)
+
+
+# A ledger as operators before the owned-field abstraction stored it in the ConfigMap.
+STORED = (
+    '{"gatewayId":"G","resourceGuid":"x","responseBuffering":{"original":true,"applied":false},'
+    '"backendSettings":{"a":{"original":30,"applied":68},"b":{"original":45,"applied":150}}}'
+)
+
+
+def test_a_stored_ledger_reads_and_writes_back_unchanged() -> None:
+    stored = Ledger.from_json(STORED)
+    assert stored == owning(gateway="G", guid="x", buffering=(True, False), a=(30, 68), b=(45, 150))
+    assert stored.to_json() == STORED
+    assert Ledger.from_data({"gateway_id": "G", "backend_settings": {}}) == Ledger(gateway_id="G")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"gatewayId": "G", "drainTimeouts": {}},
+        {"gatewayId": 1},
+        {"gatewayId": "G", "backendSettings": {"a": {"original": 30}}},
+        {"gatewayId": "G", "backendSettings": {"a": {"original": True, "applied": 68}}},
+        {"gatewayId": "G", "responseBuffering": {"original": 1, "applied": 0}},
+    ],
+)
+def test_what_is_not_a_ledger_is_refused(data: object) -> None:
+    with pytest.raises(ValueError):
+        Ledger.from_data(data)
+
+
+def test_conformance_is_unknown_until_every_pod_was_probed() -> None:
+    probing = backends_conformant({"p1": "ok", "p2": None}, "ok")
+    assert (probing.status, probing.reason) == ("Unknown", "Probing")
+    assert backends_conformant({"p1": "ok"}, "ok").message == "1 pod(s) send the SSE headers"
+    assert backends_conformant({}, "ok").status == "Unknown"
+
+
+def test_an_outcome_for_other_requirements_is_pending() -> None:
+    applied = planned(Reason.APPLIED, "a requestTimeout 68s")
+    assert true_to_generation([applied], applied=True, generation=2) == [applied]
+    [pending] = true_to_generation([applied], applied=False, generation=2)
+    assert (pending.type, pending.status, pending.reason) == (
+        "GatewayConfigured",
+        "False",
+        "Pending",
+    )
+    assert "generation 2" in pending.message

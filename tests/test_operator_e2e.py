@@ -12,8 +12,10 @@ from tests.support.e2e import GATEWAY_ID, Rig, gateway_id, route_manifest, wait_
 
 
 def timeouts(document: dict) -> dict[str, int]:
-    return {s["name"]: s["properties"]["requestTimeout"]
-            for s in document["properties"]["backendHttpSettingsCollection"]}  # fmt: skip
+    return {
+        s["name"]: s["properties"]["requestTimeout"]
+        for s in document["properties"]["backendHttpSettingsCollection"]
+    }
 
 
 def buffering(document: dict) -> bool:
@@ -124,8 +126,10 @@ def test_drift_is_corrected_then_conflict_stops_the_fight(rig: Rig) -> None:
 
     for correction in (1, 2):
         rig.emulator.third_party_put(revert)
-        wait_for(f"correction {correction}",
-                 lambda: timeouts(rig.emulator.gateway())["notifications-http"] == 68)  # fmt: skip
+        wait_for(
+            f"correction {correction}",
+            lambda: timeouts(rig.emulator.gateway())["notifications-http"] == 68,
+        )
     assert len(rig.emulator.requests("PUT")) == 3
     rig.emulator.third_party_put(revert)
     rig.wait_condition("shop", "notifications", "False", "DriftConflict", type_="GatewayConfigured")
@@ -163,8 +167,13 @@ def test_invalid_spec_is_reported_and_changes_nothing(rig: Rig) -> None:
     rig.apply(route_manifest("notifications"))
     rig.wait_condition("shop", "notifications", "True", "Applied")
     if rig.cluster.real:  # the CRD's schema stops this one at the API server
-        refused = rig.cluster.kubectl("apply", "--validate=false", "-f", "-",
-                                      stdin=json.dumps(route_manifest("notifications", idle="45")))  # fmt: skip
+        refused = rig.cluster.kubectl(
+            "apply",
+            "--validate=false",
+            "-f",
+            "-",
+            stdin=json.dumps(route_manifest("notifications", idle="45")),
+        )
         assert refused.returncode != 0 and "spec.idleInterval" in refused.stderr
     # Only a CEL rule forbids 24h, and a 1.20 server drops CEL rules, as old clusters do: the
     # operator re-validates.
@@ -188,11 +197,20 @@ def test_dry_run_plans_and_never_puts(rig: Rig) -> None:
 
 
 def test_429_storm_and_concurrent_writer_converge_keeping_their_change(rig: Rig) -> None:
-    rig.emulator.admin("POST", "faults", [
-        {"method": "PUT", "status": 429, "count": 6, "code": "RetryableErrorDueToAnotherOperation",
-         "headers": {"Retry-After": "1"}},
-        {"target": "interleave", "method": "PUT", "patch": {"tags": {"owner": "someone-else"}}},
-    ])  # fmt: skip
+    rig.emulator.admin(
+        "POST",
+        "faults",
+        [
+            {
+                "method": "PUT",
+                "status": 429,
+                "count": 6,
+                "code": "RetryableErrorDueToAnotherOperation",
+                "headers": {"Retry-After": "1"},
+            },
+            {"target": "interleave", "method": "PUT", "patch": {"tags": {"owner": "someone-else"}}},
+        ],
+    )
     rig.operator()
     rig.apply(route_manifest("notifications"))
     rig.wait_condition("shop", "notifications", "True", "Applied", timeout=60)
@@ -236,9 +254,10 @@ def arm_call(rig: Rig, method: str, gateway: str = GATEWAY_ID) -> int:
     """A plain ARM request to the emulator with its bearer token; the HTTP status."""
     token = Path(rig.emulator.ready["token_file"]).read_text().strip()
     request = urllib.request.Request(
-        f"{rig.emulator.url}{gateway}?api-version=2024-05-01", method=method,
+        f"{rig.emulator.url}{gateway}?api-version=2024-05-01",
+        method=method,
         headers={"Authorization": f"Bearer {token}"},
-    )  # fmt: skip
+    )
     context = ssl.create_default_context(cafile=rig.emulator.ready["ca_bundle"])
     try:
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
@@ -264,8 +283,16 @@ def recreate_gateway(rig: Rig, document: dict, timeout: int, buffering: bool) ->
 
 
 def ledger_configmaps(rig: Rig) -> list[str]:
-    return rig.kubectl("get", "configmaps", "-n", "appgw-sse-system", "-o", "name",
-                       "-l", "app.kubernetes.io/managed-by=appgw-sse-operator").split()  # fmt: skip
+    return rig.kubectl(
+        "get",
+        "configmaps",
+        "-n",
+        "appgw-sse-system",
+        "-o",
+        "name",
+        "-l",
+        "app.kubernetes.io/managed-by=appgw-sse-operator",
+    ).split()
 
 
 def test_a_deleted_gateways_ledger_never_lowers_its_successor(rig: Rig) -> None:
@@ -292,8 +319,10 @@ def test_a_gateway_recreated_under_a_live_route_is_restored_to_its_own_value(rig
     document = delete_gateway(rig)
     rig.wait_condition("shop", "a", "False", "GatewayNotFound")
     recreate_gateway(rig, document, timeout=45, buffering=True)
-    wait_for("the new gateway raised to 68",
-             lambda: timeouts(rig.emulator.gateway())["notifications-http"] == 68)  # fmt: skip
+    wait_for(
+        "the new gateway raised to 68",
+        lambda: timeouts(rig.emulator.gateway())["notifications-http"] == 68,
+    )
     rig.wait_condition("shop", "a", "True", "Applied")
     rig.kubectl("delete", "sser", "-n", "shop", "a", "--wait=false")
     wait_for("route a gone", lambda: rig.route("shop", "a") is None)

@@ -6,31 +6,25 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from appgw_sse import EXAMPLES
 from appgw_sse.core import document as doc
-from appgw_sse.core.duration import derived_request_timeout
-from appgw_sse.core.ledger import Ledger, OwnedBuffering, OwnedTimeout
-from appgw_sse.core.planner import Plan, Reason, RouteIntent, plan_gateway
-from appgw_sse.offline import EXAMPLES
-from tests.support.gateways import gateway_document, gateway_id, without_owned_fields
+from appgw_sse.core.conditions import Reason
+from appgw_sse.core.fields import REQUEST_TIMEOUT, RESPONSE_BUFFERING
+from appgw_sse.core.ledger import Ledger, Owned
+from appgw_sse.core.planner import Plan, plan_gateway
+from tests.support.gateways import (
+    gateway_document,
+    gateway_id,
+    intent,
+    owning,
+    without_owned_fields,
+)
 
 GID = gateway_id()
 
 
-def route(
-    name: str,
-    settings: tuple[str, ...] = ("a",),
-    idle: int = 45,
-    timeout: int | None = None,
-    buffering: bool = True,
-) -> RouteIntent:
-    return RouteIntent(
-        key=f"ns/{name}",
-        gateway_id=GID,
-        backend_settings=settings,
-        request_timeout=timeout or derived_request_timeout(idle),
-        idle_seconds=idle,
-        disable_buffering=buffering,
-    )
+route = intent
+A, BUFFERING = REQUEST_TIMEOUT.at("a"), RESPONSE_BUFFERING.at()
 
 
 def changes(plan: Plan) -> list[tuple[str | None, object, object, str]]:
@@ -40,17 +34,16 @@ def changes(plan: Plan) -> list[tuple[str | None, object, object, str]]:
 def test_first_route_disables_buffering_and_raises_timeout() -> None:
     plan = plan_gateway(GID, [route("r")], gateway_document({"a": 30, "b": 30}))
     assert changes(plan) == [(None, True, False, "apply"), ("a", 30, 68, "apply")]
-    assert plan.ledger.response_buffering == OwnedBuffering(original=True, applied=False)
-    assert plan.ledger.backend_settings == {"a": OwnedTimeout(original=30, applied=68)}
+    assert plan.ledger.owned == {BUFFERING: Owned(True, False), A: Owned(30, 68)}
     assert plan.outcomes["ns/r"].reason is Reason.APPLIED
-    assert plan.outcomes["ns/r"].request_timeouts == {"a": 68}
+    assert plan.outcomes["ns/r"].values[A] == 68
 
 
 def test_nothing_to_do_means_no_changes_and_no_ownership() -> None:
     plan = plan_gateway(GID, [route("r")], gateway_document({"a": 300}, buffering=False))
     assert plan.changes == ()
     assert plan.ledger.is_empty
-    assert plan.outcomes["ns/r"].request_timeouts == {"a": 300}
+    assert plan.outcomes["ns/r"].values[A] == 300
 
 
 def test_largest_requirement_wins_on_a_shared_setting() -> None:
@@ -85,18 +78,14 @@ def test_raises_above_original_and_restores_it_on_delete() -> None:
 
 
 def test_deleting_the_last_route_restores_both_fields() -> None:
-    ledger = Ledger(
-        gateway_id=GID,
-        response_buffering=OwnedBuffering(original=True, applied=False),
-        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
-    )
+    ledger = owning(buffering=(True, False), a=(30, 68))
     plan = plan_gateway(GID, [], gateway_document({"a": 68}, buffering=False), ledger)
     assert changes(plan) == [(None, False, True, "restore"), ("a", 68, 30, "restore")]
     assert plan.ledger.is_empty
 
 
 def test_someone_elses_later_change_survives_deletion() -> None:
-    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    ledger = owning(a=(30, 68))
     plan = plan_gateway(GID, [], gateway_document({"a": 100}), ledger)
     assert plan.changes == ()
     assert plan.ledger.is_empty
@@ -104,31 +93,31 @@ def test_someone_elses_later_change_survives_deletion() -> None:
 
 
 def test_deleting_one_of_two_routes_lowers_to_the_remaining_requirement() -> None:
-    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=150)})
+    ledger = owning(a=(30, 150))
     plan = plan_gateway(
         GID, [route("small", buffering=False)], gateway_document({"a": 150}), ledger
     )
     assert changes(plan) == [("a", 150, 68, "apply")]
-    assert plan.ledger.backend_settings["a"] == OwnedTimeout(original=30, applied=68)
+    assert plan.ledger.owned[A] == Owned(30, 68)
 
 
 def test_lowered_owned_value_is_drift_and_is_corrected() -> None:
-    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    ledger = owning(a=(30, 68))
     plan = plan_gateway(GID, [route("r", buffering=False)], gateway_document({"a": 40}), ledger)
     assert changes(plan) == [("a", 40, 68, "drift")]
 
 
 def test_buffering_turned_back_on_is_drift() -> None:
-    ledger = Ledger(gateway_id=GID, response_buffering=OwnedBuffering(original=True, applied=False))
+    ledger = owning(buffering=(True, False))
     plan = plan_gateway(GID, [route("r", settings=("a",))], gateway_document({"a": 68}), ledger)
     assert changes(plan) == [(None, True, False, "drift")]
 
 
 def test_a_foreign_raise_that_satisfies_the_route_is_adopted_not_fought() -> None:
-    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    ledger = owning(a=(30, 68))
     plan = plan_gateway(GID, [route("r", buffering=False)], gateway_document({"a": 400}), ledger)
     assert plan.changes == ()
-    assert plan.ledger.backend_settings == {}
+    assert plan.ledger.is_empty
     assert any("no longer owns" in n.message for n in plan.notices)
 
 
@@ -156,7 +145,7 @@ def test_v1_sku_cannot_disable_buffering() -> None:
 
 
 def test_agic_managed_gateway_is_never_written() -> None:
-    ledger = Ledger(gateway_id=GID, backend_settings={"a": OwnedTimeout(original=30, applied=68)})
+    ledger = owning(a=(30, 68))
     document = gateway_document({"a": 30}, tags={"managed-by-k8s-ingress": "1.7.2"})
     plan = plan_gateway(GID, [route("r")], document, ledger)
     assert plan.changes == ()
@@ -166,11 +155,7 @@ def test_agic_managed_gateway_is_never_written() -> None:
 
 
 def test_released_route_leaves_its_values_and_forgets_them() -> None:
-    ledger = Ledger(
-        gateway_id=GID,
-        response_buffering=OwnedBuffering(original=True, applied=False),
-        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
-    )
+    ledger = owning(buffering=(True, False), a=(30, 68))
     plan = plan_gateway(
         GID, [], gateway_document({"a": 68}, buffering=False), ledger, released=[route("r")]
     )
@@ -181,7 +166,7 @@ def test_released_route_leaves_its_values_and_forgets_them() -> None:
 def test_unmanaged_buffering_is_never_touched() -> None:
     plan = plan_gateway(GID, [route("r", buffering=False)], gateway_document({"a": 30}))
     assert changes(plan) == [("a", 30, 68, "apply")]
-    assert plan.outcomes["ns/r"].response_buffering is True
+    assert plan.outcomes["ns/r"].values[BUFFERING] is True
 
 
 def test_missing_request_timeout_counts_as_arm_default() -> None:
@@ -307,12 +292,7 @@ def test_route_order_does_not_matter(document: dict, routes: list, rnd: random.R
 def test_a_ledger_of_another_gateway_instance_counts_as_none() -> None:
     document = gateway_document({"a": 68}, buffering=False)
     document["properties"]["resourceGuid"] = "new-instance"
-    ledger = Ledger(
-        gateway_id=GID,
-        resource_guid="old-instance",
-        response_buffering=OwnedBuffering(original=True, applied=False),
-        backend_settings={"a": OwnedTimeout(original=30, applied=68)},
-    )
+    ledger = owning(guid="old-instance", buffering=(True, False), a=(30, 68))
     plan = plan_gateway(GID, [route("r", idle=5)], document, ledger)
     assert plan.changes == ()  # the old instance's 30 is never "restored" onto this one
     assert plan.ledger == Ledger(gateway_id=GID, resource_guid="new-instance")

@@ -20,13 +20,21 @@ def pod(
     name: str, labels: dict[str, str], annotations: dict[str, str] | None = None
 ) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "shop", "labels": labels,
-                     "annotations": dict(annotations or {})},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": labels,
+            "annotations": dict(annotations or {}),
+        },
         "spec": {"containers": [{"name": "app", "image": "shop/web"}]},
-        "status": {"phase": "Running", "podIP": "127.0.0.1",
-                   "conditions": [{"type": "Ready", "status": "True"}]},
-    }  # fmt: skip
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.1",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
 
 
 def seed(rig: Rig, *objects: dict[str, Any]) -> None:
@@ -39,9 +47,11 @@ def seed(rig: Rig, *objects: dict[str, Any]) -> None:
     for obj in objects:
         if obj["kind"] == "Pod" and "status" in obj:
             rig.cluster.call(
-                "PATCH", f"/api/v1/namespaces/shop/pods/{obj['metadata']['name']}/status",
-                {"status": obj["status"]}, content_type="application/merge-patch+json",
-            )  # fmt: skip
+                "PATCH",
+                f"/api/v1/namespaces/shop/pods/{obj['metadata']['name']}/status",
+                {"status": obj["status"]},
+                content_type="application/merge-patch+json",
+            )
 
 
 def annotations(rig: Rig, name: str) -> dict[str, str]:
@@ -52,19 +62,27 @@ def annotations(rig: Rig, name: str) -> dict[str, str]:
 def pod_patches(rig: Rig) -> list[str]:
     """The operator's PATCHes to pods (the API server's own record of them)."""
     return [
-        f"{r.namespace}/{r.name}" for r in rig.cluster.operator_requests()
+        f"{r.namespace}/{r.name}"
+        for r in rig.cluster.operator_requests()
         if r.verb == "patch" and r.resource == "pods" and not r.subresource
-    ]  # fmt: skip
+    ]
 
 
 def sse(name: str) -> dict[str, str]:
-    return {"sse.appgw.dev/routes": name, "sse.appgw.dev/response-headers": CONTRACT,
-            "sse.appgw.dev/idle-interval": "45s"}  # fmt: skip
+    return {
+        "sse.appgw.dev/routes": name,
+        "sse.appgw.dev/response-headers": CONTRACT,
+        "sse.appgw.dev/idle-interval": "45s",
+    }
 
 
 def test_pods_follow_routes_and_foreign_annotations_survive(rig: Rig) -> None:
-    seed(rig, pod("web-1", {"app": "web"}, FOREIGN), pod("web-2", {"app": "web", "track": "canary"}),
-         pod("db-1", {"app": "db"}))  # fmt: skip
+    seed(
+        rig,
+        pod("web-1", {"app": "web"}, FOREIGN),
+        pod("web-2", {"app": "web", "track": "canary"}),
+        pod("db-1", {"app": "db"}),
+    )
     rig.operator()
     rig.apply(route_manifest("events", backend={"selector": {"matchLabels": {"app": "web"}}}))
     rig.wait_condition("shop", "events", "True", "Applied")
@@ -100,16 +118,34 @@ def test_pods_follow_routes_and_foreign_annotations_survive(rig: Rig) -> None:
 
 
 def test_two_routes_one_by_service_share_a_pod_and_the_loser_of_a_header_is_told(rig: Rig) -> None:
-    seed(rig, pod("web-1", {"app": "web"}, FOREIGN),
-         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
-          "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})  # fmt: skip
+    seed(
+        rig,
+        pod("web-1", {"app": "web"}, FOREIGN),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+        },
+    )
     rig.operator()
     rig.apply(
-        route_manifest("alerts", backend={"selector": {"matchExpressions": [
-            {"key": "app", "operator": "In", "values": ["web", "api"]}]}}),
-        route_manifest("chat", settings=("chat-http",), idle="20s", backend={"serviceName": "web"},
-                       headers={"Content-Type": "text/event-stream; charset=utf-8"}),
-    )  # fmt: skip
+        route_manifest(
+            "alerts",
+            backend={
+                "selector": {
+                    "matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]
+                }
+            },
+        ),
+        route_manifest(
+            "chat",
+            settings=("chat-http",),
+            idle="20s",
+            backend={"serviceName": "web"},
+            headers={"Content-Type": "text/event-stream; charset=utf-8"},
+        ),
+    )
     wait_for(
         "both routes on the pod",
         lambda: annotations(rig, "web-1").get("sse.appgw.dev/routes") == "alerts,chat",
@@ -149,8 +185,12 @@ class _Conforming(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.send_response(200)
-        for name, value in (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"),
-                            ("Connection", "keep-alive"), ("Transfer-Encoding", "chunked")):  # fmt: skip
+        for name, value in (
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("Connection", "keep-alive"),
+            ("Transfer-Encoding", "chunked"),
+        ):
             self.send_header(name, value)
         self.end_headers()
         event = b": heartbeat\n\n"
@@ -182,8 +222,11 @@ def backends() -> Iterator[dict[str, int]]:
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # connections are accepted by the kernel and never answered
     try:
-        yield {"good": servers[0].server_address[1], "buffered": servers[1].server_address[1],
-               "silent": silent.getsockname()[1]}  # fmt: skip
+        yield {
+            "good": servers[0].server_address[1],
+            "buffered": servers[1].server_address[1],
+            "silent": silent.getsockname()[1],
+        }
     finally:
         for server in servers:
             server.shutdown()
@@ -196,8 +239,16 @@ def test_probe_reports_conformance_per_pod(rig: Rig, backends: dict[str, int]) -
         serving["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": port}]
         seed(rig, serving)
     rig.operator("--probe-interval", "1s")
-    rig.apply(route_manifest("events", backend={"selector": {"matchLabels": {"app": "web"}},
-                                                "port": "http", "path": "/events"}))  # fmt: skip
+    rig.apply(
+        route_manifest(
+            "events",
+            backend={
+                "selector": {"matchLabels": {"app": "web"}},
+                "port": "http",
+                "path": "/events",
+            },
+        )
+    )
     wait_for(
         "every pod probed",
         lambda: all("sse.appgw.dev/conformance" in annotations(rig, f"web-{k}") for k in backends),

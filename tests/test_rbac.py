@@ -10,7 +10,10 @@ from tests.support import cluster as clusters
 from tests.support.cluster import OPERATOR_NAMESPACE, Cluster
 
 # Every authenticated identity may review its own access; not the chart's doing.
-_DEFAULTS = {"selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectrulesreviews.authorization.k8s.io"}  # fmt: skip
+_DEFAULTS = {
+    "selfsubjectaccessreviews.authorization.k8s.io",
+    "selfsubjectrulesreviews.authorization.k8s.io",
+}
 
 CLUSTER_WIDE = {
     "sseroutes.sse.appgw.dev": "get list patch watch",

@@ -1,26 +1,26 @@
-"""The reconciler against fakes of its ports: which generation its conditions speak for, and
-which instance of the gateway its ledger belongs to."""
+"""The gateway worker and the route book against fakes of their ports: which generation the
+conditions speak for, and which instance of the gateway the ledger belongs to."""
 
 import asyncio
-import copy
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import TerminalGatewayError
-from appgw_sse.core import document as doc
-from appgw_sse.core.contract import FINALIZER
-from appgw_sse.core.ledger import Ledger
-from appgw_sse.core.planner import Plan, Reason
-from appgw_sse.models.status import BackendsStatus, Condition
-from appgw_sse.reconciler import OperatorConfig, Reconciler
+from appgw_sse.config import OperatorConfig
+from appgw_sse.core.conditions import Condition, Reason
+from appgw_sse.core.fields import REQUEST_TIMEOUT
+from appgw_sse.models.status import BackendsStatus
+from appgw_sse.reconciler import GatewayReconciler
+from appgw_sse.routebook import RouteBook
+from tests.support.fakes import FakeGateways, FakeKube, condition
+from tests.support.fakes import route_body as body
 from tests.support.gateways import gateway_document, gateway_id
 
 GID = gateway_id()
 KEY = GID.lower()
+A = REQUEST_TIMEOUT.at("a")
 OLD, NEW = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
 
 
@@ -30,77 +30,8 @@ def instance(timeout: int, guid: str) -> dict[str, Any]:
     return document
 
 
-class FakeGateways:
-    """One gateway; apply() can be held open like a long-running PUT."""
-
-    def __init__(self, document: dict[str, Any] | None) -> None:
-        self.document = document
-        self.hold: asyncio.Event | None = None
-        self.in_flight = asyncio.Event()
-
-    def timeout(self) -> int:
-        assert self.document is not None
-        return doc.backend_setting_timeouts(self.document)["a"]
-
-    async def wait_until_settled(self, gateway_id: str) -> Snapshot:
-        if self.document is None:
-            raise TerminalGatewayError(Reason.GATEWAY_NOT_FOUND, "ResourceNotFound", "gone")
-        return Snapshot(document=copy.deepcopy(self.document), etag="e")
-
-    async def apply(self, plan: Plan) -> dict[str, Any]:
-        assert self.document is not None and plan.holds_in(self.document)
-        self.in_flight.set()
-        if self.hold is not None:
-            await self.hold.wait()
-        self.in_flight.clear()
-        self.document = plan.apply_to(self.document)
-        return copy.deepcopy(self.document)
-
-    async def close(self) -> None:
-        return None
-
-
-class FakeKube:
-    def __init__(self) -> None:
-        self.statuses: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str, str]] = []  # (route, reason, message)
-        self.ledgers: dict[str, tuple[Ledger, Ledger | None]] = {}
-
-    async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.statuses.append(copy.deepcopy(status))
-
-    async def post_event(
-        self, route: dict[str, Any], event_type: str, reason: str, message: str
-    ) -> None:
-        self.events.append((route["name"], reason, message))
-
-    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
-        return self.ledgers.get(gateway_id.lower(), (Ledger(gateway_id=gateway_id), None))
-
-    async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None:
-        self.ledgers[confirmed.gateway_id.lower()] = (confirmed, intent)
-
-    async def delete_ledger(self, gateway_id: str) -> None:
-        self.ledgers.pop(gateway_id.lower(), None)
-
-
-def route(generation: int, idle: str = "45s", **changes: Any) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "namespace": "ns",
-            "name": "r",
-            "uid": "u",
-            "generation": generation,
-            "finalizers": [FINALIZER],
-        }
-        | changes.pop("metadata", {}),
-        "spec": {"gateway": {"id": GID, "backendSettings": ["a"]}, "idleInterval": idle} | changes,
-    }
-
-
-def condition(status: dict[str, Any], type_: str = "Ready") -> tuple[str, str, int]:
-    found = next(c for c in status["conditions"] if c["type"] == type_)
-    return found["status"], found["reason"], found["observedGeneration"]
+def route(generation: int, idle: str = "45s", **spec: Any) -> dict[str, Any]:
+    return body("r", generation, idle, **spec)
 
 
 @pytest.fixture
@@ -114,9 +45,17 @@ def gateways() -> FakeGateways:
 
 
 @pytest.fixture
-async def reconciler(gateways: FakeGateways, kube: FakeKube) -> AsyncIterator[Reconciler]:
+def book(kube: FakeKube) -> RouteBook:
+    return RouteBook(kube, ("*",))
+
+
+@pytest.fixture
+async def reconciler(
+    book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> AsyncIterator[GatewayReconciler]:
     # The workers never fire on their own: each test runs the passes itself.
-    running = Reconciler(OperatorConfig(allowed_gateways=("*",), debounce=3600), gateways, kube)
+    config = OperatorConfig(allowed_gateways=("*",), debounce=3600)
+    running = GatewayReconciler(config, book, gateways, kube)
     yield running
     await running.close()
 
@@ -125,16 +64,16 @@ async def reconciler(gateways: FakeGateways, kube: FakeKube) -> AsyncIterator[Re
 
 
 async def test_a_generation_arriving_during_a_put_is_pending_until_its_own_put(
-    reconciler: Reconciler, gateways: FakeGateways, kube: FakeKube
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
 ) -> None:
-    await reconciler.observe(route(1))
+    await book.observe(route(1))
     await reconciler.reconcile(KEY)
     assert condition(kube.statuses[-1]) == ("True", "Applied", 1)
     gateways.hold = asyncio.Event()
-    await reconciler.observe(route(2, idle="100s"))  # needs 150 s
+    await book.observe(route(2, idle="100s"))  # needs 150 s
     running = asyncio.create_task(reconciler.reconcile(KEY))
     await gateways.in_flight.wait()
-    await reconciler.observe(route(3, idle="120s"))  # needs 180 s
+    await book.observe(route(3, idle="120s"))  # needs 180 s
     written = len(kube.statuses)
     gateways.hold.set()
     await running
@@ -148,43 +87,43 @@ async def test_a_generation_arriving_during_a_put_is_pending_until_its_own_put(
 
 
 async def test_unchanged_requirements_keep_the_outcome_for_the_new_generation(
-    reconciler: Reconciler, gateways: FakeGateways, kube: FakeKube
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
 ) -> None:
-    await reconciler.observe(route(1))
+    await book.observe(route(1))
     gateways.hold = asyncio.Event()
     running = asyncio.create_task(reconciler.reconcile(KEY))
     await gateways.in_flight.wait()
-    await reconciler.observe(route(2, restoreOnDelete=False))  # the gateway needs the same
+    await book.observe(route(2, restoreOnDelete=False))  # the gateway needs the same
     gateways.hold.set()
     await running
     assert condition(kube.statuses[-1]) == ("True", "Applied", 2)
 
 
 async def test_a_pods_side_update_never_makes_an_unapplied_generation_ready(
-    reconciler: Reconciler, kube: FakeKube
+    reconciler: GatewayReconciler, book: RouteBook, kube: FakeKube
 ) -> None:
     backend = {"backend": {"serviceName": "svc"}}
-    await reconciler.observe(route(1, **backend))
+    await book.observe(route(1, **backend))
     await reconciler.reconcile(KEY)
-    await reconciler.observe(route(2, idle="100s", **backend))
+    await book.observe(route(2, idle="100s", **backend))
     annotated = Condition(
         type="BackendsAnnotated",
         status="True",
         reason="Annotated",
         message="1 pod(s) carry the SSE contract",
     )
-    await reconciler.write_backends_status(
-        reconciler.routes["ns/r"], [annotated], BackendsStatus(selected=1, annotated=1)
+    await book.write_status(
+        book.routes["ns/r"], [annotated], backends=BackendsStatus(selected=1, annotated=1)
     )
     assert condition(kube.statuses[-1]) == ("False", "Pending", 2)
 
 
 async def test_a_rejected_generation_is_not_accepted_by_a_later_pass(
-    reconciler: Reconciler, kube: FakeKube
+    reconciler: GatewayReconciler, book: RouteBook, kube: FakeKube
 ) -> None:
-    await reconciler.observe(route(1))
+    await book.observe(route(1))
     await reconciler.reconcile(KEY)
-    await reconciler.observe(route(2, idle="45"))  # no unit: InvalidSpec
+    await book.observe(route(2, idle="45"))  # no unit: InvalidSpec
     await reconciler.reconcile(KEY)  # a resync: the last valid requirements still hold
     assert condition(kube.statuses[-1], "Accepted") == ("False", "InvalidSpec", 2)
     assert condition(kube.statuses[-1]) == ("False", "InvalidSpec", 2)
@@ -194,35 +133,135 @@ async def test_a_rejected_generation_is_not_accepted_by_a_later_pass(
 
 
 async def test_a_recreated_gateway_gets_a_fresh_ledger_an_event_and_a_log_line(
-    reconciler: Reconciler, gateways: FakeGateways, kube: FakeKube, caplog: Any
+    reconciler: GatewayReconciler,
+    book: RouteBook,
+    gateways: FakeGateways,
+    kube: FakeKube,
+    caplog: Any,
 ) -> None:
-    await reconciler.observe(route(1))
+    await book.observe(route(1))
     await reconciler.reconcile(KEY)
-    assert kube.ledgers[KEY][0].backend_settings["a"].original == 30
+    assert kube.ledgers[KEY][0].owned[A].original == 30
     gateways.document = instance(45, NEW)
     with caplog.at_level(logging.WARNING, logger="appgw_sse.reconciler"):
         await reconciler.reconcile(KEY)
     assert "agw (routes ns/r): gateway was recreated; original values read afresh" in caplog.text
     assert [e[1] for e in kube.events].count(Reason.GATEWAY_RECREATED) == 1
-    confirmed, intent = kube.ledgers[KEY]
-    assert (confirmed.resource_guid, intent) == (NEW, None)
-    assert confirmed.backend_settings["a"].original == 45
-    await reconciler.observe(route(1, metadata={"deletionTimestamp": "now"}))
+    confirmed, pending = kube.ledgers[KEY]
+    assert (confirmed.resource_guid, pending) == (NEW, None)
+    assert confirmed.owned[A].original == 45
+    await book.observe(route(1, metadata={"deletionTimestamp": "now"}))
     await reconciler.reconcile(KEY)
     assert gateways.timeout() == 45
     assert KEY not in kube.ledgers  # emptied by the restore: deleted, not kept
 
 
 async def test_a_gone_gateway_keeps_its_ledger_only_while_a_route_needs_it(
-    reconciler: Reconciler, gateways: FakeGateways, kube: FakeKube
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
 ) -> None:
-    await reconciler.observe(route(1))
+    await book.observe(route(1))
     await reconciler.reconcile(KEY)
     gateways.document = None
     await reconciler.reconcile(KEY)
     assert condition(kube.statuses[-1]) == ("False", "GatewayNotFound", 1)
     assert KEY in kube.ledgers  # the route still needs the gateway
-    await reconciler.observe(route(1, metadata={"deletionTimestamp": "now"}))
+    await book.observe(route(1, metadata={"deletionTimestamp": "now"}))
     await reconciler.reconcile(KEY)
     await asyncio.wait_for(reconciler.released("ns", "r"), 1)
     assert KEY not in kube.ledgers
+
+
+# -- scheduling, drift and release ----------------------------------------------------------
+
+
+async def test_a_burst_of_routes_costs_one_read_and_one_put(
+    book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    config = OperatorConfig(allowed_gateways=("*",), debounce=0.01)
+    worker = GatewayReconciler(config, book, gateways, kube)
+    names = [f"r{i}" for i in range(20)]
+    try:
+        for i, name in enumerate(names):  # each marks the gateway dirty
+            await book.observe(body(name, idle=f"{40 + i}s"))
+        await kube.wait_until(lambda: all(ready(kube, name) for name in names))
+    finally:
+        await worker.close()
+    assert (gateways.reads, gateways.puts, gateways.timeout()) == (1, 1, 89)
+    assert len(kube.written) == 2 * len(names)  # Applying, then Applied
+
+
+def ready(kube: FakeKube, name: str) -> bool:
+    written = [status for route, status in kube.written if route == name]
+    return bool(written) and condition(written[-1]) == ("True", "Applied", 1)
+
+
+async def test_the_third_correction_of_a_value_is_held_until_the_route_changes(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    for _ in range(2):
+        gateways.set_timeout(40)  # someone else lowers it
+        await reconciler.reconcile(KEY)
+        assert gateways.timeout() == 68
+    gateways.set_timeout(40)
+    await reconciler.reconcile(KEY)
+    assert (gateways.timeout(), gateways.puts) == (40, 3)
+    assert condition(kube.statuses[-1], "GatewayConfigured") == ("False", "DriftConflict", 1)
+    assert [e[1] for e in kube.events].count(Reason.DRIFT_CONFLICT) == 1
+    await reconciler.reconcile(KEY)  # still held: no PUT, no second Event
+    assert (gateways.puts, [e[1] for e in kube.events].count(Reason.DRIFT_CONFLICT)) == (3, 1)
+    await book.observe(route(2, idle="46s"))  # the route changed: try again
+    await reconciler.reconcile(KEY)
+    assert gateways.timeout() == 69
+    assert condition(kube.statuses[-1]) == ("True", "Applied", 2)
+
+
+async def test_a_deleted_route_is_released_once_its_values_are_restored(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    await book.observe(route(1, metadata={"deletionTimestamp": "now"}))
+    released = asyncio.create_task(reconciler.released("ns", "r"))
+    await reconciler.reconcile(KEY)
+    await asyncio.wait_for(released, 1)
+    assert gateways.timeout() == 30
+    assert KEY not in kube.ledgers
+    change = book.forget("ns", "r")
+    assert change is not None and change.forgotten and change.gateways == {KEY}
+
+
+async def test_a_route_without_a_gateway_is_released_at_once_when_deleted(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1, idle="45"))  # never valid: nothing of it on any gateway
+    await book.observe(route(1, idle="45", metadata={"deletionTimestamp": "now"}))
+    await asyncio.wait_for(reconciler.released("ns", "r"), 1)
+    assert (gateways.reads, gateways.puts) == (0, 0)
+
+
+async def test_a_pass_that_changes_nothing_writes_no_status(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    written = len(kube.statuses)
+    await reconciler.reconcile(KEY)
+    await book.observe(route(1))  # our own status write coming back: same generation
+    assert len(kube.statuses) == written
+    assert (gateways.reads, gateways.puts) == (2, 1)
+
+
+async def test_a_dry_run_plans_reports_and_never_puts(
+    book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    config = OperatorConfig(allowed_gateways=("*",), debounce=3600, dry_run=True)
+    worker = GatewayReconciler(config, book, gateways, kube)
+    await book.observe(route(1))
+    await worker.reconcile(KEY)
+    await worker.close()
+    assert gateways.puts == 0
+    status = kube.statuses[-1]
+    assert condition(status, "GatewayConfigured") == ("False", "DryRun", 1)
+    assert status["gateway"]["backendSettings"] == [{"name": "a", "requestTimeout": 30}]

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from appgw_sse import __version__, logs, offline
+from appgw_sse import __version__, logs, review
 from appgw_sse.models.crd import build_crd
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -26,16 +26,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _plan(args: argparse.Namespace) -> int:
     try:
-        routes = offline.load_routes(args.file)
-        gateways = offline.load_gateways(args.gateway)
-        plans = offline.plan_all(routes, gateways, offline.load_ledgers(args.ledger))
-    except offline.InputError as exc:
+        routes = review.load_routes(args.file)
+        gateways = review.load_gateways(args.gateway)
+        plans = review.plan_all(routes, gateways, review.load_ledgers(args.ledger))
+    except review.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(
-        offline.render_json(plans) if args.output == "json" else offline.render_text(plans, routes)
-    )
-    unconfigurable = offline.unconfigurable_routes(plans, routes)
+    print(review.render_json(plans) if args.output == "json" else review.render_text(plans, routes))
+    unconfigurable = review.unconfigurable_routes(plans, routes)
     if unconfigurable:
         print(
             f"error: {len(unconfigurable)} route(s) would not be configured:\n  "
@@ -121,8 +119,13 @@ class _Switch(argparse.Action):
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, type=_converter(_boolean), **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         setattr(namespace, self.dest, True)
 
 
@@ -167,8 +170,8 @@ def _run(args: argparse.Namespace) -> int:
 
     import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
+    from appgw_sse.config import OperatorConfig
     from appgw_sse.leader import LeaseSettings, default_identity
-    from appgw_sse.reconciler import OperatorConfig
     from appgw_sse.running import operate
 
     logs.setup(args.log_format, args.log_level)
@@ -179,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).warning("no --allowed-gateway: no gateway will be written")
     config = OperatorConfig(
         allowed_gateways=tuple(patterns),
-        namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
+        ledger_namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
         debounce=args.debounce,
         resync=args.resync,
         dry_run=args.dry_run,
@@ -194,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     namespaces = args.namespace or [
         n for n in os.environ.get(_env("namespace"), "").split(",") if n
     ]
-    lease = LeaseSettings(namespace=config.namespace, identity=default_identity())
+    lease = LeaseSettings(namespace=config.ledger_namespace, identity=default_identity())
     return asyncio.run(operate(config, namespaces, args.health_port, lease))
 
 
@@ -250,10 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         "backend; run the doctor through the gateway before and after applying an SseRoute. "
         "Exit 0 when the stream went from broken to live.",
     )
-    demo.add_argument(
-        "--plot", type=Path, metavar="FILE.png",
-        help="also draw the two runs (needs the 'plot' extra: matplotlib)",
-    )  # fmt: skip
+    plot = "also draw the two runs (needs the 'plot' extra: matplotlib)"
+    demo.add_argument("--plot", type=Path, metavar="FILE.png", help=plot)
     demo.set_defaults(handler=_demo)
 
     run = commands.add_parser(

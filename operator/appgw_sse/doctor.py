@@ -733,8 +733,13 @@ def _render_one(report: Report, timeline: int) -> list[str]:
             f"{_optional(obs.events[0].at if obs.events else None)}"
         )
     if obs.status is not None:
-        shown = ("Content-Type", "Cache-Control", "Content-Length", "Content-Encoding",
-                 "Transfer-Encoding")  # fmt: skip
+        shown = (
+            "Content-Type",
+            "Cache-Control",
+            "Content-Length",
+            "Content-Encoding",
+            "Transfer-Encoding",
+        )
         headers = " · ".join(f"{n}: {obs.header(n)}" for n in shown if obs.header(n) is not None)
         lines.append(f"  response  {obs.version} {obs.status} {obs.reason or ''} · {headers}")
         event_gaps = [g for g in report.gaps if g is not None]

@@ -43,8 +43,12 @@ class Health:
         )
         running = not self.operator.done()
         ok = running and (watching or self.started is None or not self.started.done())
-        return ok, {"role": "leader", "identity": self.identity, "running": running,
-                    "watching": watching}  # fmt: skip
+        return ok, {
+            "role": "leader",
+            "identity": self.identity,
+            "running": running,
+            "watching": watching,
+        }
 
 
 async def serve(health: Health, port: int) -> web.AppRunner:
@@ -52,8 +56,9 @@ async def serve(health: Health, port: int) -> web.AppRunner:
 
     async def healthz(request: web.Request) -> web.Response:
         ok, report = health.check()
-        return web.json_response({"status": "ok" if ok else "failing", **report},
-                                 status=200 if ok else 503)  # fmt: skip
+        return web.json_response(
+            {"status": "ok" if ok else "failing", **report}, status=200 if ok else 503
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

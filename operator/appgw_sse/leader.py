@@ -139,9 +139,10 @@ class LeaderElector:
     async def _read(self) -> V1Lease | None:
         # A list by name answers an absent Lease with an empty list rather than a 404.
         found = await self._call(
-            self.api.list_namespaced_lease, self.settings.namespace,
+            self.api.list_namespaced_lease,
+            self.settings.namespace,
             field_selector=f"metadata.name={self.settings.name}",
-        )  # fmt: skip
+        )
         return found.items[0] if found.items else None
 
     async def _replace(self, lease: V1Lease) -> None:
@@ -153,9 +154,13 @@ class LeaderElector:
         now = _now()
         spec = previous.spec if previous is not None else None
         if spec is None:
-            return {"holderIdentity": self.settings.identity, "acquireTime": now,
-                    "renewTime": now, "leaseDurationSeconds": self.settings.duration,
-                    "leaseTransitions": 0}  # fmt: skip
+            return {
+                "holderIdentity": self.settings.identity,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseDurationSeconds": self.settings.duration,
+                "leaseTransitions": 0,
+            }
         ours = spec.holder_identity == self.settings.identity
         return {
             "holderIdentity": self.settings.identity,
@@ -169,10 +174,12 @@ class LeaderElector:
         """Take the Lease if it is free or expired; the holder afterwards."""
         lease = await self._read()
         if lease is None:
-            body = V1Lease.model_validate({
-                "metadata": {"name": self.settings.name, "namespace": self.settings.namespace},
-                "spec": self._spec(None),
-            })  # fmt: skip
+            body = V1Lease.model_validate(
+                {
+                    "metadata": {"name": self.settings.name, "namespace": self.settings.namespace},
+                    "spec": self._spec(None),
+                }
+            )
             try:
                 self._lease = await self._call(
                     self.api.create_namespaced_lease, self.settings.namespace, body
@@ -196,13 +203,22 @@ class LeaderElector:
         ):
             return holder
         if holder and holder != self.settings.identity:
-            log.info("lease %s: holder %s stopped renewing it %.0fs ago; taking over",
-                     self.settings.name, holder, time.monotonic() - self._observed_at)  # fmt: skip
-        body = V1Lease.model_validate({
-            "metadata": {"name": self.settings.name, "namespace": self.settings.namespace,
-                         "resourceVersion": lease.metadata.resource_version},
-            "spec": self._spec(lease),
-        })  # fmt: skip
+            log.info(
+                "lease %s: holder %s stopped renewing it %.0fs ago; taking over",
+                self.settings.name,
+                holder,
+                time.monotonic() - self._observed_at,
+            )
+        body = V1Lease.model_validate(
+            {
+                "metadata": {
+                    "name": self.settings.name,
+                    "namespace": self.settings.namespace,
+                    "resourceVersion": lease.metadata.resource_version,
+                },
+                "spec": self._spec(lease),
+            }
+        )
         try:
             await self._replace(body)
         except ApiException as exc:
@@ -214,11 +230,16 @@ class LeaderElector:
     async def _renew(self) -> bool:
         """Renew on the resourceVersion last written; False when someone else holds it now."""
         assert self._lease is not None and self._lease.metadata is not None
-        body = V1Lease.model_validate({
-            "metadata": {"name": self.settings.name, "namespace": self.settings.namespace,
-                         "resourceVersion": self._lease.metadata.resource_version},
-            "spec": self._spec(self._lease),
-        })  # fmt: skip
+        body = V1Lease.model_validate(
+            {
+                "metadata": {
+                    "name": self.settings.name,
+                    "namespace": self.settings.namespace,
+                    "resourceVersion": self._lease.metadata.resource_version,
+                },
+                "spec": self._spec(self._lease),
+            }
+        )
         try:
             await self._replace(body)
         except ApiException as exc:

@@ -8,7 +8,7 @@ own annotation keys are ever written or removed.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,9 +16,10 @@ import aiohttp
 
 from appgw_sse import metrics
 from appgw_sse.core import backends as bk
-from appgw_sse.core.conditions import BACKENDS_ANNOTATED, BACKENDS_CONFORMANT
-from appgw_sse.models.status import BackendsStatus, Condition
+from appgw_sse.core import conditions as cond
+from appgw_sse.models.status import BackendsStatus
 from appgw_sse.probe import probe_pod
+from appgw_sse.routebook import RouteBook, RouteChange, RouteRecord
 from appgw_sse.workers import DebouncedWorkers
 
 log = logging.getLogger(__name__)
@@ -68,23 +69,29 @@ def _view(body: Mapping[str, Any]) -> PodView:
     )
 
 
-StatusWriter = Callable[[Any, list[Condition], BackendsStatus], Awaitable[None]]
-
-
-@dataclass
 class PodReconciler:
-    routes: Mapping[str, Any]  # the Reconciler's RouteRecords by key
-    kube: PodsPort
-    write_status: StatusWriter
-    debounce: float = 2.0
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
-    pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
-    services: dict[str, dict[str, dict[str, str] | None]] = field(default_factory=dict)
-    patches: int = 0
-    _released: dict[str, asyncio.Event] = field(default_factory=dict)
-    _probers: dict[str, "asyncio.Task[None]"] = field(default_factory=dict)
+    def __init__(
+        self,
+        book: RouteBook,
+        kube: PodsPort,
+        debounce: float = 2.0,
+        probe: ProbeSettings | None = None,
+    ) -> None:
+        self.book, self.kube, self.probe = book, kube, probe or ProbeSettings()
+        self.pods: dict[str, dict[str, PodView]] = {}  # namespace -> name -> view
+        self.services: dict[str, dict[str, dict[str, str] | None]] = {}  # -> their selectors
+        self._workers = DebouncedWorkers(self.reconcile, debounce, "pods in", error_delay=10)
+        self._released: dict[str, asyncio.Event] = {}
+        self._probers: dict[str, asyncio.Task[None]] = {}
+        book.listen(self.route_changed)
 
     # -- events ---------------------------------------------------------------------------
+
+    def route_changed(self, change: RouteChange) -> None:
+        if change.forgotten:
+            self._released.pop(change.record.key, None)
+        elif change.requirements_changed:
+            self.mark(change.record.namespace)
 
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
@@ -131,8 +138,9 @@ class PodReconciler:
 
     # -- work -----------------------------------------------------------------------------
 
-    def _selected(self, record: Any) -> tuple[set[str], str | None]:
+    def _selected(self, record: RouteRecord) -> tuple[set[str], str | None]:
         """Pods the route's backend selects, and why there are none when the Service is missing."""
+        assert record.spec is not None and record.spec.backend is not None
         backend = record.spec.backend
         pods = self.pods.get(record.namespace, {})
         if backend.service_name is not None:
@@ -141,22 +149,26 @@ class PodReconciler:
                 return set(), f"Service {backend.service_name} not found in {record.namespace}"
             selector = services[backend.service_name]
             return {n for n, p in pods.items() if bk.service_selects(selector, p.labels)}, None
-        return {n for n, p in pods.items() if bk.selects(backend.selector, p.labels)}, None
-
-    def __post_init__(self) -> None:
-        self._workers = DebouncedWorkers(self.reconcile, self.debounce, "pods in", error_delay=10)
+        labels = backend.selector
+        assert labels is not None  # the spec sets exactly one of serviceName and selector
+        return {n for n, p in pods.items() if bk.selects(labels, p.labels)}, None
 
     async def reconcile(self, namespace: str) -> None:
-        records = [r for r in self.routes.values() if r.namespace == namespace]
-        serving = [r for r in records if not r.deleting and r.spec is not None and r.spec.backend]
+        records = self.book.in_namespace(namespace)
+        serving = [r for r in records if not r.deleting and r.serves_pods]
         selections = {r.key: self._selected(r) for r in serving}
         by_pod: dict[str, list[bk.BackendRoute]] = {}
         for record in serving:
+            assert record.spec is not None
             for pod in selections[record.key][0]:
-                by_pod.setdefault(pod, []).append(bk.BackendRoute(
-                    key=record.key, name=record.name, headers=record.spec.headers,
-                    idle_seconds=record.spec.idle_seconds,
-                ))  # fmt: skip
+                by_pod.setdefault(pod, []).append(
+                    bk.BackendRoute(
+                        key=record.key,
+                        name=record.name,
+                        headers=record.spec.headers,
+                        idle_seconds=record.spec.idle_seconds,
+                    )
+                )
         conflicts: dict[str, str] = {}
         for name, view in sorted(self.pods.get(namespace, {}).items()):
             contract = bk.pod_contract(by_pod[name]) if name in by_pod else None
@@ -168,7 +180,6 @@ class PodReconciler:
             if patch is None:
                 continue
             await self.kube.patch_pod_annotations(namespace, name, patch)
-            self.patches += 1
             metrics.POD_PATCHES.inc()
             for key, value in patch.items():  # until the watch confirms it
                 if value is None:
@@ -180,7 +191,7 @@ class PodReconciler:
         if (
             self.probe.enabled
             and namespace not in self._probers
-            and any(r.spec.backend.port is not None for r in serving)
+            and any(_port(r) is not None for r in serving)
         ):
             self._probers[namespace] = asyncio.create_task(
                 self._prober(namespace), name=f"probe {namespace}"
@@ -206,23 +217,29 @@ class PodReconciler:
                     log.exception("namespace %s: probing failed", namespace)
                 await asyncio.sleep(self.probe.interval)
 
-    def _probe_targets(self, namespace: str) -> dict[str, tuple[str, dict[str, str], list[Any]]]:
+    def _probe_targets(
+        self, namespace: str
+    ) -> dict[str, tuple[str, dict[str, str], list[RouteRecord]]]:
         """Pod -> (URL, expected headers, routes) for ready pods of routes that set a port."""
-        targets: dict[str, tuple[str, dict[str, str], list[Any]]] = {}
-        for record in sorted(self.routes.values(), key=lambda r: r.key):
-            backend = record.spec.backend if record.spec and not record.deleting else None
-            if record.namespace != namespace or backend is None or backend.port is None:
+        targets: dict[str, tuple[str, dict[str, str], list[RouteRecord]]] = {}
+        for record in sorted(self.book.in_namespace(namespace), key=lambda r: r.key):
+            wanted = _port(record)
+            if record.deleting or wanted is None:
                 continue
+            assert record.spec is not None and record.spec.backend is not None
             for name in sorted(self._selected(record)[0]):
                 view = self.pods[namespace][name]
-                port = (
-                    backend.port if isinstance(backend.port, int) else view.ports.get(backend.port)
-                )
+                port = wanted if isinstance(wanted, int) else view.ports.get(wanted)
                 if not (view.ready and view.ip and port):
                     continue
                 host = f"[{view.ip}]" if ":" in view.ip else view.ip
                 _, _, routes = targets.setdefault(
-                    name, (f"http://{host}:{port}{backend.path}", dict(record.spec.headers), [])
+                    name,
+                    (
+                        f"http://{host}:{port}{record.spec.backend.path}",
+                        dict(record.spec.headers),
+                        [],
+                    ),
                 )
                 routes.append(record)
         return targets
@@ -245,44 +262,19 @@ class PodReconciler:
             await self.kube.patch_pod_annotations(
                 namespace, name, {bk.CONFORMANCE_ANNOTATION: verdict}
             )
-            self.patches += 1
             metrics.POD_PATCHES.inc()
             view.annotations[bk.CONFORMANCE_ANNOTATION] = verdict
             self.mark(namespace)
             if verdict != bk.CONFORMANT and previous in (None, bk.CONFORMANT):
                 for record in routes:
                     await self.kube.post_event(
-                        record.ref, "Warning", "NonConformant", f"pod {name}: {verdict}"
+                        record.ref, "Warning", cond.Reason.NON_CONFORMANT, f"pod {name}: {verdict}"
                     )
 
     # -- status ---------------------------------------------------------------------------
 
-    def _conformance_condition(
-        self, record: Any, pods: set[str]
-    ) -> tuple[list[Condition], int | None]:
-        if not (self.probe.enabled and record.spec.backend.port is not None):
-            return [], None
-        views = self.pods.get(record.namespace, {})
-        verdicts = {p: views[p].annotations.get(bk.CONFORMANCE_ANNOTATION) for p in sorted(pods)}
-        conformant = sum(1 for v in verdicts.values() if v == bk.CONFORMANT)
-        failing = [f"{p}: {v}" for p, v in verdicts.items() if v not in (None, bk.CONFORMANT)]
-        if failing:
-            status, reason, message = "False", "NonConformant", "; ".join(failing)
-        elif None in verdicts.values() or not verdicts:
-            status, reason, message = "Unknown", "Probing", "not every pod has been probed yet"
-        else:
-            status, reason, message = (
-                "True",
-                "Conformant",
-                f"{conformant} pod(s) send the SSE headers",
-            )
-        condition = Condition(
-            type=BACKENDS_CONFORMANT, status=status, reason=reason, message=message
-        )
-        return [condition], conformant
-
     async def _report(
-        self, record: Any, selection: tuple[set[str], str | None], conflict: str | None
+        self, record: RouteRecord, selection: tuple[set[str], str | None], conflict: str | None
     ) -> None:
         pods, missing_service = selection
         views = self.pods.get(record.namespace, {})
@@ -291,21 +283,26 @@ class PodReconciler:
             for p in pods
             if record.name in views[p].annotations.get(bk.ROUTES_ANNOTATION, "").split(",")
         )
-        probed, conformant = self._conformance_condition(record, pods)
-        if missing_service:
-            condition = Condition(type=BACKENDS_ANNOTATED, status="False", reason="ServiceNotFound",
-                                  message=missing_service)  # fmt: skip
-        elif conflict:
-            condition = Condition(type=BACKENDS_ANNOTATED, status="False", reason="HeaderConflict",
-                                  message=conflict)  # fmt: skip
-        elif not pods:
-            condition = Condition(type=BACKENDS_ANNOTATED, status="True", reason="NoPodsSelected",
-                                  message="no pods match spec.backend yet")  # fmt: skip
-        else:
-            condition = Condition(type=BACKENDS_ANNOTATED, status="True", reason="Annotated",
-                                  message=f"{annotated} pod(s) carry the SSE contract")  # fmt: skip
-        await self.write_status(
+        updates = [
+            cond.backends_annotated(
+                len(pods), annotated, missing_service=missing_service, header_conflict=conflict
+            )
+        ]
+        conformant = None
+        if self.probe.enabled and _port(record) is not None:
+            verdicts = {
+                p: views[p].annotations.get(bk.CONFORMANCE_ANNOTATION) for p in sorted(pods)
+            }
+            updates.append(cond.backends_conformant(verdicts, bk.CONFORMANT))
+            conformant = sum(1 for v in verdicts.values() if v == bk.CONFORMANT)
+        await self.book.write_status(
             record,
-            [condition, *probed],
-            BackendsStatus(selected=len(pods), annotated=annotated, conformant=conformant),
+            updates,
+            backends=BackendsStatus(selected=len(pods), annotated=annotated, conformant=conformant),
         )
+
+
+def _port(record: RouteRecord) -> int | str | None:
+    """The port the route's backend pods are probed on (None: not probed)."""
+    backend = record.spec.backend if record.spec is not None else None
+    return backend.port if backend is not None else None

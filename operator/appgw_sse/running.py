@@ -16,7 +16,7 @@ import kopf
 from appgw_sse import health as healthz
 from appgw_sse import metrics
 from appgw_sse.leader import LeaderElector, LeadershipLost, LeaseSettings
-from appgw_sse.reconciler import OperatorConfig
+from appgw_sse.config import OperatorConfig
 
 log = logging.getLogger(__name__)
 

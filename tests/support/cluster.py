@@ -89,9 +89,13 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         config = self.operator_kubeconfig if as_operator else self.kubeconfig
         return subprocess.run(
-            ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
+            ["kubectl", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env=dict(os.environ, KUBECONFIG=str(config), HOME=str(self.home)),
-        )  # fmt: skip
+        )
 
     @property
     def client(self) -> kubernetes.client.ApiClient:
@@ -132,9 +136,11 @@ class RealCluster(Cluster):
         super().__init__(workdir)
         started = subprocess.run(
             [str(script), str(workdir / "apiserver"), operator_user(), replica_user()],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
             env=dict(os.environ, APISERVER_AUDIT="1", XDG_CACHE_HOME=_cache_home()),
-        )  # fmt: skip
+        )
         if started.returncode != 0:
             raise RuntimeError(f"start-apiserver failed: {started.stderr}")
         ready = json.loads(started.stdout.strip().splitlines()[-1])
@@ -152,12 +158,17 @@ class RealCluster(Cluster):
                 if event.get("stage") != "ResponseComplete":
                     continue
                 ref = event.get("objectRef") or {}
-                found.append(ApiRequest(
-                    user=event["user"]["username"], verb=event["verb"],
-                    resource=ref.get("resource", ""), subresource=ref.get("subresource", ""),
-                    namespace=ref.get("namespace", ""), name=ref.get("name", ""),
-                    code=int((event.get("responseStatus") or {}).get("code", 0)),
-                ))  # fmt: skip
+                found.append(
+                    ApiRequest(
+                        user=event["user"]["username"],
+                        verb=event["verb"],
+                        resource=ref.get("resource", ""),
+                        subresource=ref.get("subresource", ""),
+                        namespace=ref.get("namespace", ""),
+                        name=ref.get("name", ""),
+                        code=int((event.get("responseStatus") or {}).get("code", 0)),
+                    )
+                )
         return found
 
     def close(self) -> None:
@@ -202,10 +213,14 @@ def _standin_request(raw: dict[str, Any]) -> ApiRequest:
     agent = raw.get("userAgent", "")
     ours = agent.startswith(("kubectl", TEST_AGENT))
     return ApiRequest(
-        user="admin" if ours else operator_user(), verb=verb, resource=rest[0] if rest else "",
-        subresource=rest[2] if len(rest) > 2 else "", namespace=namespace,
-        name=rest[1] if len(rest) > 1 else "", code=raw.get("status", 0),
-    )  # fmt: skip
+        user="admin" if ours else operator_user(),
+        verb=verb,
+        resource=rest[0] if rest else "",
+        subresource=rest[2] if len(rest) > 2 else "",
+        namespace=namespace,
+        name=rest[1] if len(rest) > 1 else "",
+        code=raw.get("status", 0),
+    )
 
 
 def _cache_home() -> str:
@@ -229,10 +244,14 @@ def _prepare(cluster: Cluster) -> None:
     namespaces = ("shop", "partners", OPERATOR_NAMESPACE)
     if cluster.real:
         _must(cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE)))
-        _must(cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=30s",
-            "crd/sseroutes.sse.appgw.dev",
-        ))  # fmt: skip
+        _must(
+            cluster.kubectl(
+                "wait",
+                "--for=condition=Established",
+                "--timeout=30s",
+                "crd/sseroutes.sse.appgw.dev",
+            )
+        )
         for namespace in namespaces:
             _must(cluster.kubectl("create", "namespace", namespace))
         _must(cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(chart_rbac())))
@@ -268,10 +287,14 @@ def replica_bindings() -> list[dict[str, Any]]:
     """The chart's role bindings again, for the second replica's service account."""
     namespace, name = replica_user().split(":")[2:]
     return [
-        {**d, "metadata": {**d["metadata"], "name": f"{d['metadata']['name']}-replica"},
-         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}
-        for d in chart_rbac() if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
-    ]  # fmt: skip
+        {
+            **d,
+            "metadata": {**d["metadata"], "name": f"{d['metadata']['name']}-replica"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        }
+        for d in chart_rbac()
+        if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+    ]
 
 
 def replica_user() -> str:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from appgw_sse.offline import EXAMPLES
+from appgw_sse import EXAMPLES
 from appgw_sse.sandbox.demo import wait_until
 from tests.support import cluster as clusters
 from tests.support.cluster import OPERATOR_NAMESPACE, Cluster
@@ -41,10 +41,20 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) ->
 class Emulator:
     def __init__(self, workdir: Path, seeds: list[Path], lro_seconds: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "appgw_sse", "emulator", "--tls-dir", str(workdir / "tls"),
-             "--lro-seconds", str(lro_seconds), *[a for s in seeds for a in ("--seed", str(s))]],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "appgw_sse",
+                "emulator",
+                "--tls-dir",
+                str(workdir / "tls"),
+                "--lro-seconds",
+                str(lro_seconds),
+                *[a for s in seeds for a in ("--seed", str(s))],
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout is not None
         self.ready = json.loads(self.process.stdout.readline())
         self.url = self.ready["url"]
@@ -52,8 +62,12 @@ class Emulator:
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}/_emulator/{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            f"{self.url}/_emulator/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, context=self._ssl, timeout=10) as response:
             return json.loads(response.read() or b"null")
 
@@ -63,8 +77,11 @@ class Emulator:
         )
 
     def requests(self, method: str, gateway_id: str = GATEWAY_ID) -> list[dict[str, Any]]:
-        return [r for r in self.admin("GET", "requests")
-                if r["method"] == method and r["path"].lower() == gateway_id.lower()]  # fmt: skip
+        return [
+            r
+            for r in self.admin("GET", "requests")
+            if r["method"] == method and r["path"].lower() == gateway_id.lower()
+        ]
 
     def third_party_put(
         self, change: Callable[[dict[str, Any]], None], gateway_id: str = GATEWAY_ID
@@ -81,23 +98,43 @@ class Emulator:
 
 class Operator:
     def __init__(
-        self, workdir: Path, cluster: Cluster, emulator: Emulator, *extra: str,
+        self,
+        workdir: Path,
+        cluster: Cluster,
+        emulator: Emulator,
+        *extra: str,
         env: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.log = workdir / f"operator-{time.monotonic_ns()}.log"
         self.args = [
-            sys.executable, "-m", "appgw_sse", "run", "--debounce", "1s",
-            "--allowed-gateway", "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
-            "--arm-endpoint", emulator.url, "--arm-ca-bundle", emulator.ready["ca_bundle"],
-            "--arm-token-file", emulator.ready["token_file"], "--health-port", "0", *extra,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "appgw_sse",
+            "run",
+            "--debounce",
+            "1s",
+            "--allowed-gateway",
+            "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
+            "--arm-endpoint",
+            emulator.url,
+            "--arm-ca-bundle",
+            emulator.ready["ca_bundle"],
+            "--arm-token-file",
+            emulator.ready["token_file"],
+            "--health-port",
+            "0",
+            *extra,
+        ]
         # One pod name: a restarted operator is the same pod's new container, which takes its
         # own Lease back at once.
         self.env = {
-            **os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig),
-            "POD_NAMESPACE": OPERATOR_NAMESPACE, "POD_NAME": "appgw-sse-operator-0",
-            "HOME": str(cluster.home), **(env or {}),
-        }  # fmt: skip
+            **os.environ,
+            "KUBECONFIG": str(cluster.operator_kubeconfig),
+            "POD_NAMESPACE": OPERATOR_NAMESPACE,
+            "POD_NAME": "appgw-sse-operator-0",
+            "HOME": str(cluster.home),
+            **(env or {}),
+        }
         self.start()
 
     def start(self) -> None:
@@ -174,9 +211,14 @@ class Rig:
         return next((c for c in conditions if c["type"] == type_), {})
 
     def wait_condition(
-        self, namespace: str, name: str, status: str, reason: str | None = None,
-        type_: str = "Ready", timeout: float = 30.0,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        namespace: str,
+        name: str,
+        status: str,
+        reason: str | None = None,
+        type_: str = "Ready",
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             route = self.route(namespace, name) or {}
             conditions = (route.get("status") or {}).get("conditions") or []
@@ -212,28 +254,39 @@ class Rig:
     def check_operator_behaved(self) -> None:
         """The operator's logs and its answers from the API: no failure, no 4xx."""
         problems = [
-            f"operator log: {line}" for operator in self.operators
-            for line in operator.output().splitlines() if FORBIDDEN_LOG.search(line)
-        ]  # fmt: skip
+            f"operator log: {line}"
+            for operator in self.operators
+            for line in operator.output().splitlines()
+            if FORBIDDEN_LOG.search(line)
+        ]
         problems += [
             f"API answered {r.code} to the operator's {r.verb} {r.resource}/{r.subresource} "
             f"{r.namespace}/{r.name}"
-            for r in self.cluster.operator_requests() if 400 <= r.code < 500
-        ]  # fmt: skip
+            for r in self.cluster.operator_requests()
+            if 400 <= r.code < 500
+        ]
         if problems:
             pytest.fail("the operator misbehaved:\n" + "\n".join(problems[:20]))
 
 
 def route_manifest(
-    name: str, namespace: str = "shop", settings: tuple[str, ...] = ("notifications-http",),
-    idle: str = "45s", gateway_id: str = GATEWAY_ID, **spec: Any,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    namespace: str = "shop",
+    settings: tuple[str, ...] = ("notifications-http",),
+    idle: str = "45s",
+    gateway_id: str = GATEWAY_ID,
+    **spec: Any,
+) -> dict[str, Any]:
     return {
-        "apiVersion": "sse.appgw.dev/v1alpha1", "kind": "SseRoute",
+        "apiVersion": "sse.appgw.dev/v1alpha1",
+        "kind": "SseRoute",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"gateway": {"id": gateway_id, "backendSettings": list(settings)},
-                 "idleInterval": idle, **spec},
-    }  # fmt: skip
+        "spec": {
+            "gateway": {"id": gateway_id, "backendSettings": list(settings)},
+            "idleInterval": idle,
+            **spec,
+        },
+    }
 
 
 @pytest.fixture
@@ -281,10 +334,15 @@ def extra_gateways(example: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         variant("agw-shop-second"),
         variant("agw-shop-v1", sku={"name": "Standard_Medium", "tier": "Standard", "capacity": 2}),
-        variant("agw-shop-agic", tags={"managed-by-k8s-ingress": "1.8.1",
-                                       "ingress-for-aks-cluster-id": "/subscriptions/x/aks"}),
+        variant(
+            "agw-shop-agic",
+            tags={
+                "managed-by-k8s-ingress": "1.8.1",
+                "ingress-for-aks-cluster-id": "/subscriptions/x/aks",
+            },
+        ),
         variant("agw-finance", group="rg-finance"),
-    ]  # fmt: skip
+    ]
 
 
 def gateway_id(name: str, group: str = "rg-shop-prod") -> str:

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from appgw_sse import EXAMPLES
 from appgw_sse.emulator.server import RunningEmulator, serve
-from appgw_sse.offline import EXAMPLES
 
 API = "api-version=2024-05-01"
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -32,9 +32,14 @@ class Arm:
         self.running, self.session = running, session
 
     async def call(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-        token: str | None = "test-token", query: str = API,
-    ) -> tuple[int, Any, dict[str, str]]:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        token: str | None = "test-token",
+        query: str = API,
+    ) -> tuple[int, Any, dict[str, str]]:
         all_headers = dict(headers or {})
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"

@@ -3,6 +3,11 @@
 import copy
 from typing import Any
 
+from appgw_sse.core.duration import derived_request_timeout
+from appgw_sse.core.fields import REQUEST_TIMEOUT, RESPONSE_BUFFERING
+from appgw_sse.core.ledger import Ledger, Owned
+from appgw_sse.core.planner import RouteIntent
+
 SUB = "00000000-0000-4000-8000-000000000001"
 
 
@@ -85,3 +90,36 @@ def without_owned_fields(document: dict[str, Any]) -> dict[str, Any]:
     for setting in props.get("backendHttpSettingsCollection", []):
         setting.get("properties", {}).pop("requestTimeout", None)
     return result
+
+
+def owning(
+    *,
+    buffering: tuple[bool, bool] | None = None,
+    guid: str | None = None,
+    gateway: str | None = None,
+    **timeouts: tuple[int, int],
+) -> Ledger:
+    """A ledger owning response buffering and/or the named settings' requestTimeout, each given
+    as (original, applied)."""
+    owned = {REQUEST_TIMEOUT.at(s): Owned(*values) for s, values in timeouts.items()}
+    if buffering is not None:
+        owned[RESPONSE_BUFFERING.at()] = Owned(*buffering)
+    return Ledger(gateway_id=gateway or gateway_id(), resource_guid=guid).with_owned(owned)
+
+
+def intent(
+    name: str,
+    settings: tuple[str, ...] = ("a",),
+    idle: int = 45,
+    timeout: int | None = None,
+    buffering: bool = True,
+) -> RouteIntent:
+    """Route ns/`name`'s requirements; `buffering`: whether it needs response buffering off."""
+    return RouteIntent(
+        key=f"ns/{name}",
+        gateway_id=gateway_id(),
+        backend_settings=settings,
+        request_timeout=timeout or derived_request_timeout(idle),
+        idle_seconds=idle,
+        disable_buffering=buffering,
+    )

@@ -87,9 +87,12 @@ async def sse_server() -> AsyncIterator[str]:
     """The backends above on 127.0.0.1; yields the base URL."""
     app = web.Application()
     for path, handler in (
-        ("/live", live), ("/gzip", gzipped), ("/length", with_length), ("/cut", cut),
+        ("/live", live),
+        ("/gzip", gzipped),
+        ("/length", with_length),
+        ("/cut", cut),
         ("/quiet", quiet),
-    ):  # fmt: skip
+    ):
         app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
     await runner.setup()

@@ -29,13 +29,10 @@ from azure.mgmt.network.aio import NetworkManagementClient
 from appgw_sse import logs, metrics
 from appgw_sse.adapters.credentials import TokenFileCredential
 from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
-from appgw_sse.core.document import (
-    backend_setting_timeouts,
-    response_buffering_enabled,
-    split_gateway_id,
-)
+from appgw_sse.core.conditions import Reason
+from appgw_sse.core.document import name_from_id, split_gateway_id
 from appgw_sse.core.ledger import instance_of
-from appgw_sse.core.planner import Plan, Reason
+from appgw_sse.core.planner import Plan
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +87,21 @@ def classify(error: Exception, gateway_id: str) -> GatewayError:
     """Map an SDK or transport failure onto a transient or terminal gateway error."""
     if isinstance(error, ClientAuthenticationError) and error.status_code is None:
         return TransientGatewayError(
-            Reason.AZURE_AUTH_FAILED, "CredentialUnavailable",
+            Reason.AZURE_AUTH_FAILED,
+            "CredentialUnavailable",
             f"no Azure credential: {error.message}; waiting for one to become available",
-        )  # fmt: skip
+        )
     if isinstance(error, HttpResponseError):
         code = str(getattr(error.error, "code", "") or "")
         message = str(getattr(error.error, "message", "") or error.reason or error)
         status = error.status_code or 0
         if status in _AUTH_AWAITED:
             return TransientGatewayError(
-                Reason.AZURE_AUTH_FAILED, code or str(error.reason or status),
-                f"ARM answered {status} for gateway {gateway_id.rsplit('/', 1)[-1]}: {message}; "
+                Reason.AZURE_AUTH_FAILED,
+                code or str(error.reason or status),
+                f"ARM answered {status} for gateway {name_from_id(gateway_id)}: {message}; "
                 f"waiting for {_AUTH_AWAITED[status]}",
-            )  # fmt: skip
+            )
         if status == 200:  # the long-running operation itself ended Failed or Canceled
             return TransientGatewayError(Reason.AZURE_ERROR, code or "OperationFailed", message, 15)
         if status == 429:
@@ -210,13 +209,18 @@ class AzureGateways:
                 return snapshot
             if asyncio.get_running_loop().time() > deadline:
                 raise TransientGatewayError(
-                    Reason.APPLYING, "OperationStillRunning",
+                    Reason.APPLYING,
+                    "OperationStillRunning",
                     f"gateway still {snapshot.provisioning_state} after "
-                    f"{self.settings.lro_timeout:.0f}s", 60,
-                )  # fmt: skip
-            log.info("gateway %s (routes %s) is %s; waiting for its operation to end",
-                     gateway_id.rsplit("/", 1)[-1], logs.routes() or "none",
-                     snapshot.provisioning_state)  # fmt: skip
+                    f"{self.settings.lro_timeout:.0f}s",
+                    60,
+                )
+            log.info(
+                "gateway %s (routes %s) is %s; waiting for its operation to end",
+                gateway_id.rsplit("/", 1)[-1],
+                logs.routes() or "none",
+                snapshot.provisioning_state,
+            )
             await asyncio.sleep(self.settings.polling_interval)
 
     async def apply(self, plan: Plan) -> dict[str, Any]:
@@ -224,9 +228,11 @@ class AzureGateways:
         fresh = await self.wait_until_settled(plan.gateway_id)
         if not plan.holds_in(fresh.document):
             raise TransientGatewayError(
-                Reason.APPLYING, "StalePlan",
-                "the gateway changed since the plan was made; re-planning", 0,
-            )  # fmt: skip
+                Reason.APPLYING,
+                "StalePlan",
+                "the gateway changed since the plan was made; re-planning",
+                0,
+            )
         desired = plan.apply_to(fresh.document)
         subscription, group, name = split_gateway_id(plan.gateway_id)
         operations = self._client(subscription).application_gateways
@@ -244,20 +250,36 @@ class AzureGateways:
                 )
                 result: dict[str, Any] = await poller.result()  # type: ignore[assignment]
         except asyncio.CancelledError:
-            log.warning("gateway %s: PUT %s for routes %s interrupted after %.1fs (shutting "
-                        "down); its intent stays in the ledger for whoever runs next", name,
-                        plan.summary, routes, time.monotonic() - started)  # fmt: skip
+            log.warning(
+                "gateway %s: PUT %s for routes %s interrupted after %.1fs (shutting "
+                "down); its intent stays in the ledger for whoever runs next",
+                name,
+                plan.summary,
+                routes,
+                time.monotonic() - started,
+            )
             raise
         except Exception as exc:
             error = self._failed(exc, plan.gateway_id, "PUT")
             self._count_put(plan.gateway_id, "failed", started)
-            log.warning("gateway %s: PUT %s for routes %s failed after %.1fs: %s", name,
-                        plan.summary, routes, time.monotonic() - started, error)  # fmt: skip
+            log.warning(
+                "gateway %s: PUT %s for routes %s failed after %.1fs: %s",
+                name,
+                plan.summary,
+                routes,
+                time.monotonic() - started,
+                error,
+            )
             raise error from exc
         self._succeeded(plan.gateway_id, "PUT")
         self._count_put(plan.gateway_id, "applied", started)
-        log.info("gateway %s: PUT %s for routes %s applied in %.1fs", name, plan.summary,
-                 routes, time.monotonic() - started)  # fmt: skip
+        log.info(
+            "gateway %s: PUT %s for routes %s applied in %.1fs",
+            name,
+            plan.summary,
+            routes,
+            time.monotonic() - started,
+        )
         self._verify(plan, result)
         return result
 
@@ -268,15 +290,12 @@ class AzureGateways:
 
     @staticmethod
     def _verify(plan: Plan, result: dict[str, Any]) -> None:
-        timeouts = backend_setting_timeouts(result)
         for change in plan.changes:
-            actual = (
-                response_buffering_enabled(result)
-                if change.setting is None
-                else timeouts.get(change.setting)
-            )
+            actual = change.place.read(result)
             if actual != change.after:
                 raise TransientGatewayError(
-                    Reason.APPLYING, "VerificationFailed",
-                    f"{change.label} is {actual} after the update, expected {change.after}", 5,
-                )  # fmt: skip
+                    Reason.APPLYING,
+                    "VerificationFailed",
+                    f"{change.label} is {actual} after the update, expected {change.after}",
+                    5,
+                )

@@ -1,8 +1,7 @@
-"""Gateway errors, split the way kopf decides retries: transient (retry) or terminal (wait)."""
+"""Gateway errors: transient (the worker retries after `delay`) or terminal (it waits for a
+change or the next resync)."""
 
-import kopf
-
-from appgw_sse.core.planner import Reason
+from appgw_sse.core.conditions import Reason
 
 
 class GatewayError(Exception):
@@ -13,14 +12,14 @@ class GatewayError(Exception):
         self.reason, self.code, self.message = reason, code, message
 
 
-class TransientGatewayError(GatewayError, kopf.TemporaryError):
+class TransientGatewayError(GatewayError):
     """Worth retrying after `delay` seconds: throttling, conflicts, outages, stale plans,
     credentials and permissions being fixed."""
 
     def __init__(self, reason: Reason, code: str, message: str, delay: float = 10.0) -> None:
-        GatewayError.__init__(self, reason, code, message)
-        kopf.TemporaryError.__init__(self, str(self), delay=delay)
+        super().__init__(reason, code, message)
+        self.delay = delay
 
 
-class TerminalGatewayError(GatewayError, kopf.PermanentError):
+class TerminalGatewayError(GatewayError):
     """Retrying the same request cannot help: validation, a missing gateway."""

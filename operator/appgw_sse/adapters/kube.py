@@ -19,6 +19,7 @@ from appgw_sse.core.ledger import Ledger
 
 log = logging.getLogger(__name__)
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "appgw-sse-operator"}
+_PENDING = "intent"  # the ConfigMap key of the pending ledger (its name in stored ledgers)
 
 
 def load_config() -> None:
@@ -39,9 +40,9 @@ def _resource_version(config_map: V1ConfigMap) -> str:
 
 
 class Kube:
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, ledger_namespace: str) -> None:
         load_config()
-        self.namespace = namespace
+        self.ledger_namespace = ledger_namespace
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
         # The ledger ConfigMaps' resourceVersions as last read or written, by gateway id.
@@ -51,8 +52,13 @@ class Kube:
         try:
             await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object_status,
-                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status},
-            )  # fmt: skip
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+            )
         except ApiException as exc:
             if exc.status != 404:  # a route deleted meanwhile needs no status
                 raise
@@ -63,9 +69,12 @@ class Kube:
         """Merge-patch only the given annotation keys (None removes one); labels untouched."""
         try:
             await asyncio.to_thread(
-                self.core.patch_namespaced_pod, name, namespace,
-                {"metadata": {"annotations": patch}}, _content_type="application/merge-patch+json",
-            )  # fmt: skip
+                self.core.patch_namespaced_pod,
+                name,
+                namespace,
+                {"metadata": {"annotations": patch}},
+                _content_type="application/merge-patch+json",
+            )
         except ApiException as exc:
             if exc.status != 404:  # a pod gone meanwhile needs nothing
                 raise
@@ -78,11 +87,15 @@ class Kube:
         event = {
             "metadata": {"generateName": f"{route['name']}.", "namespace": route["namespace"]},
             "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, **route},
-            "type": event_type, "reason": reason, "message": message[:1024],
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
             "source": {"component": "appgw-sse-operator"},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
             "reportingComponent": "appgw-sse-operator",
-        }  # fmt: skip
+        }
         try:
             await asyncio.to_thread(
                 self.core.create_namespaced_event,
@@ -90,49 +103,59 @@ class Kube:
                 CoreV1Event.model_validate(event),
             )
         except (ApiException, OSError) as exc:
-            log.warning("could not record event %s on %s/%s: %s", reason, route["namespace"],
-                        route["name"], exc)  # fmt: skip
+            log.warning(
+                "could not record event %s on %s/%s: %s",
+                reason,
+                route["namespace"],
+                route["name"],
+                exc,
+            )
 
     async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
-        """The confirmed ledger and an unconfirmed intent (present after a crash mid-PUT)."""
+        """The confirmed ledger and a pending one (present after a crash mid-PUT)."""
         # A list by name answers an absent ledger with an empty list rather than a 404.
         found = await asyncio.to_thread(
-            self.core.list_namespaced_config_map, self.namespace,
+            self.core.list_namespaced_config_map,
+            self.ledger_namespace,
             field_selector=f"metadata.name={ledger_name(gateway_id)}",
-        )  # fmt: skip
+        )
         if not found.items:
             self._ledger_versions.pop(gateway_id.lower(), None)
             return Ledger(gateway_id=gateway_id), None
         config_map = found.items[0]
         self._ledger_versions[gateway_id.lower()] = _resource_version(config_map)
         data = config_map.data or {}
-        confirmed = Ledger.model_validate_json(data["ledger"])
-        intent = Ledger.model_validate_json(data["intent"]) if data.get("intent") else None
-        return confirmed, intent
+        pending = Ledger.from_json(data[_PENDING]) if data.get(_PENDING) else None
+        return Ledger.from_json(data["ledger"]), pending
 
-    async def save_ledger(self, confirmed: Ledger, intent: Ledger | None = None) -> None:
+    async def save_ledger(self, confirmed: Ledger, pending: Ledger | None = None) -> None:
         """Create or replace the ledger. The replace carries the resourceVersion last read or
         written, so a concurrent writer (another replica) gets a conflict instead of a silent
         overwrite."""
         key = confirmed.gateway_id.lower()
         name = ledger_name(confirmed.gateway_id)
-        data = {"gatewayId": confirmed.gateway_id,
-                "ledger": confirmed.model_dump_json(by_alias=True)}  # fmt: skip
-        if intent is not None:
-            data["intent"] = intent.model_dump_json(by_alias=True)
+        data = {"gatewayId": confirmed.gateway_id, "ledger": confirmed.to_json()}
+        if pending is not None:
+            data[_PENDING] = pending.to_json()
         version = self._ledger_versions.get(key)
         body = V1ConfigMap.model_validate(
-            {"metadata": {"name": name, "namespace": self.namespace, "labels": _MANAGED_BY,
-                          "resourceVersion": version},
-             "data": data}
-        )  # fmt: skip
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": self.ledger_namespace,
+                    "labels": _MANAGED_BY,
+                    "resourceVersion": version,
+                },
+                "data": data,
+            }
+        )
         if version is None:
             written = await asyncio.to_thread(
-                self.core.create_namespaced_config_map, self.namespace, body
+                self.core.create_namespaced_config_map, self.ledger_namespace, body
             )
         else:
             written = await asyncio.to_thread(
-                self.core.replace_namespaced_config_map, name, self.namespace, body
+                self.core.replace_namespaced_config_map, name, self.ledger_namespace, body
             )
         self._ledger_versions[key] = _resource_version(written)
 
@@ -142,6 +165,8 @@ class Kube:
         if version is None:
             return
         await asyncio.to_thread(
-            self.core.delete_namespaced_config_map, ledger_name(gateway_id), self.namespace,
+            self.core.delete_namespaced_config_map,
+            ledger_name(gateway_id),
+            self.ledger_namespace,
             body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
-        )  # fmt: skip
+        )

@@ -1,1 +1,2 @@
-"""Pure domain logic: no kopf, kubernetes or azure imports live here."""
+"""Pure domain logic: no kopf, kubernetes or azure imports, and nothing from models/ (which
+builds on this package)."""

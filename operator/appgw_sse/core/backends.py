@@ -3,10 +3,10 @@
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from appgw_sse.core.contract import API_GROUP
 from appgw_sse.core.duration import format_duration
-from appgw_sse.models.route import LabelSelector
 
 ROUTES_ANNOTATION = f"{API_GROUP}/routes"
 HEADERS_ANNOTATION = f"{API_GROUP}/response-headers"
@@ -15,7 +15,25 @@ CONFORMANCE_ANNOTATION = f"{API_GROUP}/conformance"
 OWNED_ANNOTATIONS = (ROUTES_ANNOTATION, HEADERS_ANNOTATION, IDLE_ANNOTATION, CONFORMANCE_ANNOTATION)
 
 
-def selects(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+class Requirement(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def operator(self) -> str: ...
+    @property
+    def values(self) -> Sequence[str]: ...
+
+
+class Selector(Protocol):
+    """A metav1.LabelSelector (the spec's LabelSelector model is one)."""
+
+    @property
+    def match_labels(self) -> Mapping[str, str]: ...
+    @property
+    def match_expressions(self) -> Sequence[Requirement]: ...
+
+
+def selects(selector: Selector, labels: Mapping[str, str]) -> bool:
     """metav1.LabelSelector semantics: every matchLabels pair and every expression holds."""
     if any(labels.get(key) != value for key, value in selector.match_labels.items()):
         return False
@@ -64,8 +82,9 @@ def pod_contract(routes: Sequence[BackendRoute]) -> PodContract:
         for name, value in route.headers.items():
             winner = chosen.setdefault(name.lower(), (name, value, route.name))
             if winner[1] != value:
-                conflicts[route.key] = (f"header {name} conflicts with route {winner[2]}, "
-                                        "whose value the pod carries")  # fmt: skip
+                conflicts[route.key] = (
+                    f"header {name} conflicts with route {winner[2]}, whose value the pod carries"
+                )
     headers = {name: value for name, value, _ in chosen.values()}
     annotations = {
         ROUTES_ANNOTATION: ",".join(sorted(r.name for r in ordered)),

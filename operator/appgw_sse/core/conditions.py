@@ -1,8 +1,16 @@
-"""metav1.Condition bookkeeping: lastTransitionTime moves only when a status flips."""
+"""Which conditions a route gets, decided here and only here, and the one list of reasons.
 
-from collections.abc import Sequence
+Every function is pure: the workers call them with what they observed and write the result.
+Ready is derived by `merge_conditions` (lastTransitionTime moves only when a status flips).
+"""
 
-from appgw_sse.models.status import Condition
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from appgw_sse.core.camel import CamelModel
 
 ACCEPTED = "Accepted"
 GATEWAY_CONFIGURED = "GatewayConfigured"
@@ -10,6 +18,164 @@ BACKENDS_ANNOTATED = "BackendsAnnotated"
 BACKENDS_CONFORMANT = "BackendsConformant"  # advisory: not part of Ready
 READY = "Ready"
 _ORDER = (ACCEPTED, GATEWAY_CONFIGURED, BACKENDS_ANNOTATED, READY)
+BACKEND_CONDITIONS = frozenset({BACKENDS_ANNOTATED, BACKENDS_CONFORMANT})
+
+
+class Reason(StrEnum):
+    """Reasons of conditions and Events (CamelCase constants, as in metav1.Condition)."""
+
+    # Accepted
+    ACCEPTED = "Accepted"
+    INVALID_SPEC = "InvalidSpec"
+    GATEWAY_NOT_ALLOWED = "GatewayNotAllowed"
+    # GatewayConfigured: what the plan or the gateway said
+    APPLIED = "Applied"
+    APPLYING = "Applying"
+    PENDING = "Pending"
+    DRY_RUN = "DryRun"
+    DRIFT_CONFLICT = "DriftConflict"
+    GATEWAY_NOT_FOUND = "GatewayNotFound"
+    BACKEND_SETTINGS_NOT_FOUND = "BackendSettingsNotFound"
+    UNSUPPORTED_SKU = "UnsupportedSku"
+    MANAGED_BY_AGIC = "ManagedByAGIC"
+    THROTTLED = "Throttled"
+    AZURE_AUTH_FAILED = "AzureAuthFailed"
+    AZURE_ERROR = "AzureError"
+    # BackendsAnnotated
+    ANNOTATED = "Annotated"
+    NO_PODS_SELECTED = "NoPodsSelected"
+    SERVICE_NOT_FOUND = "ServiceNotFound"
+    HEADER_CONFLICT = "HeaderConflict"
+    # BackendsConformant
+    CONFORMANT = "Conformant"
+    NON_CONFORMANT = "NonConformant"
+    PROBING = "Probing"
+    # Events only
+    GATEWAY_RECREATED = "GatewayRecreated"
+    NOTICE = "Notice"
+
+
+Status = Literal["True", "False", "Unknown"]
+
+
+class Condition(CamelModel):
+    type: str
+    status: Status
+    reason: str
+    # Never empty: a 1.20 API server turns "" in a merge patch into null and rejects the status.
+    message: str = Field(min_length=1)
+    observed_generation: int = 0
+    last_transition_time: str = ""
+
+
+def _condition(type_: str, ok: bool | None, reason: Reason, message: str) -> Condition:
+    status: Status = "Unknown" if ok is None else "True" if ok else "False"
+    return Condition(type=type_, status=status, reason=reason, message=message)
+
+
+# -- Accepted -------------------------------------------------------------------------------
+
+
+def accepted(intent_generation: int, generation: int) -> list[Condition]:
+    """Accepted=True when the current generation was accepted; when it was rejected, its
+    InvalidSpec stands (the last valid requirements stay in force meanwhile)."""
+    if intent_generation != generation:
+        return []
+    return [_condition(ACCEPTED, True, Reason.ACCEPTED, "spec is valid; gateway allowed")]
+
+
+def invalid_spec(problems: str) -> Condition:
+    return _condition(ACCEPTED, False, Reason.INVALID_SPEC, problems)
+
+
+def gateway_not_allowed(gateway_id: str) -> Condition:
+    message = (
+        f"gateway {gateway_id} matches no --allowed-gateway pattern; the operator never writes it"
+    )
+    return _condition(ACCEPTED, False, Reason.GATEWAY_NOT_ALLOWED, message)
+
+
+# -- GatewayConfigured ----------------------------------------------------------------------
+
+
+def applying(gateway_name: str, summary: str) -> Condition:
+    return _condition(
+        GATEWAY_CONFIGURED, False, Reason.APPLYING, f"updating gateway {gateway_name}: {summary}"
+    )
+
+
+def planned(
+    reason: Reason, message: str, *, dry_run: str | None = None, drift_conflict: str | None = None
+) -> Condition:
+    """GatewayConfigured from a route's outcome in the plan. `dry_run`: the changes a dry run
+    withheld; `drift_conflict`: why the operator stopped correcting a field the route needs."""
+    if dry_run is not None:
+        return _condition(
+            GATEWAY_CONFIGURED, False, Reason.DRY_RUN, f"dry run: would change {dry_run}"
+        )
+    if drift_conflict is not None:
+        return _condition(GATEWAY_CONFIGURED, False, Reason.DRIFT_CONFLICT, drift_conflict)
+    return _condition(GATEWAY_CONFIGURED, reason is Reason.APPLIED, reason, message)
+
+
+def gateway_failed(reason: Reason, message: str) -> Condition:
+    return _condition(GATEWAY_CONFIGURED, False, reason, message)
+
+
+def true_to_generation(
+    updates: Sequence[Condition], *, applied: bool, generation: int
+) -> list[Condition]:
+    """Ready=True must mean the gateway holds what this generation needs: unless the current
+    requirements are the ones GatewayConfigured was computed for (`applied`), it is Pending."""
+    if applied:
+        return list(updates)
+    pending = _condition(
+        GATEWAY_CONFIGURED,
+        False,
+        Reason.PENDING,
+        f"the requirements of generation {generation} are not applied to the gateway yet",
+    )
+    return [u for u in updates if u.type != GATEWAY_CONFIGURED] + [pending]
+
+
+# -- BackendsAnnotated and BackendsConformant -----------------------------------------------
+
+
+def backends_annotated(
+    selected: int, annotated: int, *, missing_service: str | None, header_conflict: str | None
+) -> Condition:
+    if missing_service:
+        return _condition(BACKENDS_ANNOTATED, False, Reason.SERVICE_NOT_FOUND, missing_service)
+    if header_conflict:
+        return _condition(BACKENDS_ANNOTATED, False, Reason.HEADER_CONFLICT, header_conflict)
+    if not selected:
+        return _condition(
+            BACKENDS_ANNOTATED, True, Reason.NO_PODS_SELECTED, "no pods match spec.backend yet"
+        )
+    return _condition(
+        BACKENDS_ANNOTATED, True, Reason.ANNOTATED, f"{annotated} pod(s) carry the SSE contract"
+    )
+
+
+def backends_conformant(verdicts: Mapping[str, str | None], conformant: str) -> Condition:
+    """From each selected pod's last probe verdict (None: not probed yet); `conformant` is the
+    verdict of a pod that passes."""
+    failing = [f"{pod}: {v}" for pod, v in verdicts.items() if v not in (None, conformant)]
+    if failing:
+        return _condition(BACKENDS_CONFORMANT, False, Reason.NON_CONFORMANT, "; ".join(failing))
+    if None in verdicts.values() or not verdicts:
+        return _condition(
+            BACKENDS_CONFORMANT, None, Reason.PROBING, "not every pod has been probed yet"
+        )
+    return _condition(
+        BACKENDS_CONFORMANT,
+        True,
+        Reason.CONFORMANT,
+        f"{len(verdicts)} pod(s) send the SSE headers",
+    )
+
+
+# -- merging --------------------------------------------------------------------------------
 
 
 def merge_conditions(
@@ -20,40 +186,37 @@ def merge_conditions(
     drop: frozenset[str] = frozenset(),
 ) -> tuple[Condition, ...]:
     """Apply `updates` over `previous` (without the `drop` types), then derive Ready: True when
-    Accepted, GatewayConfigured and (for routes with a backend) BackendsAnnotated all are."""
+    Accepted and GatewayConfigured both are."""
     by_type = {c.type: c for c in previous if c.type not in drop}
     for update in updates:
-        old = by_type.get(update.type)
-        moved = old is None or old.status != update.status
-        by_type[update.type] = update.model_copy(
-            update={
-                "observed_generation": generation,
-                "last_transition_time": now if moved or old is None else old.last_transition_time,
-            }
-        )
-    others = [by_type[t] for t in (ACCEPTED, GATEWAY_CONFIGURED) if t in by_type]
-    failing = next((c for c in others if c.status != "True"), None)
-    ready = Condition(
-        type=READY,
-        status="True"
-        if failing is None and len(others) == 2
-        else failing.status
-        if failing
-        else "Unknown",
-        reason=failing.reason if failing else others[-1].reason if others else "Pending",
-        message=failing.message
-        if failing
-        else others[-1].message
-        if others
-        else "waiting for the gateway to be reconciled",
-    )
-    old_ready = by_type.get(READY)
-    moved = old_ready is None or old_ready.status != ready.status
-    by_type[READY] = ready.model_copy(
-        update={
-            "observed_generation": generation,
-            "last_transition_time": now if moved else old_ready.last_transition_time,  # type: ignore[union-attr]
-        }
-    )
+        by_type[update.type] = _stamped(update, by_type.get(update.type), generation, now)
+    by_type[READY] = _stamped(_ready(by_type), by_type.get(READY), generation, now)
     ordered = [by_type[t] for t in _ORDER if t in by_type]
     return tuple(ordered + [c for t, c in sorted(by_type.items()) if t not in _ORDER])
+
+
+def _ready(by_type: Mapping[str, Condition]) -> Condition:
+    others = [by_type[t] for t in (ACCEPTED, GATEWAY_CONFIGURED) if t in by_type]
+    failing = next((c for c in others if c.status != "True"), None)
+    if failing is not None:
+        return failing.model_copy(update={"type": READY})
+    if len(others) == 2:
+        return others[-1].model_copy(update={"type": READY})
+    if others:
+        return others[-1].model_copy(update={"type": READY, "status": "Unknown"})
+    return Condition(
+        type=READY,
+        status="Unknown",
+        reason=Reason.PENDING,
+        message="waiting for the gateway to be reconciled",
+    )
+
+
+def _stamped(condition: Condition, old: Condition | None, generation: int, now: str) -> Condition:
+    moved = old is None or old.status != condition.status
+    return condition.model_copy(
+        update={
+            "observed_generation": generation,
+            "last_transition_time": now if moved else old.last_transition_time,  # type: ignore[union-attr]
+        }
+    )

@@ -1,4 +1,4 @@
-"""Reading and writing the two owned fields of an ARM Application Gateway document (pure).
+"""Reading and writing the owned fields of an ARM Application Gateway document (pure).
 
 The document is the JSON that ARM returns for GET (and `az network application-gateway show`
 prints). Everything outside the owned fields is carried through untouched.
@@ -19,19 +19,25 @@ Document = Mapping[str, Any]
 _PRIVATE_SUFFIXES = (".internal", ".local", ".cluster.local", ".privatelink.azurewebsites.net")
 
 
-_GATEWAY_ID = re.compile(
-    r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Network"
-    r"/applicationGateways/([^/]+)$",
+# The shape of a gateway id; each part's own rules are in core/contract.py.
+GATEWAY_ID_SHAPE = re.compile(
+    r"/subscriptions/([^/]*)/resourceGroups/([^/]*)"
+    r"/providers/Microsoft\.Network/applicationGateways/([^/]*)",
     re.IGNORECASE,
 )
 
 
 def split_gateway_id(gateway_id: str) -> tuple[str, str, str]:
-    match = _GATEWAY_ID.match(gateway_id)
-    if match is None:
+    match = GATEWAY_ID_SHAPE.fullmatch(gateway_id)
+    if match is None or not all(match.groups()):
         raise ValueError(f"not an Application Gateway id: {gateway_id}")
     subscription, group, name = match.groups()
     return subscription, group, name
+
+
+def name_from_id(gateway_id: str) -> str:
+    """The gateway's name: the last segment of its resource id."""
+    return gateway_id.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _properties(document: Document) -> Mapping[str, Any]:
@@ -40,7 +46,7 @@ def _properties(document: Document) -> Mapping[str, Any]:
 
 
 def gateway_name(document: Document) -> str:
-    return str(document.get("name") or str(document.get("id", "")).rsplit("/", 1)[-1])
+    return str(document.get("name") or name_from_id(str(document.get("id", ""))))
 
 
 def sku_tier(document: Document) -> str:
@@ -78,7 +84,7 @@ def backend_setting_timeouts(document: Document) -> dict[str, int]:
 
 def _last_segment(reference: Any) -> str | None:
     if isinstance(reference, Mapping) and isinstance(reference.get("id"), str):
-        return str(reference["id"]).rstrip("/").rsplit("/", 1)[-1]
+        return name_from_id(str(reference["id"]))
     return None
 
 

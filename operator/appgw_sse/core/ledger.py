@@ -6,101 +6,142 @@ the operator applied, so a change someone else made later is never undone.
 A ledger belongs to one instance of its gateway (ARM's `properties.resourceGuid`): a gateway
 deleted and created again under the same id is a new instance, whose values an older ledger
 knows nothing about, so that ledger is discarded and the original values are read afresh.
+
+Stored as JSON: {"gatewayId", "resourceGuid", then per owned field its ledger key: one
+{"original", "applied"} (or null) for a gateway-wide field, an object of them by backend
+setting for a per-setting one}.
 """
 
-from typing import TYPE_CHECKING
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-if TYPE_CHECKING:
-    from appgw_sse.core.document import Document
+from appgw_sse.core.document import Document
+from appgw_sse.core.fields import FIELDS, Place, Value
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+@dataclass(frozen=True)
+class Owned:
+    original: Value
+    applied: Value
 
 
-class OwnedBuffering(_Model):
-    original: bool
-    applied: bool
+def _order(place: Place) -> tuple[int, str]:
+    return FIELDS.index(place.field), place.setting or ""
 
 
-class OwnedTimeout(_Model):
-    original: int
-    applied: int
-
-
-def instance_of(document: "Document") -> str | None:
+def instance_of(document: Document) -> str | None:
     """The gateway instance's id (ARM's read-only resourceGuid), if the document has one."""
     guid = (document.get("properties") or {}).get("resourceGuid")
     return str(guid).lower() if guid else None
 
 
-class Ledger(_Model):
+@dataclass(frozen=True)
+class Ledger:
     gateway_id: str
     # The instance the entries were taken from; None in ledgers written before instances were
     # recorded, which the live instance adopts (nothing tells it apart from its predecessor).
     resource_guid: str | None = None
-    response_buffering: OwnedBuffering | None = None
-    backend_settings: dict[str, OwnedTimeout] = Field(default_factory=dict)
+    owned: Mapping[Place, Owned] = dataclasses.field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
-        return self.response_buffering is None and not self.backend_settings
+        return not self.owned
 
-    def belongs_to(self, document: "Document") -> bool:
+    def belongs_to(self, document: Document) -> bool:
         live = instance_of(document)
         return self.resource_guid is None or live is None or self.resource_guid.lower() == live
 
-    def bound_to(self, document: "Document") -> "Ledger":
+    def bound_to(self, document: Document) -> "Ledger":
         """This ledger bound to the document's instance if it belongs to it, else an empty one."""
         live = instance_of(document) or self.resource_guid
         if not self.belongs_to(document):
             return Ledger(gateway_id=self.gateway_id, resource_guid=live)
-        return self.model_copy(update={"resource_guid": live})
+        return dataclasses.replace(self, resource_guid=live)
+
+    def with_owned(self, owned: Mapping[Place, Owned]) -> "Ledger":
+        return dataclasses.replace(
+            self, owned=dict(sorted(owned.items(), key=lambda i: _order(i[0])))
+        )
+
+    # -- the stored form ----------------------------------------------------------------
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"gatewayId": self.gateway_id, "resourceGuid": self.resource_guid}
+        for field in FIELDS:
+            entries = {
+                p.setting: {"original": o.original, "applied": o.applied}
+                for p, o in sorted(self.owned.items(), key=lambda i: _order(i[0]))
+                if p.field is field
+            }
+            data[field.ledger_key] = entries if field.per_setting else entries.get(None)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_data(), separators=(",", ":"))
+
+    @classmethod
+    def from_data(cls, data: Any) -> "Ledger":
+        """A stored ledger (keys in camelCase or snake_case); ValueError when it is not one."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a ledger must be an object")
+        data = {to_camel(str(key)): value for key, value in data.items()}
+        by_key = {field.ledger_key: field for field in FIELDS}
+        unknown = sorted(set(data) - {"gatewayId", "resourceGuid", *by_key})
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+        gateway_id, guid = data.get("gatewayId"), data.get("resourceGuid")
+        if not isinstance(gateway_id, str) or not (guid is None or isinstance(guid, str)):
+            raise ValueError("gatewayId must be a string, resourceGuid a string or null")
+        owned: dict[Place, Owned] = {}
+        for key, field in by_key.items():
+            raw = data.get(key)
+            if raw is None:
+                continue
+            entries = raw if field.per_setting else {None: raw}
+            if not isinstance(entries, Mapping):
+                raise ValueError(f"{key}: must be an object")
+            for setting, entry in entries.items():
+                if not isinstance(entry, Mapping) or set(entry) != {"original", "applied"}:
+                    raise ValueError(f"{key}: an entry must hold exactly original and applied")
+                owned[field.at(setting)] = Owned(
+                    field.parse(entry["original"]), field.parse(entry["applied"])
+                )
+        return cls(gateway_id=gateway_id, resource_guid=guid).with_owned(owned)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Ledger":
+        return cls.from_data(json.loads(text))
 
 
-def recreated(confirmed: Ledger, intent: Ledger | None, document: "Document") -> bool:
+def recreated(confirmed: Ledger, pending: Ledger | None, document: Document) -> bool:
     """Whether the stored ledger recorded anything for an earlier instance of the gateway."""
     return any(
         ledger is not None and not ledger.is_empty and not ledger.belongs_to(document)
-        for ledger in (confirmed, intent)
+        for ledger in (confirmed, pending)
     )
 
 
-def recover(confirmed: Ledger, intent: Ledger | None, document: "Document") -> Ledger:
-    """The ledger that matches the gateway after a crash between writing `intent` and
-    confirming it: per field, the intent's entry if its PUT landed, else the confirmed one.
+def recover(confirmed: Ledger, pending: Ledger | None, document: Document) -> Ledger:
+    """The ledger that matches the gateway after a crash between writing `pending` (before a
+    PUT) and confirming it: per place, the pending entry if its PUT landed, else the confirmed.
 
-    A PUT landed for a field when the gateway holds the intent's value (or, for a field the
-    intent restored, the original value). Either ledger, if written for another instance of the
+    A PUT landed for a place when the gateway holds the pending value (or, for a place the PUT
+    restored, the original value). Either ledger, if written for another instance of the
     gateway, is discarded; the result is bound to the document's instance."""
     confirmed = confirmed.bound_to(document)
-    if intent is None or not intent.belongs_to(document):
+    if pending is None or not pending.belongs_to(document):
         return confirmed
-    from appgw_sse.core.document import backend_setting_timeouts, response_buffering_enabled
-
-    timeouts = backend_setting_timeouts(document)
-    settings: dict[str, OwnedTimeout] = {}
-    for name in sorted(set(confirmed.backend_settings) | set(intent.backend_settings)):
-        planned, known = intent.backend_settings.get(name), confirmed.backend_settings.get(name)
-        if planned is not None and timeouts.get(name) == planned.applied:
-            settings[name] = planned
-        elif known is not None and not (planned is None and timeouts.get(name) == known.original):
-            settings[name] = known
-    buffering = confirmed.response_buffering
-    enabled = response_buffering_enabled(document)
-    if intent.response_buffering is not None and enabled == intent.response_buffering.applied:
-        buffering = intent.response_buffering
-    elif (
-        intent.response_buffering is None
-        and buffering is not None
-        and enabled == buffering.original
-    ):
-        buffering = None
-    return confirmed.model_copy(
-        update={"response_buffering": buffering, "backend_settings": settings}
-    )
+    owned: dict[Place, Owned] = {}
+    for place in set(confirmed.owned) | set(pending.owned):
+        planned, known = pending.owned.get(place), confirmed.owned.get(place)
+        value = place.read(document)
+        if planned is not None and value == planned.applied:
+            owned[place] = planned
+        elif known is not None and not (planned is None and value == known.original):
+            owned[place] = known
+    return confirmed.with_owned(owned)

@@ -1,55 +1,26 @@
-"""Desired state -> plan: the exact changes to one gateway's two owned fields.
+"""Desired state -> plan: the exact changes to one gateway's owned fields.
 
 plan_gateway() is pure. It sees every route that targets the gateway, the gateway document as
 it is now, and the ownership ledger, and returns the changes (possibly none), the ledger to
 persist, an outcome per route and notices for users. Deleting a route is planning without it.
+Every owned field (core/fields.py) is planned by the same rules.
 """
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from appgw_sse.core import document as doc
-from appgw_sse.core.contract import (
-    EXTERNAL_BACKEND_TIMEOUT_CAP,
-    HTTP2_SAFE_IDLE_SECONDS,
-    RESPONSE_BUFFERING_DISABLED,
-)
+from appgw_sse.core.conditions import Reason
+from appgw_sse.core.contract import EXTERNAL_BACKEND_TIMEOUT_CAP, HTTP2_SAFE_IDLE_SECONDS
 from appgw_sse.core.duration import format_duration
-from appgw_sse.core.ledger import Ledger, OwnedBuffering, OwnedTimeout
-from appgw_sse.models.route import SseRoute
+from appgw_sse.core.fields import FIELDS, REQUEST_TIMEOUT, OwnedField, Place, Value, places
+from appgw_sse.core.ledger import Ledger, Owned
 
 
-class Reason(StrEnum):
-    """Condition reasons (CamelCase constants, as in metav1.Condition)."""
-
-    APPLIED = "Applied"
-    APPLYING = "Applying"
-    PENDING = "Pending"
-    INVALID_SPEC = "InvalidSpec"
-    GATEWAY_NOT_ALLOWED = "GatewayNotAllowed"
-    GATEWAY_NOT_FOUND = "GatewayNotFound"
-    BACKEND_SETTINGS_NOT_FOUND = "BackendSettingsNotFound"
-    UNSUPPORTED_SKU = "UnsupportedSku"
-    MANAGED_BY_AGIC = "ManagedByAGIC"
-    THROTTLED = "Throttled"
-    AZURE_AUTH_FAILED = "AzureAuthFailed"
-    AZURE_ERROR = "AzureError"
-    DRIFT_CONFLICT = "DriftConflict"
-    GATEWAY_RECREATED = "GatewayRecreated"
-    DRY_RUN = "DryRun"
-    ACCEPTED = "Accepted"
-    NO_PODS_SELECTED = "NoPodsSelected"
-    ANNOTATED = "Annotated"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class RouteIntent(_Frozen):
+@dataclass(frozen=True)
+class RouteIntent:
     """What one valid route requires of its gateway."""
 
     key: str
@@ -59,62 +30,53 @@ class RouteIntent(_Frozen):
     idle_seconds: int
     disable_buffering: bool
 
-    @classmethod
-    def of(cls, route: SseRoute) -> "RouteIntent":
-        spec = route.spec
-        return cls(
-            key=route.key,
-            gateway_id=spec.gateway.id,
-            backend_settings=spec.gateway.backend_settings,
-            request_timeout=spec.request_timeout_seconds,
-            idle_seconds=spec.idle_seconds,
-            disable_buffering=spec.response_buffering == RESPONSE_BUFFERING_DISABLED,
-        )
-
 
 ChangeKind = Literal["apply", "drift", "restore"]
 
 
-class Change(_Frozen):
-    """One owned field going from `before` to `after`; setting is None for buffering."""
+@dataclass(frozen=True)
+class Change:
+    """One owned value going from `before` to `after`."""
 
-    setting: str | None
-    before: int | bool
-    after: int | bool
+    place: Place
+    before: Value
+    after: Value
     kind: ChangeKind
     routes: tuple[str, ...] = ()
 
     @property
-    def path(self) -> str:
-        if self.setting is None:
-            return "properties.globalConfiguration.enableResponseBuffering"
-        return f"properties.backendHttpSettingsCollection[{self.setting}].properties.requestTimeout"
+    def field(self) -> OwnedField:
+        return self.place.field
+
+    @property
+    def setting(self) -> str | None:
+        return self.place.setting
 
     @property
     def label(self) -> str:
-        if self.setting is None:
-            return "globalConfiguration.enableResponseBuffering"
-        return f"backendHttpSettingsCollection[{self.setting}].requestTimeout"
+        return self.place.label
 
 
-class RouteOutcome(_Frozen):
+@dataclass(frozen=True)
+class RouteOutcome:
     reason: Reason
     message: str
-    request_timeouts: dict[str, int] = {}
-    response_buffering: bool | None = None
+    values: Mapping[Place, Value] = dataclasses.field(default_factory=dict)  # as planned
 
 
-class Notice(_Frozen):
+@dataclass(frozen=True)
+class Notice:
     level: Literal["Normal", "Warning"]
     message: str
     route: str | None = None
 
 
-class Plan(_Frozen):
+@dataclass(frozen=True)
+class Plan:
     gateway_id: str
     changes: tuple[Change, ...]
     ledger: Ledger
-    outcomes: dict[str, RouteOutcome]
+    outcomes: Mapping[str, RouteOutcome]
     notices: tuple[Notice, ...] = ()
 
     @property
@@ -126,121 +88,85 @@ class Plan(_Frozen):
         """One line for logs, Events and conditions: each change as `field before -> after`."""
         return "; ".join(f"{c.label} {c.before} -> {c.after}" for c in self.changes)
 
-    def without(self, paths: set[str], previous: Ledger) -> "Plan":
-        """This plan minus the changes to `paths`; their ownership stays as it was."""
-        if not paths:
+    def without(self, held: set[Place], previous: Ledger) -> "Plan":
+        """This plan minus the changes to `held`; their ownership stays as it was."""
+        if not held:
             return self
-        kept = tuple(c for c in self.changes if c.path not in paths)
-        dropped = {c.setting for c in self.changes if c.path in paths}
-        settings = dict(self.ledger.backend_settings)
-        for setting in dropped - {None}:
-            assert setting is not None
-            settings.pop(setting, None)
-            if setting in previous.backend_settings:
-                settings[setting] = previous.backend_settings[setting]
-        buffering = (
-            previous.response_buffering if None in dropped else self.ledger.response_buffering
+        owned = dict(self.ledger.owned)
+        for place in held:
+            owned.pop(place, None)
+            if place in previous.owned:
+                owned[place] = previous.owned[place]
+        return dataclasses.replace(
+            self,
+            changes=tuple(c for c in self.changes if c.place not in held),
+            ledger=self.ledger.with_owned(owned),
         )
-        ledger = self.ledger.model_copy(
-            update={"backend_settings": settings, "response_buffering": buffering}
-        )
-        return self.model_copy(update={"changes": kept, "ledger": ledger})
 
     def holds_in(self, document: doc.Document) -> bool:
         """Whether the document is the instance the plan was made for and every change still
         starts from the value the plan saw."""
         return self.ledger.belongs_to(document) and all(
-            _current(document, change.setting) == change.before for change in self.changes
+            change.place.read(document) == change.before for change in self.changes
         )
 
     def apply_to(self, document: doc.Document) -> dict[str, Any]:
         """The document with exactly this plan's changes made (nothing else differs)."""
         result = dict(document)
-        timeouts = {c.setting: int(c.after) for c in self.changes if c.setting is not None}
-        if timeouts:
-            result = doc.with_request_timeouts(result, timeouts)
-        for change in self.changes:
-            if change.setting is None:
-                result = doc.with_response_buffering(result, bool(change.after))
+        for field in FIELDS:
+            values = {c.setting: c.after for c in self.changes if c.field is field}
+            if values:
+                result = field.write(result, values)
         return result
 
 
-def _current(document: doc.Document, setting: str | None) -> int | bool | None:
-    if setting is None:
-        return doc.response_buffering_enabled(document)
-    return doc.backend_setting_timeouts(document).get(setting)
-
-
-class _Decision(_Frozen):
-    desired: int | bool
-    owned: OwnedTimeout | OwnedBuffering | None
+@dataclass(frozen=True)
+class _Decision:
+    desired: Value
+    owned: Owned | None = None
     kind: ChangeKind | None = None
     notice: str | None = None
 
 
-def _decide_timeout(
-    setting: str, current: int, requirement: int | None, entry: OwnedTimeout | None, released: bool
+def _decide(
+    place: Place, current: Value, required: Value | None, entry: Owned | None, released: bool
 ) -> _Decision:
+    """One place: what to set, whether the operator owns it afterwards, and why."""
+    field, what = place.field, place.field.describe(place.setting)
     foreign = entry is not None and current != entry.applied
-    if requirement is None:
-        if entry is None:
-            return _Decision(desired=current, owned=None)
-        if foreign and not released:
+    if required is None:
+        if entry is None or released:
+            return _Decision(desired=current)
+        if foreign:
             return _Decision(
                 desired=current,
-                owned=None,
-                notice=f"left {setting} requestTimeout at {current}s: someone changed it after "
-                f"the operator set {entry.applied}s, so the original {entry.original}s is not "
-                "restored",
+                notice=f"left {what} at {field.show(current)}: someone changed it after the "
+                f"operator set it to {field.show(entry.applied)}, so the original "
+                f"{field.show(entry.original)} is not restored",
             )
-        if released:
-            return _Decision(desired=current, owned=None)
-        return _Decision(desired=entry.original, owned=None, kind="restore")
+        return _Decision(desired=entry.original, kind="restore")
     if entry is None or foreign:
-        if current >= requirement:
+        if field.satisfies(current, required):
             notice = None
             if entry is not None:
                 notice = (
-                    f"{setting} requestTimeout was changed by someone else to {current}s; it "
-                    f"satisfies the {requirement}s needed, so the operator no longer owns it"
+                    f"{what} was changed by someone else to {field.show(current)}; it satisfies "
+                    f"the {field.show(required)} needed, so the operator no longer owns it"
                 )
-            return _Decision(desired=current, owned=None, notice=notice)
+            return _Decision(desired=current, notice=notice)
         original = entry.original if entry is not None else current
-        desired = max(original, requirement)
+        desired = field.settle(original, required)
         return _Decision(
             desired=desired,
-            owned=OwnedTimeout(original=original, applied=desired),
+            owned=Owned(original=original, applied=desired),
             kind="drift" if foreign else "apply",
         )
-    desired = max(entry.original, requirement)
+    desired = field.settle(entry.original, required)
     if desired == entry.original:
-        return _Decision(desired=desired, owned=None, kind="restore")
+        return _Decision(desired=desired, kind="restore")
     return _Decision(
-        desired=desired, owned=OwnedTimeout(original=entry.original, applied=desired), kind="apply"
+        desired=desired, owned=Owned(original=entry.original, applied=desired), kind="apply"
     )
-
-
-def _decide_buffering(
-    enabled: bool, needs_off: bool, entry: OwnedBuffering | None, released: bool
-) -> _Decision:
-    if needs_off:
-        if entry is None:
-            if not enabled:
-                return _Decision(desired=False, owned=None)
-            return _Decision(
-                desired=False, owned=OwnedBuffering(original=True, applied=False), kind="apply"
-            )
-        return _Decision(desired=False, owned=entry, kind="drift" if enabled else None)
-    if entry is None or released:
-        return _Decision(desired=enabled, owned=None)
-    if enabled != entry.applied:
-        return _Decision(
-            desired=enabled,
-            owned=None,
-            notice="left response buffering as it is: someone changed it after the operator "
-            "disabled it",
-        )
-    return _Decision(desired=entry.original, owned=None, kind="restore")
 
 
 def _blocked_outcomes(
@@ -251,6 +177,11 @@ def _blocked_outcomes(
     tags = doc.agic_tags(document)
     for route in routes:
         missing = doc.missing_settings(document, route.backend_settings)
+        unsupported = [
+            f.unsupported_on_v1
+            for f in FIELDS
+            if f.unsupported_on_v1 and f.required_by(route) is not None
+        ]
         if tags:
             blocked[route.key] = RouteOutcome(
                 reason=Reason.MANAGED_BY_AGIC,
@@ -265,17 +196,16 @@ def _blocked_outcomes(
                 message=f"gateway {doc.gateway_name(document)} has no backend settings named "
                 f"{', '.join(missing)} (spec.gateway.backendSettings)",
             )
-        elif route.disable_buffering and doc.is_v1_sku(document):
+        elif unsupported and doc.is_v1_sku(document):
             blocked[route.key] = RouteOutcome(
                 reason=Reason.UNSUPPORTED_SKU,
-                message=f"SKU tier {doc.sku_tier(document)} cannot disable response buffering; "
-                "upgrade to Standard_v2 or WAF_v2, or set spec.responseBuffering: Unmanaged",
+                message=f"SKU tier {doc.sku_tier(document)} {unsupported[0]}",
             )
     return blocked
 
 
 def _route_notices(
-    routes: Iterable[RouteIntent], timeouts: Mapping[str, int], external: set[str]
+    routes: Iterable[RouteIntent], timeouts: Mapping[str | None, Value], external: set[str]
 ) -> list[Notice]:
     notices = []
     for route in routes:
@@ -318,90 +248,68 @@ def plan_gateway(
         return Plan(gateway_id=gateway_id, changes=(), ledger=ledger, outcomes=blocked)
     active = sorted((r for r in routes if r.key not in blocked), key=lambda r: r.key)
 
-    requirements: dict[str, int] = {}
-    contributors: dict[str | None, list[str]] = {}
-    for route in active:
-        for setting in route.backend_settings:
-            requirements[setting] = max(requirements.get(setting, 0), route.request_timeout)
-            contributors.setdefault(setting, []).append(route.key)
-        if route.disable_buffering:
-            contributors.setdefault(None, []).append(route.key)
-    released_settings = {s for r in released for s in r.backend_settings}
-    released_buffering = any(r.disable_buffering for r in released)
-
     changes: list[Change] = []
     notices: list[Notice] = []
-    owned_timeouts: dict[str, OwnedTimeout] = {}
-    current_timeouts = doc.backend_setting_timeouts(document)
-    final_timeouts = dict(current_timeouts)
-    for setting in sorted(set(requirements) | set(ledger.backend_settings)):
-        if setting not in current_timeouts:
-            continue  # a setting we owned was removed from the gateway: nothing left to restore
-        decision = _decide_timeout(
-            setting,
-            current_timeouts[setting],
-            requirements.get(setting),
-            ledger.backend_settings.get(setting),
-            released=setting in released_settings,
-        )
-        final_timeouts[setting] = int(decision.desired)
-        if isinstance(decision.owned, OwnedTimeout):
-            owned_timeouts[setting] = decision.owned
-        if decision.notice:
-            notices.append(Notice(level="Warning", message=decision.notice))
-        if decision.desired != current_timeouts[setting] and decision.kind is not None:
-            changes.append(
-                Change(
-                    setting=setting,
-                    before=current_timeouts[setting],
-                    after=decision.desired,
-                    kind=decision.kind,
-                    routes=tuple(contributors.get(setting, ())),
-                )
+    owned: dict[Place, Owned] = {}
+    settled: dict[OwnedField, dict[str | None, Value]] = {}
+    for field in FIELDS:
+        required: dict[Place, Value] = {}
+        contributors: dict[Place, list[str]] = {}
+        for route in active:
+            need = field.required_by(route)
+            if need is None:
+                continue
+            for place in places(route, field):
+                known = required.get(place)
+                required[place] = need if known is None else field.combine(known, need)
+                contributors.setdefault(place, []).append(route.key)
+        let_go = {p for r in released if field.required_by(r) is not None for p in places(r, field)}
+        current = field.read(document)
+        settled[field] = final = dict(current)
+        candidates = set(required) | {p for p in ledger.owned if p.field is field}
+        for place in sorted(candidates, key=lambda p: p.setting or ""):
+            if place.setting not in current:
+                continue  # a setting we owned was removed from the gateway: nothing to restore
+            before = current[place.setting]
+            decision = _decide(
+                place, before, required.get(place), ledger.owned.get(place), place in let_go
             )
-
-    enabled = doc.response_buffering_enabled(document)
-    buffering = _decide_buffering(
-        enabled, None in contributors, ledger.response_buffering, released_buffering
-    )
-    if buffering.notice:
-        notices.append(Notice(level="Warning", message=buffering.notice))
-    if buffering.desired != enabled and buffering.kind is not None:
-        changes.insert(
-            0,
-            Change(
-                setting=None,
-                before=enabled,
-                after=buffering.desired,
-                kind=buffering.kind,
-                routes=tuple(contributors.get(None, ())),
-            ),
-        )
+            final[place.setting] = decision.desired
+            if decision.owned is not None:
+                owned[place] = decision.owned
+            if decision.notice:
+                notices.append(Notice(level="Warning", message=decision.notice))
+            if decision.desired != before and decision.kind is not None:
+                changes.append(
+                    Change(
+                        place=place,
+                        before=before,
+                        after=decision.desired,
+                        kind=decision.kind,
+                        routes=tuple(contributors.get(place, ())),
+                    )
+                )
 
     external = doc.settings_with_internet_backends(document)
-    notices.extend(_route_notices(active, final_timeouts, external))
+    notices.extend(_route_notices(active, settled[REQUEST_TIMEOUT], external))
     outcomes = dict(blocked)
     for route in active:
-        timeouts = {s: final_timeouts[s] for s in route.backend_settings}
-        parts = [f"{s} requestTimeout {t}s" for s, t in timeouts.items()]
-        if route.disable_buffering:
-            parts.insert(0, "response buffering disabled")
+        values = {p: settled[f][p.setting] for f in FIELDS for p in places(route, f)}
+        parts = [
+            f"{f.describe(p.setting)} {f.show(values[p])}"
+            for f in FIELDS
+            if f.required_by(route) is not None
+            for p in places(route, f)
+        ]
         outcomes[route.key] = RouteOutcome(
-            reason=Reason.APPLIED,
-            message="; ".join(parts),
-            request_timeouts=timeouts,
-            response_buffering=bool(buffering.desired),
+            reason=Reason.APPLIED, message="; ".join(parts), values=values
         )
-    new_ledger = Ledger(
-        gateway_id=ledger.gateway_id,
-        resource_guid=ledger.resource_guid,
-        response_buffering=buffering.owned if isinstance(buffering.owned, OwnedBuffering) else None,
-        backend_settings=owned_timeouts,
-    )
     return Plan(
         gateway_id=gateway_id,
         changes=tuple(changes),
-        ledger=new_ledger,
+        ledger=Ledger(gateway_id=ledger.gateway_id, resource_guid=ledger.resource_guid).with_owned(
+            owned
+        ),
         outcomes=dict(sorted(outcomes.items())),
         notices=tuple(notices),
     )

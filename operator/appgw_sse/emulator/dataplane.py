@@ -29,10 +29,18 @@ POLL_SECONDS = 0.25
 # Hop-by-hop headers, plus those the proxy recomputes for its own connection.
 _NOT_FORWARDED = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-        "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
     }
-)  # fmt: skip
+)
 T = TypeVar("T")
 
 
@@ -65,10 +73,13 @@ def route(document: dict[str, Any], path: str) -> tuple[str, str] | None:
     path_map_name = _name(rule.get("urlPathMap"))
     if path_map_name:
         path_map = next(
-            (m.get("properties") or {} for m in props.get("urlPathMaps") or []
-             if str(m.get("name", "")).lower() == path_map_name.lower()),
+            (
+                m.get("properties") or {}
+                for m in props.get("urlPathMaps") or []
+                if str(m.get("name", "")).lower() == path_map_name.lower()
+            ),
             {},
-        )  # fmt: skip
+        )
         pool = path_map.get("defaultBackendAddressPool")
         setting = path_map.get("defaultBackendHttpSettings")
         for path_rule in path_map.get("pathRules") or []:

@@ -19,12 +19,27 @@ ConflictMode = Literal["429", "409", "supersede"]
 READ_ONLY = ("etag", "provisioningState", "resourceGuid", "operationalState")
 # Child collections whose items ARM gives ids and etags.
 CHILD_COLLECTIONS = (
-    "gatewayIPConfigurations", "authenticationCertificates", "trustedRootCertificates",
-    "trustedClientCertificates", "sslCertificates", "frontendIPConfigurations", "frontendPorts",
-    "probes", "backendAddressPools", "backendHttpSettingsCollection", "backendSettingsCollection",
-    "httpListeners", "listeners", "sslProfiles", "urlPathMaps", "requestRoutingRules",
-    "routingRules", "rewriteRuleSets", "redirectConfigurations", "privateLinkConfigurations",
-)  # fmt: skip
+    "gatewayIPConfigurations",
+    "authenticationCertificates",
+    "trustedRootCertificates",
+    "trustedClientCertificates",
+    "sslCertificates",
+    "frontendIPConfigurations",
+    "frontendPorts",
+    "probes",
+    "backendAddressPools",
+    "backendHttpSettingsCollection",
+    "backendSettingsCollection",
+    "httpListeners",
+    "listeners",
+    "sslProfiles",
+    "urlPathMaps",
+    "requestRoutingRules",
+    "routingRules",
+    "rewriteRuleSets",
+    "redirectConfigurations",
+    "privateLinkConfigurations",
+)
 # Write-only in the REST spec (ApplicationGatewaySslCertificatePropertiesFormat: "only applicable
 # in PUT request"): stored, never returned.
 CERTIFICATE_SECRETS = ("data", "password")
@@ -441,10 +456,13 @@ class Emulator:
 
     def in_flight(self, key: str) -> Operation | None:
         return next(
-            (op for op in self.operations.values()
-             if op.gateway_key == key and op.status == "InProgress"),
+            (
+                op
+                for op in self.operations.values()
+                if op.gateway_key == key and op.status == "InProgress"
+            ),
             None,
-        )  # fmt: skip
+        )
 
     def put(
         self, gateway_id: str, body: Any, if_match: str | None, if_none_match: str | None

@@ -1,4 +1,5 @@
-"""kopf handlers for SseRoutes. They only feed the reconciler; it does the work per gateway."""
+"""kopf handlers. They only feed the route book and the pod caches; the gateway and pod
+workers do the work."""
 
 import asyncio
 import logging
@@ -9,9 +10,11 @@ import kopf
 from appgw_sse import metrics
 from appgw_sse.adapters.azure_gateway import AzureGateways
 from appgw_sse.adapters.kube import Kube
+from appgw_sse.config import OperatorConfig
 from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
 from appgw_sse.pods import PodReconciler, ProbeSettings
-from appgw_sse.reconciler import OperatorConfig, Reconciler
+from appgw_sse.reconciler import GatewayReconciler
+from appgw_sse.routebook import RouteBook
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +34,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    kube = Kube(config.namespace)
-    reconciler = Reconciler(config, AzureGateways(config.arm), kube)
-    pods = PodReconciler(
-        reconciler.routes, kube, reconciler.write_backends_status, config.debounce,
-        ProbeSettings(enabled=config.probe, interval=config.probe_interval),
-    )  # fmt: skip
-    reconciler.on_route_change = pods.mark
-    memo["reconciler"], memo["pods"] = reconciler, pods
-    metrics.ROUTES.source = reconciler.routes.values
-    memo["resync"] = asyncio.create_task(reconciler.resync(), name="resync")
+    kube = Kube(config.ledger_namespace)
+    book = RouteBook(kube, config.allowed_gateways)
+    gateways = GatewayReconciler(config, book, AzureGateways(config.arm), kube)
+    probe = ProbeSettings(enabled=config.probe, interval=config.probe_interval)
+    memo["book"], memo["gateways"] = book, gateways
+    memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
+    memo["resync"] = asyncio.create_task(gateways.resync(), name="resync")
+    metrics.ROUTES.source = book.routes.values
     log.info(
         "started: writing gateways matching %s%s; debounce %gs, resync %gs, probes %s",
-        ", ".join(config.allowed_gateways) or "nothing", " (dry run)" if config.dry_run else "",
-        config.debounce, config.resync,
+        ", ".join(config.allowed_gateways) or "nothing",
+        " (dry run)" if config.dry_run else "",
+        config.debounce,
+        config.resync,
         f"every {config.probe_interval:g}s" if config.probe else "off",
-    )  # fmt: skip
+    )
 
 
 @kopf.on.cleanup()
@@ -54,18 +57,18 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     memo["resync"].cancel()
     metrics.ROUTES.source = tuple
     await memo["pods"].close()
-    await memo["reconciler"].close()
+    await memo["gateways"].close()
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def route_event(
     type: str, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    reconciler: Reconciler = memo["reconciler"]
+    book: RouteBook = memo["book"]
     if type == "DELETED":
-        reconciler.forget(str(namespace), name)
+        book.forget(str(namespace), name)
     else:
-        await reconciler.observe(body)
+        await book.observe(body)
 
 
 # Async, so kopf calls them on the event loop: a sync handler runs in a thread, where the pod
@@ -86,11 +89,15 @@ async def route_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: 
     its annotations any more."""
     try:
         async with asyncio.timeout(_RELEASE_WAIT_SECONDS):
-            await memo["reconciler"].released(str(namespace), name)
+            await memo["gateways"].released(str(namespace), name)
             await memo["pods"].released(str(namespace), name)
     except TimeoutError:
         raise kopf.TemporaryError(
             "waiting until the gateway is settled without it", delay=5
         ) from None
-    log.info("route %s/%s deleted: its gateway is settled without it and no pod carries it",
-             namespace, name, extra={"route": f"{namespace}/{name}"})  # fmt: skip
+    log.info(
+        "route %s/%s deleted: its gateway is settled without it and no pod carries it",
+        namespace,
+        name,
+        extra={"route": f"{namespace}/{name}"},
+    )

@@ -11,21 +11,12 @@ from appgw_sse.models.route import (
     parse_spec,
     route_from_manifest,
 )
-from appgw_sse.models.status import (
-    BackendSettingStatus,
-    BackendsStatus,
-    Condition,
-    GatewayStatus,
-    SseRouteStatus,
-)
+from appgw_sse.models.status import BackendsStatus, SseRouteStatus
 
 __all__ = [
     "BackendRef",
-    "BackendSettingStatus",
     "BackendsStatus",
-    "Condition",
     "GatewayRef",
-    "GatewayStatus",
     "LabelSelector",
     "LabelSelectorRequirement",
     "SpecError",

@@ -6,43 +6,8 @@ two identical, so defaults and limits are written once, in core/contract.py.
 
 from typing import Any
 
-from appgw_sse.core.contract import (
-    API_GROUP,
-    API_VERSION,
-    BACKEND_PATH_PATTERN,
-    BACKEND_SETTING_NAME_MAX_LENGTH,
-    BACKEND_SETTING_NAME_PATTERN,
-    DEFAULT_BACKEND_PATH,
-    DEFAULT_HEADERS,
-    DEFAULT_RESTORE_ON_DELETE,
-    DURATION_PATTERN,
-    GATEWAY_ID_MAX_LENGTH,
-    GATEWAY_ID_PATTERN,
-    HEADER_NAME_PATTERN,
-    HEADER_VALUE_PATTERN,
-    KIND,
-    LABEL_KEY_LENGTHS_PATTERN,
-    LABEL_KEY_PATTERN,
-    LABEL_VALUE_PATTERN,
-    MAX_BACKEND_PATH_LENGTH,
-    MAX_BACKEND_SETTINGS,
-    MAX_DURATION_LENGTH,
-    MAX_HEADER_NAME_LENGTH,
-    MAX_HEADER_VALUE_LENGTH,
-    MAX_HEADERS,
-    MAX_LABEL_KEY_LENGTH,
-    MAX_LABEL_VALUE_LENGTH,
-    MAX_MATCH_EXPRESSIONS,
-    MAX_MATCH_LABELS,
-    MAX_MATCH_VALUES,
-    MAX_REQUEST_TIMEOUT_SECONDS,
-    MAX_SERVICE_NAME_LENGTH,
-    PLURAL,
-    PORT_NAME_PATTERN,
-    RESPONSE_BUFFERING_DISABLED,
-    RESPONSE_BUFFERING_MODES,
-    SERVICE_NAME_PATTERN,
-)
+from appgw_sse.core import contract as c
+from appgw_sse.core.fields import gateway_status_schema
 
 Schema = dict[str, Any]
 
@@ -50,9 +15,9 @@ Schema = dict[str, Any]
 def _duration(description: str) -> Schema:
     return {
         "type": "string",
-        "pattern": DURATION_PATTERN,
+        "pattern": c.DURATION_PATTERN,
         "minLength": 2,
-        "maxLength": MAX_DURATION_LENGTH,
+        "maxLength": c.MAX_DURATION_LENGTH,
         "description": description,
     }
 
@@ -70,8 +35,8 @@ def _rule(rule: str, message: str, field_path: str | None = None) -> Schema:
 
 
 _LABEL_KEY_RULE = (
-    f"size(k) <= {MAX_LABEL_KEY_LENGTH} && k.matches({_cel_string(LABEL_KEY_PATTERN)}) && "
-    f"k.matches({_cel_string(LABEL_KEY_LENGTHS_PATTERN)})"
+    f"size(k) <= {c.MAX_LABEL_KEY_LENGTH} && k.matches({_cel_string(c.LABEL_KEY_PATTERN)}) && "
+    f"k.matches({_cel_string(c.LABEL_KEY_LENGTHS_PATTERN)})"
 )
 _LABEL_KEY_MESSAGE = (
     "label keys are an optional DNS subdomain prefix (up to 253 characters) and '/', then a "
@@ -79,8 +44,8 @@ _LABEL_KEY_MESSAGE = (
 )
 _LABEL_VALUE: Schema = {
     "type": "string",
-    "maxLength": MAX_LABEL_VALUE_LENGTH,
-    "pattern": LABEL_VALUE_PATTERN,
+    "maxLength": c.MAX_LABEL_VALUE_LENGTH,
+    "pattern": c.LABEL_VALUE_PATTERN,
 }
 
 _LABEL_SELECTOR: Schema = {
@@ -90,8 +55,8 @@ _LABEL_SELECTOR: Schema = {
     "properties": {
         "matchLabels": {
             "type": "object",
-            "description": f"Labels a pod must carry, all of them (at most {MAX_MATCH_LABELS}).",
-            "maxProperties": MAX_MATCH_LABELS,
+            "description": f"Labels a pod must carry, all of them (at most {c.MAX_MATCH_LABELS}).",
+            "maxProperties": c.MAX_MATCH_LABELS,
             "additionalProperties": _LABEL_VALUE,
             "x-kubernetes-validations": [
                 _rule(f"self.all(k, {_LABEL_KEY_RULE})", _LABEL_KEY_MESSAGE),
@@ -100,8 +65,8 @@ _LABEL_SELECTOR: Schema = {
         "matchExpressions": {
             "type": "array",
             "description": "Set-based requirements, all of which a pod must satisfy (at most "
-            f"{MAX_MATCH_EXPRESSIONS}).",
-            "maxItems": MAX_MATCH_EXPRESSIONS,
+            f"{c.MAX_MATCH_EXPRESSIONS}).",
+            "maxItems": c.MAX_MATCH_EXPRESSIONS,
             "items": {
                 "type": "object",
                 "description": "One requirement: key, operator and values.",
@@ -109,12 +74,12 @@ _LABEL_SELECTOR: Schema = {
                 "properties": {
                     "key": {
                         "type": "string",
-                        "maxLength": MAX_LABEL_KEY_LENGTH,
-                        "pattern": LABEL_KEY_PATTERN,
+                        "maxLength": c.MAX_LABEL_KEY_LENGTH,
+                        "pattern": c.LABEL_KEY_PATTERN,
                         "description": "The label key.",
                         "x-kubernetes-validations": [
                             _rule(
-                                f"self.matches({_cel_string(LABEL_KEY_LENGTHS_PATTERN)})",
+                                f"self.matches({_cel_string(c.LABEL_KEY_LENGTHS_PATTERN)})",
                                 _LABEL_KEY_MESSAGE,
                             )
                         ],
@@ -126,10 +91,10 @@ _LABEL_SELECTOR: Schema = {
                     },
                     "values": {
                         "type": "array",
-                        "maxItems": MAX_MATCH_VALUES,
+                        "maxItems": c.MAX_MATCH_VALUES,
                         "items": _LABEL_VALUE,
                         "description": "Non-empty for In and NotIn, empty for Exists and "
-                        f"DoesNotExist; at most {MAX_MATCH_VALUES} label values.",
+                        f"DoesNotExist; at most {c.MAX_MATCH_VALUES} label values.",
                     },
                 },
                 "x-kubernetes-validations": [
@@ -166,8 +131,8 @@ _SPEC: Schema = {
             "properties": {
                 "id": {
                     "type": "string",
-                    "maxLength": GATEWAY_ID_MAX_LENGTH,
-                    "pattern": GATEWAY_ID_PATTERN,
+                    "maxLength": c.GATEWAY_ID_MAX_LENGTH,
+                    "pattern": c.GATEWAY_ID_PATTERN,
                     "description": "ARM resource id of the gateway: /subscriptions/<sub>/"
                     "resourceGroups/<rg>/providers/Microsoft.Network/applicationGateways/<name> "
                     "(case-insensitive, like every ARM id). The subscription is a GUID; the "
@@ -178,16 +143,16 @@ _SPEC: Schema = {
                 "backendSettings": {
                     "type": "array",
                     "minItems": 1,
-                    "maxItems": MAX_BACKEND_SETTINGS,
+                    "maxItems": c.MAX_BACKEND_SETTINGS,
                     "x-kubernetes-list-type": "set",
                     "description": "Names in the gateway's backendHttpSettingsCollection that "
                     "carry the stream; each gets a requestTimeout long enough for it. "
-                    f"1 to {MAX_BACKEND_SETTINGS} unique names.",
+                    f"1 to {c.MAX_BACKEND_SETTINGS} unique names.",
                     "items": {
                         "type": "string",
                         "minLength": 1,
-                        "maxLength": BACKEND_SETTING_NAME_MAX_LENGTH,
-                        "pattern": BACKEND_SETTING_NAME_PATTERN,
+                        "maxLength": c.BACKEND_SETTING_NAME_MAX_LENGTH,
+                        "pattern": c.BACKEND_SETTING_NAME_PATTERN,
                     },
                 },
             },
@@ -213,15 +178,15 @@ _SPEC: Schema = {
             ),
             "x-kubernetes-validations": [
                 _rule(
-                    f"duration(self) <= duration('{MAX_REQUEST_TIMEOUT_SECONDS}s')",
-                    f"requestTimeout must be at most {MAX_REQUEST_TIMEOUT_SECONDS}s",
+                    f"duration(self) <= duration('{c.MAX_REQUEST_TIMEOUT_SECONDS}s')",
+                    f"requestTimeout must be at most {c.MAX_REQUEST_TIMEOUT_SECONDS}s",
                 )
             ],
         },
         "responseBuffering": {
             "type": "string",
-            "enum": list(RESPONSE_BUFFERING_MODES),
-            "default": RESPONSE_BUFFERING_DISABLED,
+            "enum": list(c.RESPONSE_BUFFERING_MODES),
+            "default": c.RESPONSE_BUFFERING_DISABLED,
             "description": "Disabled: the operator turns the gateway-wide response buffering "
             "off (needed for streaming). Unmanaged: the operator never touches it.",
         },
@@ -232,8 +197,8 @@ _SPEC: Schema = {
             "properties": {
                 "serviceName": {
                     "type": "string",
-                    "maxLength": MAX_SERVICE_NAME_LENGTH,
-                    "pattern": SERVICE_NAME_PATTERN,
+                    "maxLength": c.MAX_SERVICE_NAME_LENGTH,
+                    "pattern": c.SERVICE_NAME_PATTERN,
                     "description": "A Service in the route's namespace whose selector picks the "
                     "pods.",
                 },
@@ -245,16 +210,16 @@ _SPEC: Schema = {
                     "x-kubernetes-validations": [
                         _rule(
                             "type(self) == int ? (self >= 1 && self <= 65535) : "
-                            f"self.matches('{PORT_NAME_PATTERN}')",
+                            f"self.matches('{c.PORT_NAME_PATTERN}')",
                             "port must be a number from 1 to 65535 or a container port name",
                         )
                     ],
                 },
                 "path": {
                     "type": "string",
-                    "maxLength": MAX_BACKEND_PATH_LENGTH,
-                    "pattern": BACKEND_PATH_PATTERN,
-                    "default": DEFAULT_BACKEND_PATH,
+                    "maxLength": c.MAX_BACKEND_PATH_LENGTH,
+                    "pattern": c.BACKEND_PATH_PATTERN,
+                    "default": c.DEFAULT_BACKEND_PATH,
                     "description": "HTTP path of the event stream, used to probe: starts with "
                     "'/', visible ASCII only (no whitespace or control characters; "
                     "percent-encode anything else).",
@@ -269,31 +234,31 @@ _SPEC: Schema = {
         },
         "headers": {
             "type": "object",
-            "maxProperties": MAX_HEADERS,
+            "maxProperties": c.MAX_HEADERS,
             "additionalProperties": {
                 "type": "string",
-                "maxLength": MAX_HEADER_VALUE_LENGTH,
-                "pattern": HEADER_VALUE_PATTERN,
+                "maxLength": c.MAX_HEADER_VALUE_LENGTH,
+                "pattern": c.HEADER_VALUE_PATTERN,
             },
-            "default": dict(DEFAULT_HEADERS),
+            "default": dict(c.DEFAULT_HEADERS),
             "description": "The response headers the backend must send, published to its pods "
             "as the annotation sse.appgw.dev/response-headers. Default: the four headers Azure "
-            f"recommends for SSE. At most {MAX_HEADERS} headers; names are HTTP tokens of at "
-            f"most {MAX_HEADER_NAME_LENGTH} characters, values at most "
-            f"{MAX_HEADER_VALUE_LENGTH} characters of visible ASCII with inner spaces or tabs "
+            f"recommends for SSE. At most {c.MAX_HEADERS} headers; names are HTTP tokens of at "
+            f"most {c.MAX_HEADER_NAME_LENGTH} characters, values at most "
+            f"{c.MAX_HEADER_VALUE_LENGTH} characters of visible ASCII with inner spaces or tabs "
             "(no control characters such as CR, LF or NUL).",
             "x-kubernetes-validations": [
                 _rule(
-                    f"self.all(name, size(name) <= {MAX_HEADER_NAME_LENGTH} && "
-                    f"name.matches({_cel_string(HEADER_NAME_PATTERN)}))",
+                    f"self.all(name, size(name) <= {c.MAX_HEADER_NAME_LENGTH} && "
+                    f"name.matches({_cel_string(c.HEADER_NAME_PATTERN)}))",
                     f"header names must be HTTP tokens (RFC 9110) of at most "
-                    f"{MAX_HEADER_NAME_LENGTH} characters",
+                    f"{c.MAX_HEADER_NAME_LENGTH} characters",
                 )
             ],
         },
         "restoreOnDelete": {
             "type": "boolean",
-            "default": DEFAULT_RESTORE_ON_DELETE,
+            "default": c.DEFAULT_RESTORE_ON_DELETE,
             "description": "On deletion, put back the values the operator changed when no other "
             "route needs them and nobody changed them since.",
         },
@@ -351,31 +316,7 @@ _STATUS: Schema = {
             "type": "integer",
             "description": "The request timeout this route requires.",
         },
-        "gateway": {
-            "type": "object",
-            "description": "The gateway's owned values after the last reconciliation.",
-            "properties": {
-                "name": {"type": "string", "description": "Gateway name."},
-                "responseBuffering": {
-                    "type": "string",
-                    "description": "Enabled or Disabled on the gateway.",
-                },
-                "backendSettings": {
-                    "type": "array",
-                    "description": "The request timeout of each named backend setting.",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "name": {"type": "string", "description": "Setting name."},
-                            "requestTimeout": {
-                                "type": "integer",
-                                "description": "Seconds on the gateway.",
-                            },
-                        },
-                    },
-                },
-            },
-        },
+        "gateway": gateway_status_schema(),
         "backends": {
             "type": "object",
             "description": "Pods selected by spec.backend.",
@@ -405,21 +346,21 @@ def build_crd() -> Schema:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "metadata": {"name": f"{c.PLURAL}.{c.API_GROUP}"},
         "spec": {
-            "group": API_GROUP,
+            "group": c.API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
+                "kind": c.KIND,
+                "listKind": f"{c.KIND}List",
+                "plural": c.PLURAL,
                 "singular": "sseroute",
                 "shortNames": ["sser"],
                 "categories": ["appgw"],
             },
             "versions": [
                 {
-                    "name": API_VERSION,
+                    "name": c.API_VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},

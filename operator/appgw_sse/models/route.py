@@ -16,8 +16,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from appgw_sse.core.camel import CamelModel
 from appgw_sse.core.contract import (
     API_GROUP,
     API_VERSION,
@@ -55,13 +55,13 @@ from appgw_sse.core.contract import (
     SERVICE_NAME_PATTERN,
     SUBSCRIPTION_ID_PATTERN,
 )
+from appgw_sse.core.document import GATEWAY_ID_SHAPE
 from appgw_sse.core.duration import derived_request_timeout, parse_duration
+from appgw_sse.core.planner import RouteIntent
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+class _Model(CamelModel):
+    model_config = ConfigDict(extra="forbid")  # merged with CamelModel's
 
 
 def _quoted(text: str, limit: int = 60) -> str:
@@ -197,11 +197,6 @@ class LabelSelector(_Model):
         return self
 
 
-_GATEWAY_ID_SHAPE = re.compile(
-    r"/subscriptions/([^/]*)/resourceGroups/([^/]*)"
-    r"/providers/Microsoft\.Network/applicationGateways/([^/]*)",
-    re.IGNORECASE,
-)
 _GATEWAY_ID_PARTS = (
     ("subscription", SUBSCRIPTION_ID_PATTERN, "must be a GUID"),
     (
@@ -220,7 +215,7 @@ def _check_gateway_id(text: str) -> str:
             f"is {len(text)} characters long; an Application Gateway resource id has at most "
             f"{GATEWAY_ID_MAX_LENGTH}"
         )
-    shape = _GATEWAY_ID_SHAPE.fullmatch(text)
+    shape = GATEWAY_ID_SHAPE.fullmatch(text)
     if shape is None:
         raise ValueError(
             "must be an Application Gateway resource id: /subscriptions/<subscription GUID>"
@@ -253,10 +248,6 @@ class GatewayRef(_Model):
         if duplicates:
             raise ValueError(f"duplicate names: {', '.join(duplicates)}")
         return names
-
-    @property
-    def name(self) -> str:
-        return self.id.rstrip("/").rsplit("/", 1)[-1]
 
 
 class BackendRef(_Model):
@@ -335,6 +326,17 @@ class SseRouteSpec(_Model):
         if self.request_timeout is not None:
             return parse_duration(self.request_timeout)
         return derived_request_timeout(self.idle_seconds)
+
+    def intent(self, key: str) -> RouteIntent:
+        """What the route `key` (namespace/name) with this spec requires of its gateway."""
+        return RouteIntent(
+            key=key,
+            gateway_id=self.gateway.id,
+            backend_settings=self.gateway.backend_settings,
+            request_timeout=self.request_timeout_seconds,
+            idle_seconds=self.idle_seconds,
+            disable_buffering=self.response_buffering == RESPONSE_BUFFERING_DISABLED,
+        )
 
 
 class SseRoute(BaseModel):

@@ -1,45 +1,22 @@
 """SseRoute status: metav1.Condition-shaped conditions and the gateway/backends summary."""
 
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+from appgw_sse.core.camel import CamelModel
+from appgw_sse.core.conditions import Condition
 
 
-class Condition(_Model):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    # Never empty: a 1.20 API server turns "" in a merge patch into null and rejects the status.
-    message: str = Field(min_length=1)
-    observed_generation: int = 0
-    last_transition_time: str = ""
-
-
-class BackendSettingStatus(_Model):
-    name: str
-    request_timeout: int
-
-
-class GatewayStatus(_Model):
-    name: str
-    response_buffering: str
-    backend_settings: tuple[BackendSettingStatus, ...] = ()
-
-
-class BackendsStatus(_Model):
+class BackendsStatus(CamelModel):
     selected: int = 0
     annotated: int = 0
     conformant: int | None = None
 
 
-class SseRouteStatus(_Model):
+class SseRouteStatus(CamelModel):
     observed_generation: int = 0
     request_timeout_seconds: int | None = None
-    gateway: GatewayStatus | None = None
+    gateway: dict[str, Any] | None = None  # core.fields.gateway_status: one key per owned field
     backends: BackendsStatus | None = None
     conditions: tuple[Condition, ...] = Field(default=())

@@ -30,10 +30,9 @@ from typing import Any, TypeVar
 import kubernetes
 from aiohttp import web
 
-from appgw_sse import doctor
+from appgw_sse import EXAMPLES, doctor
 from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
 from appgw_sse.models.crd import build_crd
-from appgw_sse.offline import EXAMPLES
 
 T = TypeVar("T")
 SEEDED_TIMEOUT = 3  # seconds; Azure's default is 30
@@ -128,20 +127,33 @@ class EmulatorProcess:
         seed = workdir / "gateway.json"
         seed.write_text(json.dumps(demo_gateway()))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "appgw_sse", "emulator", "--tls-dir", str(workdir / "tls"),
-             "--lro-seconds", "1", "--seed", str(seed)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "appgw_sse",
+                "emulator",
+                "--tls-dir",
+                str(workdir / "tls"),
+                "--lro-seconds",
+                "1",
+                "--seed",
+                str(seed),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.process.stdout is not None
         self.ready: dict[str, Any] = json.loads(self.process.stdout.readline())
         self._ssl = ssl.create_default_context(cafile=self.ready["ca_bundle"])
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         request = urllib.request.Request(
-            f"{self.ready['url']}/_emulator/{path}", method=method,
+            f"{self.ready['url']}/_emulator/{path}",
+            method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(request, context=self._ssl, timeout=10) as response:
             return json.loads(response.read() or b"null")
 
@@ -176,9 +188,12 @@ def kubernetes_api(workdir: Path) -> Iterator[tuple[Path, str, bool]]:
     script = _real_apiserver_script()
     if script is not None:
         started = subprocess.run(
-            [str(script), str(workdir / "apiserver")], capture_output=True, text=True,
-            timeout=120, check=True,
-        )  # fmt: skip
+            [str(script), str(workdir / "apiserver")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         ready = json.loads(started.stdout.strip().splitlines()[-1])
         try:
             yield Path(ready["kubeconfig"]), "the real kube-apiserver v1.20.2 (../shared/k8s)", True
@@ -219,11 +234,14 @@ def prepare_cluster(client: kubernetes.client.ApiClient, real: bool) -> None:
 
 def route_manifest(gateway_id: str) -> dict[str, Any]:
     return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "SseRoute",
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "SseRoute",
         "metadata": {"name": "notifications", "namespace": NAMESPACE},
-        "spec": {"gateway": {"id": gateway_id, "backendSettings": [SETTING]},
-                 "idleInterval": f"{SILENCE:.0f}s"},
-    }  # fmt: skip
+        "spec": {
+            "gateway": {"id": gateway_id, "backendSettings": [SETTING]},
+            "idleInterval": f"{SILENCE:.0f}s",
+        },
+    }
 
 
 def wait_ready(client: kubernetes.client.ApiClient) -> dict[str, Any]:
@@ -295,8 +313,13 @@ def plot(result: DemoResult, path: Path) -> None:
     figure, axis = pyplot.subplots(figsize=(8, 3))
     for row, (label, report) in enumerate((("before", result.before), ("after", result.after))):
         sent = [e.at - d for e, d in zip(report.obs.events, report.delays, strict=True) if d]
-        axis.scatter([e.at for e in report.obs.events], [row] * len(report.obs.events),
-                     marker="|", s=300, label=f"{label}: arrived")  # fmt: skip
+        axis.scatter(
+            [e.at for e in report.obs.events],
+            [row] * len(report.obs.events),
+            marker="|",
+            s=300,
+            label=f"{label}: arrived",
+        )
         axis.scatter(sent, [row + 0.25] * len(sent), marker=".", s=20, label=f"{label}: sent")
         if report.obs.ended_at is not None:
             axis.axvline(report.obs.ended_at, ymin=row / 2, ymax=(row + 1) / 2, color="red")
@@ -328,14 +351,29 @@ def run(plot_path: Path | None = None) -> int:
                 prepare_cluster(client, real)
                 log = stack.enter_context((workdir / "operator.log").open("w"))
                 operator = subprocess.Popen(
-                    [sys.executable, "-m", "appgw_sse", "run", "--allowed-gateway", "*",
-                     "--debounce", "1s", "--no-probe", "--arm-endpoint", emulator.ready["url"],
-                     "--arm-ca-bundle", emulator.ready["ca_bundle"],
-                     "--arm-token-file", emulator.ready["token_file"]],
-                    env=dict(os.environ, KUBECONFIG=str(kubeconfig),
-                             POD_NAMESPACE=OPERATOR_NAMESPACE),
-                    stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        "-m",
+                        "appgw_sse",
+                        "run",
+                        "--allowed-gateway",
+                        "*",
+                        "--debounce",
+                        "1s",
+                        "--no-probe",
+                        "--arm-endpoint",
+                        emulator.ready["url"],
+                        "--arm-ca-bundle",
+                        emulator.ready["ca_bundle"],
+                        "--arm-token-file",
+                        emulator.ready["token_file"],
+                    ],
+                    env=dict(
+                        os.environ, KUBECONFIG=str(kubeconfig), POD_NAMESPACE=OPERATOR_NAMESPACE
+                    ),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
                 before = listen(url, "before any SseRoute")
                 _say(
                     f"\n--- kubectl apply: SseRoute shop/notifications, idleInterval {SILENCE:.0f}s ---"
@@ -346,8 +384,10 @@ def run(plot_path: Path | None = None) -> int:
                 started = time.monotonic()
                 route = wait_ready(client)
                 ready = next(c for c in route["status"]["conditions"] if c["type"] == "Ready")
-                _say(f"Ready after {time.monotonic() - started:.1f} s ({emulator.puts()} PUT): "
-                     f"{ready['message']}")  # fmt: skip
+                _say(
+                    f"Ready after {time.monotonic() - started:.1f} s ({emulator.puts()} PUT): "
+                    f"{ready['message']}"
+                )
                 after = listen(url, "with the SseRoute applied")
             finally:
                 if operator is not None:

@@ -32,7 +32,6 @@ import aiohttp.web
 import attrs
 import jsonpatch  # type: ignore[import-untyped]
 import kmock
-from kmock._internal import rendering
 
 T = TypeVar("T")
 Key = tuple[str, str | None, str]  # (resource, namespace or None, name)
@@ -60,13 +59,17 @@ class ResourceDef:
         spec, version = crd["spec"], crd["spec"]["versions"][0]
         names = spec["names"]
         return cls(
-            spec["group"], version["name"], names["plural"], names["kind"],
+            spec["group"],
+            version["name"],
+            names["plural"],
+            names["kind"],
             namespaced=spec["scope"] == "Namespaced",
             status_subresource="status" in version.get("subresources", {}),
-            singular=names.get("singular", ""), shortnames=tuple(names.get("shortNames", ())),
+            singular=names.get("singular", ""),
+            shortnames=tuple(names.get("shortNames", ())),
             categories=tuple(names.get("categories", ())),
             columns=tuple(version.get("additionalPrinterColumns", ())),
-        )  # fmt: skip
+        )
 
     @property
     def key(self) -> str:
@@ -94,10 +97,17 @@ def _now() -> str:
 
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(
-        {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-         "code": code, "reason": reason, "message": message},
+        {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "code": code,
+            "reason": reason,
+            "message": message,
+        },
         status=code,
-    )  # fmt: skip
+    )
 
 
 class ApiError(Exception):
@@ -169,11 +179,14 @@ def table(resource: "ResourceDef", objects: list[dict[str, Any]], rv: int) -> di
     rows = [
         {
             "cells": [obj["metadata"]["name"]] + [cell(obj, c) for c in resource.columns],
-            "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                       "metadata": obj["metadata"]},
+            "object": {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            },
         }
         for obj in objects
-    ]  # fmt: skip
+    ]
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -304,8 +317,14 @@ class Store:
             if new.get("status") is None:
                 new.pop("status", None)
         meta = new.setdefault("metadata", {})
-        for immutable in ("uid", "creationTimestamp", "namespace", "name", "generation",
-                          "deletionTimestamp"):  # fmt: skip
+        for immutable in (
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "generation",
+            "deletionTimestamp",
+        ):
             if immutable in old["metadata"]:
                 meta[immutable] = old["metadata"][immutable]
         new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
@@ -349,9 +368,10 @@ class Store:
 
     def listing(self, query: Query) -> list[dict[str, Any]]:
         return [
-            obj for (res, _, _), obj in sorted(self.objects.items(), key=lambda kv: str(kv[0]))
+            obj
+            for (res, _, _), obj in sorted(self.objects.items(), key=lambda kv: str(kv[0]))
             if res == query.resource.key and query.selects(obj)
-        ]  # fmt: skip
+        ]
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -359,12 +379,16 @@ class Store:
         self, request: aiohttp.web.BaseRequest, query: Query
     ) -> aiohttp.web.StreamResponse:
         body = await request.read()
-        self.requests.append({
-            "method": request.method, "path": request.path, "query": dict(request.query),
-            "contentType": request.headers.get("Content-Type", ""),
-            "userAgent": request.headers.get("User-Agent", ""),
-            "body": body.decode(errors="replace"),
-        })  # fmt: skip
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "contentType": request.headers.get("Content-Type", ""),
+                "userAgent": request.headers.get("User-Agent", ""),
+                "body": body.decode(errors="replace"),
+            }
+        )
         try:
             if request.method == "GET" and query.params.get("watch") in ("true", "1"):
                 return await self._watch(request, query)
@@ -384,9 +408,12 @@ class Store:
     def _dispatch(self, method: str, headers: Any, body: bytes, query: Query) -> dict[str, Any]:
         resource = query.resource
         if method == "GET" and query.name is None:
-            return {"apiVersion": resource.api_version, "kind": f"{resource.kind}List",
-                    "metadata": {"resourceVersion": str(self.last_rv)},
-                    "items": self.listing(query)}  # fmt: skip
+            return {
+                "apiVersion": resource.api_version,
+                "kind": f"{resource.kind}List",
+                "metadata": {"resourceVersion": str(self.last_rv)},
+                "items": self.listing(query),
+            }
         if method == "GET":
             return self.get(query)
         if method == "POST" and query.name is None:
@@ -445,9 +472,11 @@ class Store:
         if since in ("", "0"):
             backlog = [{"type": "ADDED", "object": copy.deepcopy(o)} for o in self.listing(query)]
         else:
-            backlog = [{"type": kind, "object": copy.deepcopy(obj)}
-                       for rv, res, kind, obj in self.history
-                       if res == query.resource.key and rv > int(since) and query.selects(obj)]  # fmt: skip
+            backlog = [
+                {"type": kind, "object": copy.deepcopy(obj)}
+                for rv, res, kind, obj in self.history
+                if res == query.resource.key and rv > int(since) and query.selects(obj)
+            ]
         self.watchers.append(watcher)
         timeout = float(query.params.get("timeoutSeconds") or 0) or None
         try:
@@ -491,13 +520,23 @@ class RealisticKubernetes(kmock.KubernetesScaffold):
     def _declare_discovery(self) -> None:
         for resource in self.store.resources.values():
             self.resources[resource.key] = {
-                "namespaced": resource.namespaced, "kind": resource.kind,
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
                 "singular": resource.singular or resource.kind.lower(),
-                "verbs": ["list", "watch", "get", "create", "update", "patch", "delete",
-                          "deletecollection"],
-                "shortnames": resource.shortnames, "categories": resource.categories,
+                "verbs": [
+                    "list",
+                    "watch",
+                    "get",
+                    "create",
+                    "update",
+                    "patch",
+                    "delete",
+                    "deletecollection",
+                ],
+                "shortnames": resource.shortnames,
+                "categories": resource.categories,
                 "subresources": ["status"] if resource.status_subresource else [],
-            }  # fmt: skip
+            }
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         query = route_path(self.store, raw_request.path, dict(raw_request.query))
@@ -505,7 +544,9 @@ class RealisticKubernetes(kmock.KubernetesScaffold):
             return await self.store.handle(raw_request, query)
         return await super().__call__(raw_request)
 
-    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+    # KMock's discovery hook; it has no public one (KMock is pinned exactly, so a rename shows
+    # up as a failing test rather than silently).
+    async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
         payload = await super()._serve_version(request)
         if isinstance(payload, dict) and payload.get("groupVersion") == "/v1":
             payload["groupVersion"] = "v1"  # the core group has no name
@@ -556,13 +597,27 @@ class KubeApi:
 
         self.url = self.run(start())
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-            "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
-            "users": [{"name": "tester", "user": {"token": "test"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester",
-                                                      "namespace": "default"}}],
-        }))  # fmt: skip
+        self.kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "kmock",
+                    "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
+                    "users": [{"name": "tester", "user": {"token": "test"}}],
+                    "contexts": [
+                        {
+                            "name": "kmock",
+                            "context": {
+                                "cluster": "kmock",
+                                "user": "tester",
+                                "namespace": "default",
+                            },
+                        }
+                    ],
+                }
+            )
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

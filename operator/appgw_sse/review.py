@@ -2,23 +2,21 @@
 
 import json
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from appgw_sse.core import document as doc
+from appgw_sse.core.conditions import Reason
+from appgw_sse.core.fields import FIELDS
 from appgw_sse.core.ledger import Ledger
-from appgw_sse.core.planner import Plan, Reason, RouteIntent, plan_gateway
+from appgw_sse.core.planner import Plan, RouteOutcome, plan_gateway
 from appgw_sse.models.route import SpecError, SseRoute, route_from_manifest
 
 
 class InputError(Exception):
     """Bad input; the message names the file, the object and the field."""
-
-
-EXAMPLES = resources.files("appgw_sse") / "examples"
 
 
 def _read(path: Path) -> str:
@@ -94,9 +92,7 @@ def load_ledgers(path: Path | None) -> dict[str, Ledger]:
         return {}
     try:
         data = json.loads(_read(path))
-        ledgers = [
-            Ledger.model_validate(item) for item in (data if isinstance(data, list) else [data])
-        ]
+        ledgers = [Ledger.from_data(item) for item in (data if isinstance(data, list) else [data])]
     except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not a ledger: {exc}") from None
     return {ledger.gateway_id.lower(): ledger for ledger in ledgers}
@@ -109,7 +105,7 @@ def plan_all(
     for gateway in gateways:
         gateway_id = str(gateway["id"])
         intents = [
-            RouteIntent.of(r) for r in routes if r.spec.gateway.id.lower() == gateway_id.lower()
+            r.spec.intent(r.key) for r in routes if r.spec.gateway.id.lower() == gateway_id.lower()
         ]
         plans.append(plan_gateway(gateway_id, intents, gateway, ledgers.get(gateway_id.lower())))
     return plans
@@ -142,7 +138,7 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
     planned = set()
     for plan in plans:
         planned |= set(plan.outcomes)
-        lines.append(f"Gateway {plan.gateway_id.rsplit('/', 1)[-1]}  ({plan.gateway_id})")
+        lines.append(f"Gateway {doc.name_from_id(plan.gateway_id)}  ({plan.gateway_id})")
         if plan.changes:
             for change in plan.changes:
                 lines.append(
@@ -175,5 +171,39 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
     return "\n".join(lines)
 
 
+def _outcome_data(outcome: RouteOutcome) -> dict[str, Any]:
+    data: dict[str, Any] = {"reason": outcome.reason.value, "message": outcome.message}
+    for field in FIELDS:
+        values = {p.setting: v for p, v in outcome.values.items() if p.field is field}
+        data[field.plan_key] = values if field.per_setting else values.get(None)
+    return data
+
+
 def render_json(plans: Sequence[Plan]) -> str:
-    return json.dumps([plan.model_dump(mode="json", by_alias=True) for plan in plans], indent=2)
+    """Each plan: its changes (each naming its field, and its backend setting or null), the
+    ledger to keep, each route's outcome with the values it would see, and the notices."""
+    return json.dumps(
+        [
+            {
+                "gateway_id": plan.gateway_id,
+                "changes": [
+                    {
+                        "field": change.field.name,
+                        "setting": change.setting,
+                        "before": change.before,
+                        "after": change.after,
+                        "kind": change.kind,
+                        "routes": list(change.routes),
+                    }
+                    for change in plan.changes
+                ],
+                "ledger": plan.ledger.to_data(),
+                "outcomes": {key: _outcome_data(o) for key, o in plan.outcomes.items()},
+                "notices": [
+                    {"level": n.level, "message": n.message, "route": n.route} for n in plan.notices
+                ],
+            }
+            for plan in plans
+        ],
+        indent=2,
+    )

@@ -1,0 +1,17 @@
+"""The operator's settings, from `appgw-sse run`'s flags and environment."""
+
+from dataclasses import dataclass, field
+
+from appgw_sse.adapters.azure_gateway import ArmSettings
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    allowed_gateways: tuple[str, ...]
+    ledger_namespace: str = "appgw-sse-system"  # the operator's own (POD_NAMESPACE)
+    debounce: float = 2.0
+    resync: float = 300.0
+    dry_run: bool = False
+    probe_interval: float = 60.0
+    probe: bool = True
+    arm: ArmSettings = field(default_factory=ArmSettings)

@@ -1,0 +1,251 @@
+"""The gateway fields the operator owns, each defined once.
+
+The planner, the ledger, the adapter's verification, route status, the CRD's status schema and
+`appgw-sse plan` all iterate over FIELDS: owning another field is one more OwnedField here (and,
+when routes ask for it, the requirement in RouteIntent and the spec).
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from appgw_sse.core import document as doc
+
+if TYPE_CHECKING:
+    from appgw_sse.core.planner import RouteIntent
+
+Value = int | bool
+Schema = dict[str, Any]
+
+
+class OwnedField(ABC):
+    """One field of the gateway document: how to read and write it, what routes require of it,
+    and how it is shown. Values are "at least" (`satisfies`, `settle`) or exact (the default)."""
+
+    name: ClassVar[str]  # camelCase: the key in status, `field` in `plan -o json`
+    per_setting: ClassVar[bool]  # one value per backend setting, else one per gateway
+    status_schema: ClassVar[Schema]  # the CRD's schema of `status_value`
+    # Where stored ledgers and `plan -o json` outcomes keep this field (default: `name`); the
+    # first two fields predate this abstraction and keep their names on the wire.
+    ledger_key: ClassVar[str]
+    plan_key: ClassVar[str]
+    # Why a v1 SKU gateway cannot hold what a route requires of this field (None: it can).
+    unsupported_on_v1: ClassVar[str | None] = None
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls.ledger_key = cls.__dict__.get("ledger_key", cls.name)
+        cls.plan_key = cls.__dict__.get("plan_key", cls.name)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @abstractmethod
+    def read(self, document: doc.Document) -> dict[str | None, Value]:
+        """Every current value, by backend setting (None for a gateway-wide field)."""
+
+    @abstractmethod
+    def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
+        """A copy of the document with only these values changed."""
+
+    @abstractmethod
+    def required_by(self, route: "RouteIntent") -> Value | None:
+        """What one route requires (None: nothing)."""
+
+    @abstractmethod
+    def path(self, setting: str | None) -> str:
+        """The field's JSON path in the ARM document: the drift tracker's key."""
+
+    @abstractmethod
+    def label(self, setting: str | None) -> str:
+        """The path as users read it in plans, logs, Events and conditions."""
+
+    @abstractmethod
+    def describe(self, setting: str | None) -> str:
+        """Plain words for messages, e.g. "notifications-http requestTimeout"."""
+
+    @abstractmethod
+    def show(self, value: Value) -> str:
+        """A value in messages."""
+
+    @abstractmethod
+    def parse(self, raw: Any) -> Value:
+        """A value from a stored ledger; ValueError when it is not one."""
+
+    def combine(self, one: Value, other: Value) -> Value:
+        """Two routes' requirements of the same place."""
+        return one
+
+    def satisfies(self, current: Value, required: Value) -> bool:
+        return current == required
+
+    def settle(self, original: Value, required: Value) -> Value:
+        """The value to set, from the original value and what the routes require."""
+        return required
+
+    def status_value(self, value: Value) -> Any:
+        return value
+
+    def at(self, setting: str | None = None) -> "Place":
+        return Place(self, setting)
+
+
+class Place(NamedTuple):
+    """Where one owned value lives: its field and backend setting (None: gateway-wide)."""
+
+    field: OwnedField
+    setting: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.field.label(self.setting)
+
+    @property
+    def path(self) -> str:
+        return self.field.path(self.setting)
+
+    def read(self, document: doc.Document) -> Value | None:
+        return self.field.read(document).get(self.setting)
+
+
+class ResponseBuffering(OwnedField):
+    name = "responseBuffering"
+    per_setting = False
+    status_schema: ClassVar[Schema] = {
+        "type": "string",
+        "description": "Enabled or Disabled on the gateway.",
+    }
+    plan_key = "response_buffering"
+    unsupported_on_v1 = (
+        "cannot disable response buffering; upgrade to Standard_v2 or WAF_v2, or set "
+        "spec.responseBuffering: Unmanaged"
+    )
+
+    def read(self, document: doc.Document) -> dict[str | None, Value]:
+        return {None: doc.response_buffering_enabled(document)}
+
+    def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
+        return doc.with_response_buffering(document, bool(values[None]))
+
+    def required_by(self, route: "RouteIntent") -> Value | None:
+        return False if route.disable_buffering else None
+
+    def path(self, setting: str | None) -> str:
+        return "properties.globalConfiguration.enableResponseBuffering"
+
+    def label(self, setting: str | None) -> str:
+        return "globalConfiguration.enableResponseBuffering"
+
+    def describe(self, setting: str | None) -> str:
+        return "response buffering"
+
+    def show(self, value: Value) -> str:
+        return "enabled" if value else "disabled"
+
+    def status_value(self, value: Value) -> Any:
+        return "Enabled" if value else "Disabled"
+
+    def parse(self, raw: Any) -> Value:
+        if not isinstance(raw, bool):
+            raise ValueError(f"{raw!r} is not true or false")
+        return raw
+
+
+class RequestTimeout(OwnedField):
+    name = "requestTimeout"
+    per_setting = True
+    status_schema: ClassVar[Schema] = {"type": "integer", "description": "Seconds on the gateway."}
+    ledger_key = "backendSettings"
+    plan_key = "request_timeouts"
+
+    def read(self, document: doc.Document) -> dict[str | None, Value]:
+        return {name: timeout for name, timeout in doc.backend_setting_timeouts(document).items()}
+
+    def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
+        return doc.with_request_timeouts(
+            document, {s: int(v) for s, v in values.items() if s is not None}
+        )
+
+    def required_by(self, route: "RouteIntent") -> Value | None:
+        return route.request_timeout
+
+    def path(self, setting: str | None) -> str:
+        return f"properties.backendHttpSettingsCollection[{setting}].properties.requestTimeout"
+
+    def label(self, setting: str | None) -> str:
+        return f"backendHttpSettingsCollection[{setting}].requestTimeout"
+
+    def describe(self, setting: str | None) -> str:
+        return f"{setting} requestTimeout"
+
+    def show(self, value: Value) -> str:
+        return f"{value}s"
+
+    def combine(self, one: Value, other: Value) -> Value:
+        return max(one, other)
+
+    def satisfies(self, current: Value, required: Value) -> bool:
+        return current >= required  # never lowered: someone may have chosen more
+
+    def settle(self, original: Value, required: Value) -> Value:
+        return max(original, required)
+
+    def parse(self, raw: Any) -> Value:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError(f"{raw!r} is not a number of seconds")
+        return raw
+
+
+RESPONSE_BUFFERING = ResponseBuffering()
+REQUEST_TIMEOUT = RequestTimeout()
+FIELDS: tuple[OwnedField, ...] = (RESPONSE_BUFFERING, REQUEST_TIMEOUT)
+
+
+def places(route: "RouteIntent", field: OwnedField) -> tuple[Place, ...]:
+    """The places of `field` a route depends on."""
+    if field.per_setting:
+        return tuple(field.at(s) for s in route.backend_settings)
+    return (field.at(),)
+
+
+def gateway_status(document: doc.Document, settled: Iterable[Place] = ()) -> dict[str, Any]:
+    """status.gateway as the document holds it: every gateway-wide field, and the per-setting
+    fields of the backend settings among the `settled` places (a route's planned outcome)."""
+    status: dict[str, Any] = {"name": doc.gateway_name(document)}
+    for field in FIELDS:
+        if not field.per_setting:
+            status[field.name] = field.status_value(field.read(document)[None])
+    rows = []
+    for setting in dict.fromkeys(p.setting for p in settled if p.setting is not None):
+        row: dict[str, Any] = {"name": setting}
+        for field in FIELDS:
+            value = field.read(document).get(setting) if field.per_setting else None
+            if value is not None:
+                row[field.name] = field.status_value(value)
+        rows.append(row)
+    status["backendSettings"] = rows
+    return status
+
+
+def gateway_status_schema() -> Schema:
+    """The CRD's schema of status.gateway."""
+    per_setting = {f.name: f.status_schema for f in FIELDS if f.per_setting}
+    return {
+        "type": "object",
+        "description": "The gateway's owned values after the last reconciliation.",
+        "properties": {
+            "name": {"type": "string", "description": "Gateway name."},
+            **{f.name: f.status_schema for f in FIELDS if not f.per_setting},
+            "backendSettings": {
+                "type": "array",
+                "description": "The request timeout of each named backend setting.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "description": "Setting name."},
+                        **per_setting,
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,235 @@
+"""The route book: what the operator knows of each SseRoute, and the one writer of its status.
+
+kopf's route events come in through observe() and forget(). Each returns the RouteChange it
+made and hands it to the listeners: the gateway and pod workers, which subscribe when they are
+constructed. Both workers report through write_status(), one at a time per route, each update
+merged over the other's conditions; a write that would change nothing is skipped.
+"""
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from appgw_sse.core import conditions as cond
+from appgw_sse.core.contract import FINALIZER
+from appgw_sse.core.planner import RouteIntent
+from appgw_sse.core.policy import gateway_allowed
+from appgw_sse.models.route import SpecError, SseRouteSpec, parse_spec
+from appgw_sse.models.status import BackendsStatus, SseRouteStatus
+
+
+class StatusPort(Protocol):
+    async def patch_route_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None: ...
+
+    async def post_event(
+        self, route: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None: ...
+
+
+@dataclass
+class RouteRecord:
+    """What the operator knows of one SseRoute."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    deleting: bool
+    intent: RouteIntent | None = None  # the last valid, allowed requirements (None: none)
+    spec: SseRouteSpec | None = None  # the last valid, allowed spec
+    intent_generation: int = 0  # the generation `intent` was taken from
+    # The requirements the GatewayConfigured condition was computed for: when they are not the
+    # current ones, it says nothing about the current generation.
+    configured_for: RouteIntent | None = None
+    restore_on_delete: bool = True
+    gateway_status: dict[str, Any] | None = None
+    backends_status: BackendsStatus | None = None
+    conditions: tuple[cond.Condition, ...] = ()
+    written: dict[str, Any] | None = None  # the status last written (skip identical writes)
+    notices: set[str] = field(default_factory=set)  # messages already posted as Events
+    status_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+    @property
+    def gateway_key(self) -> str | None:
+        return self.intent.gateway_id.lower() if self.intent else None
+
+    @property
+    def serves_pods(self) -> bool:
+        return self.spec is not None and self.spec.backend is not None
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    """What one route event changed."""
+
+    record: RouteRecord
+    gateways: frozenset[str]  # the gateways whose plan it may change (by gateway key)
+    # False when the new generation was rejected: the last valid requirements stay in force.
+    requirements_changed: bool
+    forgotten: bool = False  # the route is gone from the API
+
+
+Listener = Callable[[RouteChange], None]
+
+
+def _known_conditions(body: Mapping[str, Any]) -> tuple[cond.Condition, ...]:
+    """The route's conditions as last written; one that does not parse (e.g. an older
+    operator's empty message) is rewritten rather than trusted."""
+    known = []
+    for raw in (body.get("status") or {}).get("conditions") or ():
+        with contextlib.suppress(ValidationError):
+            known.append(cond.Condition.model_validate(raw))
+    return tuple(known)
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RouteBook:
+    def __init__(self, kube: StatusPort, allowed_gateways: Sequence[str]) -> None:
+        self.kube, self.allowed_gateways = kube, allowed_gateways
+        self.routes: dict[str, RouteRecord] = {}
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def on_gateway(self, gateway_key: str) -> list[RouteRecord]:
+        return [r for r in self.routes.values() if r.gateway_key == gateway_key]
+
+    def in_namespace(self, namespace: str) -> list[RouteRecord]:
+        return [r for r in self.routes.values() if r.namespace == namespace]
+
+    def gateway_keys(self) -> set[str]:
+        return {r.gateway_key for r in self.routes.values() if r.gateway_key}
+
+    # -- events from kopf -----------------------------------------------------------------
+
+    async def observe(self, body: Mapping[str, Any]) -> RouteChange | None:
+        """Take in the current state of a route; None when nothing the workers act on changed."""
+        meta = body["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        generation, deleting = int(meta.get("generation") or 0), bool(meta.get("deletionTimestamp"))
+        if FINALIZER not in (meta.get("finalizers") or ()) and not deleting:
+            # kopf adds our finalizer first, guarded by the resourceVersion: a status write now
+            # would make its patch fail (422). Its patch brings the route back here.
+            return None
+        record = self.routes.get(key)
+        if record is None:
+            record = self.routes[key] = RouteRecord(
+                namespace=meta["namespace"],
+                name=meta["name"],
+                uid=meta.get("uid", ""),
+                generation=generation,
+                deleting=deleting,
+                conditions=_known_conditions(body),
+            )
+            previous_gateway = None
+        elif (record.generation, record.deleting) == (generation, deleting):
+            return None  # our own status writes and metadata-only edits need no work
+        else:
+            # Updated in place: a status write in flight must not land on a stale copy.
+            record.generation, record.deleting = generation, deleting
+            previous_gateway = record.gateway_key
+        try:
+            spec = parse_spec(body.get("spec"))
+        except SpecError as exc:
+            # Invalid input changes nothing: the last valid requirements stay in force.
+            await self.write_status(record, [cond.invalid_spec(str(exc))])
+            await self.kube.post_event(record.ref, "Warning", cond.Reason.INVALID_SPEC, str(exc))
+            kept = {record.gateway_key} if record.deleting and record.gateway_key else set()
+            return self._emit(RouteChange(record, frozenset(kept), requirements_changed=False))
+        record.restore_on_delete = spec.restore_on_delete
+        record.intent_generation = record.generation
+        if gateway_allowed(spec.gateway.id, self.allowed_gateways):
+            record.intent, record.spec = spec.intent(record.key), spec
+        else:
+            record.intent, record.spec = None, None
+            refused = cond.gateway_not_allowed(spec.gateway.id)
+            await self.write_status(record, [refused])
+            await self.kube.post_event(record.ref, "Warning", refused.reason, refused.message)
+        gateways = {g for g in (previous_gateway, record.gateway_key) if g}
+        return self._emit(RouteChange(record, frozenset(gateways), requirements_changed=True))
+
+    def forget(self, namespace: str, name: str) -> RouteChange | None:
+        """The route is gone from the API (its finalizer was removed)."""
+        record = self.routes.pop(f"{namespace}/{name}", None)
+        if record is None:
+            return None
+        gateways = frozenset({record.gateway_key} if record.gateway_key else ())
+        return self._emit(RouteChange(record, gateways, requirements_changed=False, forgotten=True))
+
+    def _emit(self, change: RouteChange) -> RouteChange:
+        for listener in self._listeners:
+            listener(change)
+        return change
+
+    # -- status ---------------------------------------------------------------------------
+
+    async def write_status(
+        self,
+        record: RouteRecord,
+        updates: Sequence[cond.Condition],
+        *,
+        gateway: dict[str, Any] | None = None,
+        backends: BackendsStatus | None = None,
+        computed_for: RouteIntent | None = None,
+    ) -> None:
+        """Merge `updates` (and the gateway or backends summary) into the route's status and
+        write it, unless nothing would change. `computed_for`: the requirements a
+        GatewayConfigured update was computed for."""
+        async with record.status_lock:
+            if computed_for is not None:
+                record.configured_for = computed_for
+            updates = cond.true_to_generation(
+                updates,
+                applied=record.intent is None or record.configured_for == record.intent,
+                generation=record.intent_generation,
+            )
+            if gateway is not None:
+                record.gateway_status = gateway
+            if backends is not None:
+                record.backends_status = backends
+            if not record.serves_pods:
+                record.backends_status = None
+            conditions = cond.merge_conditions(
+                record.conditions,
+                updates,
+                record.generation,
+                _now(),
+                drop=frozenset() if record.serves_pods else cond.BACKEND_CONDITIONS,
+            )
+            status = SseRouteStatus(
+                observed_generation=record.generation,
+                request_timeout_seconds=record.intent.request_timeout if record.intent else None,
+                gateway=record.gateway_status,
+                backends=record.backends_status,
+                conditions=conditions,
+            ).model_dump(mode="json", by_alias=True, exclude_none=True)
+            comparable = {
+                **status,
+                "conditions": [
+                    {k: v for k, v in c.items() if k != "lastTransitionTime"}
+                    for c in status["conditions"]
+                ],
+            }
+            if comparable == record.written:
+                return
+            await self.kube.patch_route_status(record.namespace, record.name, status)
+            record.conditions, record.written = conditions, comparable

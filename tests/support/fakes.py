@@ -1,0 +1,138 @@
+"""In-memory fakes of the ports the route book and both workers declare."""
+
+import asyncio
+import copy
+from typing import Any
+
+from appgw_sse.adapters.azure_gateway import Snapshot
+from appgw_sse.adapters.errors import TerminalGatewayError
+from appgw_sse.core import document as doc
+from appgw_sse.core.conditions import Reason
+from appgw_sse.core.contract import FINALIZER
+from appgw_sse.core.ledger import Ledger
+from appgw_sse.core.planner import Plan
+from tests.support.gateways import gateway_id
+
+
+class FakeGateways:
+    """One gateway; apply() can be held open like a long-running PUT."""
+
+    def __init__(self, document: dict[str, Any] | None) -> None:
+        self.document = document
+        self.hold: asyncio.Event | None = None
+        self.in_flight = asyncio.Event()
+        self.puts = 0
+        self.reads = 0
+
+    def timeout(self, setting: str = "a") -> int:
+        assert self.document is not None
+        return doc.backend_setting_timeouts(self.document)[setting]
+
+    def set_timeout(self, value: int, setting: str = "a") -> None:
+        """Someone else changes the gateway."""
+        assert self.document is not None
+        self.document = doc.with_request_timeouts(self.document, {setting: value})
+
+    async def wait_until_settled(self, gateway_id: str) -> Snapshot:
+        self.reads += 1
+        if self.document is None:
+            raise TerminalGatewayError(Reason.GATEWAY_NOT_FOUND, "ResourceNotFound", "gone")
+        return Snapshot(document=copy.deepcopy(self.document), etag="e")
+
+    async def apply(self, plan: Plan) -> dict[str, Any]:
+        assert self.document is not None and plan.holds_in(self.document)
+        self.puts += 1
+        self.in_flight.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        self.in_flight.clear()
+        self.document = plan.apply_to(self.document)
+        return copy.deepcopy(self.document)
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeKube:
+    """Route status, Events, ledgers and pod annotations in memory; `changed` is notified on
+    every status write and pod patch."""
+
+    def __init__(self) -> None:
+        self.statuses: list[dict[str, Any]] = []
+        self.written: list[tuple[str, dict[str, Any]]] = []  # (route name, status)
+        self.events: list[tuple[str, str, str]] = []  # (route, reason, message)
+        self.ledgers: dict[str, tuple[Ledger, Ledger | None]] = {}
+        self.pod_patches: list[tuple[str, dict[str, str | None]]] = []  # (pod, patch)
+        self.changed = asyncio.Condition()
+
+    async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        async with self.changed:
+            self.statuses.append(copy.deepcopy(status))
+            self.written.append((name, copy.deepcopy(status)))
+            self.changed.notify_all()
+
+    async def post_event(
+        self, route: dict[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        self.events.append((route["name"], reason, message))
+
+    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
+        return self.ledgers.get(gateway_id.lower(), (Ledger(gateway_id=gateway_id), None))
+
+    async def save_ledger(self, confirmed: Ledger, pending: Ledger | None = None) -> None:
+        self.ledgers[confirmed.gateway_id.lower()] = (confirmed, pending)
+
+    async def delete_ledger(self, gateway_id: str) -> None:
+        self.ledgers.pop(gateway_id.lower(), None)
+
+    async def patch_pod_annotations(
+        self, namespace: str, name: str, patch: dict[str, str | None]
+    ) -> None:
+        async with self.changed:
+            self.pod_patches.append((name, dict(patch)))
+            self.changed.notify_all()
+
+    def last_status(self, route: str) -> dict[str, Any]:
+        return next(status for name, status in reversed(self.written) if name == route)
+
+    async def wait_until(self, holds: Any) -> None:
+        """Until `holds()` is true after some status write or pod patch."""
+        async with asyncio.timeout(10), self.changed:
+            await self.changed.wait_for(holds)
+
+
+def route_body(
+    name: str = "r",
+    generation: int = 1,
+    idle: str = "45s",
+    settings: tuple[str, ...] = ("a",),
+    metadata: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """An SseRoute in namespace ns as kopf hands it over (our finalizer already added)."""
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": name,
+            "uid": f"uid-{name}",
+            "generation": generation,
+            "finalizers": [FINALIZER],
+        }
+        | (metadata or {}),
+        "spec": {
+            "gateway": {"id": gateway_id(), "backendSettings": list(settings)},
+            "idleInterval": idle,
+        }
+        | spec,
+    }
+
+
+def deleting(body: dict[str, Any]) -> dict[str, Any]:
+    deleted = copy.deepcopy(body)
+    deleted["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return deleted
+
+
+def condition(status: dict[str, Any], type_: str = "Ready") -> tuple[str, str, int]:
+    found = next(c for c in status["conditions"] if c["type"] == type_)
+    return found["status"], found["reason"], found["observedGeneration"]
