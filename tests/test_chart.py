@@ -30,7 +30,7 @@ from tests.support.chart import CHART_DIR, REPO, render
 
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
 # What the operator does where it watches: never granted cluster-wide unless it watches all.
-WATCH_RESOURCES = {"sseroutes", "sseroutes/status", "events", "pods", "services"}
+WATCH_RESOURCES = {"sseroutes", "sseroutes/status", "events", "pods", "services", "ingresses"}
 GATEWAYS = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-shop-*"
     "/providers/Microsoft.Network/applicationGateways/*"

@@ -91,6 +91,9 @@ VALID_SPECS = [
         _merge(BASE_SPEC, {"idleInterval": "23h", "requestTimeout": "86400s"}), id="timeout max"
     ),
     pytest.param(_merge(BASE_SPEC, {"requestTimeout": "1h30m"}), id="timeout hours"),
+    pytest.param(_merge(BASE_SPEC, {"drainTimeout": "1s"}), id="drain min"),
+    pytest.param(_merge(BASE_SPEC, {"drainTimeout": "1h"}), id="drain max"),
+    pytest.param(_merge(BASE_SPEC, {"drainTimeout": "2m30s"}), id="drain minutes"),
     pytest.param(_merge(BASE_SPEC, {"gateway": {"id": GATEWAY_ID.lower()}}), id="lower-case id"),
     pytest.param(_merge(BASE_SPEC, {"gateway": {"id": GATEWAY_ID.upper()}}), id="upper-case id"),
     pytest.param(
@@ -201,7 +204,11 @@ def test_names_follow_the_contract() -> None:
     version = crd["spec"]["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Gateway", "Idle", "Timeout", "Ready", "Reason", "Age", "Message"]
+    assert columns == ["Gateway", "Idle", "Timeout", "Ready", "Reason", "Age", "Mode", "Message"]
+    assert [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")] == [
+        "Mode",
+        "Message",
+    ]
 
 
 def test_defaults_in_crd_match_the_models() -> None:

@@ -115,6 +115,17 @@ async def test_validation_rules(arm: Arm) -> None:
         400,
         "ApplicationGatewayBackendHttpSettingsInvalidRequestTimeout",
     )
+    for drain in (0, 3601, "60"):
+        bad_drain = copy.deepcopy(doc)
+        bad_drain["properties"]["backendHttpSettingsCollection"][0]["properties"][
+            "connectionDraining"
+        ] = {"enabled": True, "drainTimeoutInSec": drain}
+        status, body, _ = await arm.call("PUT", GW, bad_drain)
+        assert (status, body["error"]["code"]) == (
+            400,
+            "ApplicationGatewayBackendHttpSettingsInvalidConnectionDrainingTimeout",
+        )
+        assert "between 1 and 3600" in body["error"]["message"]
     v1 = copy.deepcopy(doc)
     v1["properties"]["sku"] = {"name": "Standard_Medium", "tier": "Standard", "capacity": 2}
     status, body, _ = await arm.call("PUT", GW, v1)

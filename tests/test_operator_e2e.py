@@ -36,7 +36,9 @@ def test_create_update_delete_restores(rig: Rig) -> None:
     assert route["status"]["gateway"] == {
         "name": "agw-shop-prod",
         "responseBuffering": "Disabled",
-        "backendSettings": [{"name": "notifications-http", "requestTimeout": 68}],
+        "backendSettings": [
+            {"name": "notifications-http", "requestTimeout": 68, "connectionDraining": 0}
+        ],
     }
     assert "sse.appgw.dev/finalizer" in route["metadata"]["finalizers"]
     assert len(rig.emulator.requests("PUT")) == 1

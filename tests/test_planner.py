@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from appgw_sse import EXAMPLES
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.fields import REQUEST_TIMEOUT, RESPONSE_BUFFERING
+from appgw_sse.core.fields import CONNECTION_DRAINING, REQUEST_TIMEOUT, RESPONSE_BUFFERING
 from appgw_sse.core.ledger import Ledger, Owned
 from appgw_sse.core.planner import Plan, plan_gateway
 from tests.support.gateways import (
@@ -307,3 +307,87 @@ def test_a_plan_holds_only_in_the_instance_it_was_made_for() -> None:
     twin = json.loads(json.dumps(document))
     twin["properties"]["resourceGuid"] = "second"  # recreated with the very same values
     assert not plan.holds_in(twin)
+
+
+# -- connection draining (spec.drainTimeout) ------------------------------------------------
+
+DRAIN_A = CONNECTION_DRAINING.at("a")
+
+
+def draining(document: dict, setting: str, seconds: int, enabled: bool = True) -> dict:
+    for item in document["properties"]["backendHttpSettingsCollection"]:
+        if item["name"] == setting:
+            item["properties"]["connectionDraining"] = {
+                "enabled": enabled,
+                "drainTimeoutInSec": seconds,
+            }
+    return document
+
+
+def test_drain_timeout_enables_draining_and_is_recorded() -> None:
+    plan = plan_gateway(GID, [route("r", drain=120)], gateway_document({"a": 300}, buffering=False))
+    assert changes(plan) == [("a", 0, 120, "apply")]
+    assert plan.ledger.owned == {DRAIN_A: Owned(0, 120)}
+    written = plan.apply_to(gateway_document({"a": 300}, buffering=False))
+    setting = written["properties"]["backendHttpSettingsCollection"][0]["properties"]
+    assert setting["connectionDraining"] == {"enabled": True, "drainTimeoutInSec": 120}
+    assert "a connection draining 120s" in plan.outcomes["ns/r"].message
+
+
+def test_drain_timeout_is_raised_never_lowered() -> None:
+    document = draining(gateway_document({"a": 300}, buffering=False), "a", 60)
+    assert changes(plan_gateway(GID, [route("r", drain=120)], document)) == [
+        ("a", 60, 120, "apply")
+    ]
+    higher = draining(gateway_document({"a": 300}, buffering=False), "a", 600)
+    plan = plan_gateway(GID, [route("r", drain=120)], higher)
+    assert plan.changes == () and plan.ledger.is_empty
+    assert plan.outcomes["ns/r"].values[DRAIN_A] == 600
+
+
+def test_largest_drain_requirement_wins() -> None:
+    plan = plan_gateway(
+        GID,
+        [route("r", drain=30), route("s", drain=90)],
+        gateway_document({"a": 300}, buffering=False),
+    )
+    assert changes(plan) == [("a", 0, 90, "apply")]
+
+
+def test_drain_is_restored_only_while_it_holds_our_value() -> None:
+    ledger = Ledger(gateway_id=GID).with_owned({DRAIN_A: Owned(0, 120)})
+    ours = draining(gateway_document({"a": 300}, buffering=False), "a", 120)
+    plan = plan_gateway(GID, [], ours, ledger)
+    assert changes(plan) == [("a", 120, 0, "restore")]
+    restored = plan.apply_to(ours)["properties"]["backendHttpSettingsCollection"][0]
+    assert restored["properties"]["connectionDraining"]["enabled"] is False
+    assert plan.ledger.is_empty
+    theirs = draining(gateway_document({"a": 300}, buffering=False), "a", 900)
+    plan = plan_gateway(GID, [], theirs, ledger)
+    assert plan.changes == () and plan.ledger.is_empty
+    assert any("900s" in n.message and "not restored" in n.message for n in plan.notices)
+
+
+def test_a_third_partys_higher_drain_is_kept_and_no_longer_owned() -> None:
+    ledger = Ledger(gateway_id=GID).with_owned({DRAIN_A: Owned(0, 120)})
+    raised = draining(gateway_document({"a": 300}, buffering=False), "a", 1800)
+    plan = plan_gateway(GID, [route("r", drain=120)], raised, ledger)
+    assert plan.changes == () and plan.ledger.is_empty
+
+
+def test_draining_off_without_a_drain_timeout_is_warned_about() -> None:
+    plan = plan_gateway(GID, [route("r")], gateway_document({"a": 300}, buffering=False))
+    [notice] = [n for n in plan.notices if n.reason is Reason.DRAINING_OFF]
+    assert notice.route == "ns/r" and notice.level == "Warning"
+    assert "connection draining is off on a" in notice.message
+    assert "any update of the gateway" in notice.message
+    drained = draining(gateway_document({"a": 300}, buffering=False), "a", 60)
+    assert not [n for n in plan_gateway(GID, [route("r")], drained).notices]
+    asked = plan_gateway(GID, [route("r", drain=60)], gateway_document({"a": 300}))
+    assert not [n for n in asked.notices if n.reason is Reason.DRAINING_OFF]
+
+
+def test_a_ledger_owning_draining_round_trips_and_omits_it_when_empty() -> None:
+    ledger = Ledger(gateway_id=GID).with_owned({DRAIN_A: Owned(0, 120)})
+    assert Ledger.from_json(ledger.to_json()) == ledger
+    assert "connectionDraining" not in Ledger(gateway_id=GID).to_data()

@@ -21,6 +21,7 @@ CLUSTER_WIDE = {
     "events": "create",
     "pods": "list patch watch",
     "services": "list watch",
+    "ingresses.networking.k8s.io": "list patch watch",
     "customresourcedefinitions.apiextensions.k8s.io": "list watch",
 }
 EXPECTED = {

@@ -264,4 +264,6 @@ async def test_a_dry_run_plans_reports_and_never_puts(
     assert gateways.puts == 0
     status = kube.statuses[-1]
     assert condition(status, "GatewayConfigured") == ("False", "DryRun", 1)
-    assert status["gateway"]["backendSettings"] == [{"name": "a", "requestTimeout": 30}]
+    assert status["gateway"]["backendSettings"] == [
+        {"name": "a", "requestTimeout": 30, "connectionDraining": 0}
+    ]

@@ -13,9 +13,10 @@ from appgw_sse import logs, metrics
 from appgw_sse.adapters.azure_gateway import Snapshot
 from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
 from appgw_sse.config import OperatorConfig
+from appgw_sse.core import agic
 from appgw_sse.core import conditions as cond
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.document import name_from_id
+from appgw_sse.core.document import agic_tags, name_from_id, response_buffering_enabled
 from appgw_sse.core.drift import DriftTracker
 from appgw_sse.core.fields import Place, gateway_status
 from appgw_sse.core.ledger import Ledger, recover, recreated
@@ -32,7 +33,16 @@ class GatewayPort(Protocol):
     async def close(self) -> None: ...
 
 
-class LedgerPort(Protocol):
+class IngressPort(Protocol):
+    async def list_agic_ingresses(self, namespace: str) -> list[agic.Ingress]: ...
+    async def patch_ingress_annotations(
+        self, namespace: str, name: str, patch: dict[str, str | None]
+    ) -> None: ...
+    async def load_ingress_ledger(self, namespace: str) -> agic.IngressLedger: ...
+    async def save_ingress_ledger(self, ledger: agic.IngressLedger) -> None: ...
+
+
+class LedgerPort(IngressPort, Protocol):
     async def post_event(
         self, route: dict[str, Any], event_type: str, reason: str, message: str
     ) -> None: ...
@@ -49,6 +59,7 @@ class GatewayReconciler:
         self._workers = DebouncedWorkers(self._pass, config.debounce, "gateway", error_delay=30)
         self._released: dict[str, asyncio.Event] = {}
         self._drift: dict[str, DriftTracker] = {}
+        self._agic: set[str] = set()  # gateway keys last seen tagged by AGIC
         book.listen(self.route_changed)
 
     # -- scheduling -----------------------------------------------------------------------
@@ -64,6 +75,12 @@ class GatewayReconciler:
 
     def mark(self, gateway_key: str) -> None:
         self._workers.mark(gateway_key)
+
+    def ingress_changed(self, namespace: str) -> None:
+        """An Ingress changed: re-plan the AGIC gateways of the namespace's routes."""
+        for record in self.book.in_namespace(namespace):
+            if record.gateway_key in self._agic:
+                self.mark(record.gateway_key)
 
     async def released(self, namespace: str, name: str) -> None:
         """Return once the gateway is settled without this route (so its finalizer may go)."""
@@ -101,7 +118,9 @@ class GatewayReconciler:
         gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
         confirmed, pending = await self.kube.load_ledger(gateway_id)
         active = [r for r in records if not r.deleting]
-        if not active and confirmed.is_empty and pending is None:
+        # A deleted route on an AGIC gateway may still have Ingress annotations to restore.
+        on_ingresses = any(r.intent and r.intent.backend_service for r in records)
+        if not active and confirmed.is_empty and pending is None and not on_ingresses:
             for record in records:
                 self._release(record)
             return None
@@ -133,6 +152,15 @@ class GatewayReconciler:
                     if r.deleting and not r.restore_on_delete and r.key in planned
                 ],
             )
+            if agic_tags(snapshot.document):
+                # Never PUT: AGIC would revert it, and each revert ends streams.
+                self._agic.add(gateway_key)
+                await self._agic_mode(gateway_key, records, plan, snapshot.document, planned)
+                for record in records:
+                    if record.deleting:
+                        self._release(record)
+                return None
+            self._agic.discard(gateway_key)
             plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
             document = snapshot.document
             if plan.has_changes and self.config.dry_run:
@@ -170,6 +198,83 @@ class GatewayReconciler:
             if record.deleting:
                 self._release(record)
         return None
+
+    async def _agic_mode(
+        self,
+        gateway_key: str,
+        records: list[RouteRecord],
+        plan: Plan,
+        document: Mapping[str, Any],
+        planned: Mapping[str, RouteIntent],
+    ) -> None:
+        """Carry the routes' values in AGIC's Ingress annotations, namespace by namespace, and
+        report (the gateway is only read)."""
+        name = name_from_id(plan.gateway_id)
+        served: dict[str, list[str]] = {}
+        for namespace in sorted({r.namespace for r in records}):
+            # Every route of the namespace on an AGIC gateway: they share its Ingresses.
+            routes = [
+                r.intent
+                for r in self.book.in_namespace(namespace)
+                if r.intent and not r.deleting and r.gateway_key in self._agic
+            ]
+            release = any(
+                r.deleting and not r.restore_on_delete for r in records if r.namespace == namespace
+            )
+            ingresses = await self.kube.list_agic_ingresses(namespace)
+            ledger = await self.kube.load_ingress_ledger(namespace)
+            iplan = agic.plan_ingresses(routes, ingresses, ledger, release=release)
+            if iplan.patches:
+                # Recorded first: a crash after any patch still knows every original value.
+                await self.kube.save_ingress_ledger(ledger.merged(iplan.ledger))
+                for ingress, patch in iplan.patches.items():
+                    log.info(
+                        "gateway %s (AGIC): Ingress %s/%s annotations %s",
+                        name,
+                        namespace,
+                        ingress,
+                        ", ".join(f"{k}={v}" for k, v in sorted(patch.items())),
+                    )
+                    await self.kube.patch_ingress_annotations(namespace, ingress, dict(patch))
+            if iplan.patches or iplan.ledger != ledger:
+                await self.kube.save_ingress_ledger(iplan.ledger)
+            for notice in iplan.notices:
+                for record in records:
+                    if record.namespace == namespace and notice.message not in record.notices:
+                        record.notices.add(notice.message)
+                        await self.kube.post_event(
+                            record.ref, notice.level, notice.reason, notice.message
+                        )
+            for key, names in iplan.served.items():
+                served[key] = list(names)
+        buffering_on = response_buffering_enabled(document)
+        for record in records:
+            intent, outcome = record.intent, plan.outcomes.get(record.key)
+            if record.deleting or intent is None:
+                continue
+            values = f"request-timeout {intent.request_timeout}s" + (
+                f", connection-draining-timeout {intent.drain_timeout}s"
+                if intent.drain_timeout
+                else ""
+            )
+            configured = cond.agic_mode(
+                name,
+                intent.backend_service,
+                served.get(record.key, []),
+                values,
+                agic.buffering_command(intent.gateway_id)
+                if buffering_on and intent.disable_buffering
+                else None,
+                outcome.message if outcome else "gateway is managed by AGIC",
+            )
+            await self.book.write_status(
+                record,
+                [*cond.accepted(record.intent_generation, record.generation), configured],
+                gateway=gateway_status(document),
+                computed_for=planned.get(record.key),
+                mode="AGIC",
+                ingresses=served.get(record.key, []) if intent.backend_service else None,
+            )
 
     async def _store_ledger(self, ledger: Ledger) -> None:
         """Save a confirmed ledger; one that owns nothing is deleted instead of kept."""
@@ -278,7 +383,7 @@ class GatewayReconciler:
                 if notice.route in (None, record.key) and notice.message not in record.notices:
                     record.notices.add(notice.message)
                     await self.kube.post_event(
-                        record.ref, notice.level, Reason.NOTICE, notice.message
+                        record.ref, notice.level, notice.reason, notice.message
                     )
         for record in records:
             outcome = plan.outcomes.get(record.key)
@@ -295,6 +400,7 @@ class GatewayReconciler:
                 [*cond.accepted(record.intent_generation, record.generation), configured],
                 gateway=gateway_status(document, outcome.values),
                 computed_for=planned.get(record.key),
+                mode="Gateway",
             )
 
     async def _fail(

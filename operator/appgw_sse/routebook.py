@@ -50,6 +50,8 @@ class RouteRecord:
     configured_for: RouteIntent | None = None
     restore_on_delete: bool = True
     gateway_status: dict[str, Any] | None = None
+    mode: str | None = None  # Gateway or AGIC, once its gateway was read
+    ingresses: tuple[str, ...] | None = None  # AGIC mode: the Ingresses that carry its values
     backends_status: BackendsStatus | None = None
     conditions: tuple[cond.Condition, ...] = ()
     written: dict[str, Any] | None = None  # the status last written (skip identical writes)
@@ -190,6 +192,8 @@ class RouteBook:
         gateway: dict[str, Any] | None = None,
         backends: BackendsStatus | None = None,
         computed_for: RouteIntent | None = None,
+        mode: str | None = None,
+        ingresses: Sequence[str] | None = None,
     ) -> None:
         """Merge `updates` (and the gateway or backends summary) into the route's status and
         write it, unless nothing would change. `computed_for`: the requirements a
@@ -204,6 +208,9 @@ class RouteBook:
             )
             if gateway is not None:
                 record.gateway_status = gateway
+            if mode is not None:
+                record.mode = mode
+                record.ingresses = tuple(ingresses) if ingresses is not None else None
             if backends is not None:
                 record.backends_status = backends
             if not record.serves_pods:
@@ -218,6 +225,8 @@ class RouteBook:
             status = SseRouteStatus(
                 observed_generation=record.generation,
                 request_timeout_seconds=record.intent.request_timeout if record.intent else None,
+                mode=record.mode,
+                ingresses=record.ingresses,
                 gateway=record.gateway_status,
                 backends=record.backends_status,
                 conditions=conditions,

@@ -15,8 +15,8 @@ import kopf
 
 from appgw_sse import health as healthz
 from appgw_sse import metrics
-from appgw_sse.leader import LeaderElector, LeadershipLost, LeaseSettings
 from appgw_sse.config import OperatorConfig
+from appgw_sse.leader import LeaderElector, LeadershipLost, LeaseSettings
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,12 @@
 
 import asyncio
 import copy
+import dataclasses
 from typing import Any
 
 from appgw_sse.adapters.azure_gateway import Snapshot
 from appgw_sse.adapters.errors import TerminalGatewayError
+from appgw_sse.core import agic
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.contract import FINALIZER
@@ -63,6 +65,9 @@ class FakeKube:
         self.events: list[tuple[str, str, str]] = []  # (route, reason, message)
         self.ledgers: dict[str, tuple[Ledger, Ledger | None]] = {}
         self.pod_patches: list[tuple[str, dict[str, str | None]]] = []  # (pod, patch)
+        self.ingresses: dict[str, list[agic.Ingress]] = {}  # by namespace
+        self.ingress_patches: list[tuple[str, dict[str, str | None]]] = []  # (Ingress, patch)
+        self.ingress_ledgers: dict[str, agic.IngressLedger] = {}
         self.changed = asyncio.Condition()
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -91,6 +96,27 @@ class FakeKube:
         async with self.changed:
             self.pod_patches.append((name, dict(patch)))
             self.changed.notify_all()
+
+    async def list_agic_ingresses(self, namespace: str) -> list[agic.Ingress]:
+        return list(self.ingresses.get(namespace, []))
+
+    async def patch_ingress_annotations(
+        self, namespace: str, name: str, patch: dict[str, str | None]
+    ) -> None:
+        self.ingress_patches.append((name, dict(patch)))
+        found = self.ingresses.get(namespace, [])
+        for index, ingress in enumerate(found):
+            if ingress.name == name:
+                annotations = {**ingress.annotations, **patch}
+                found[index] = dataclasses.replace(
+                    ingress, annotations={k: v for k, v in annotations.items() if v is not None}
+                )
+
+    async def load_ingress_ledger(self, namespace: str) -> agic.IngressLedger:
+        return self.ingress_ledgers.get(namespace, agic.IngressLedger(namespace=namespace))
+
+    async def save_ingress_ledger(self, ledger: agic.IngressLedger) -> None:
+        self.ingress_ledgers[ledger.namespace] = ledger
 
     def last_status(self, route: str) -> dict[str, Any]:
         return next(status for name, status in reversed(self.written) if name == route)

@@ -113,8 +113,11 @@ def intent(
     idle: int = 45,
     timeout: int | None = None,
     buffering: bool = True,
+    drain: int | None = None,
+    service: str | None = None,
 ) -> RouteIntent:
-    """Route ns/`name`'s requirements; `buffering`: whether it needs response buffering off."""
+    """Route ns/`name`'s requirements; `buffering`: whether it needs response buffering off;
+    `drain`: its drainTimeout in seconds; `service`: its backend.serviceName."""
     return RouteIntent(
         key=f"ns/{name}",
         gateway_id=gateway_id(),
@@ -122,4 +125,6 @@ def intent(
         request_timeout=timeout or derived_request_timeout(idle),
         idle_seconds=idle,
         disable_buffering=buffering,
+        drain_timeout=drain,
+        backend_service=service,
     )

@@ -14,6 +14,7 @@ import kubernetes
 from kubernetes.client import CoreV1Event, V1ConfigMap, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
+from appgw_sse.core.agic import Ingress, IngressLedger, agic_ingress
 from appgw_sse.core.contract import API_GROUP, API_VERSION, KIND, PLURAL
 from appgw_sse.core.ledger import Ledger
 
@@ -34,6 +35,11 @@ def ledger_name(gateway_id: str) -> str:
     return f"appgw-sse-ledger-{digest}"
 
 
+def ingress_ledger_name(namespace: str) -> str:
+    digest = hashlib.sha256(namespace.encode()).hexdigest()[:12]
+    return f"appgw-sse-ingresses-{digest}"
+
+
 def _resource_version(config_map: V1ConfigMap) -> str:
     assert config_map.metadata is not None and config_map.metadata.resource_version
     return config_map.metadata.resource_version
@@ -45,6 +51,7 @@ class Kube:
         self.ledger_namespace = ledger_namespace
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
+        self.networking = kubernetes.client.NetworkingV1Api()
         # The ledger ConfigMaps' resourceVersions as last read or written, by gateway id.
         self._ledger_versions: dict[str, str] = {}
 
@@ -170,3 +177,76 @@ class Kube:
             self.ledger_namespace,
             body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
         )
+
+    # -- AGIC mode: Ingress annotations, and their ledger ---------------------------------
+
+    async def list_agic_ingresses(self, namespace: str) -> list[Ingress]:
+        """The Ingresses (networking.k8s.io/v1) of AGIC's class in the namespace."""
+        found = await asyncio.to_thread(self.networking.list_namespaced_ingress, namespace)
+        listing = self.networking.api_client.sanitize_for_serialization(found)
+        items = listing.get("items") or []
+        return [i for i in map(agic_ingress, items) if i is not None]
+
+    async def patch_ingress_annotations(
+        self, namespace: str, name: str, patch: dict[str, str | None]
+    ) -> None:
+        """Merge-patch only the given annotation keys (None removes one)."""
+        try:
+            await asyncio.to_thread(
+                self.networking.patch_namespaced_ingress,
+                name,
+                namespace,
+                {"metadata": {"annotations": patch}},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # an Ingress gone meanwhile needs nothing
+                raise
+
+    async def load_ingress_ledger(self, namespace: str) -> IngressLedger:
+        found = await asyncio.to_thread(
+            self.core.list_namespaced_config_map,
+            self.ledger_namespace,
+            field_selector=f"metadata.name={ingress_ledger_name(namespace)}",
+        )
+        key = f"ingresses/{namespace}"
+        if not found.items:
+            self._ledger_versions.pop(key, None)
+            return IngressLedger(namespace=namespace)
+        self._ledger_versions[key] = _resource_version(found.items[0])
+        return IngressLedger.from_json((found.items[0].data or {})["ledger"])
+
+    async def save_ingress_ledger(self, ledger: IngressLedger) -> None:
+        """Create, replace (with the resourceVersion last seen) or, when empty, delete it."""
+        key, name = f"ingresses/{ledger.namespace}", ingress_ledger_name(ledger.namespace)
+        version = self._ledger_versions.get(key)
+        if ledger.is_empty:
+            if version is not None:
+                await asyncio.to_thread(
+                    self.core.delete_namespaced_config_map,
+                    name,
+                    self.ledger_namespace,
+                    body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
+                )
+                self._ledger_versions.pop(key, None)
+            return
+        body = V1ConfigMap.model_validate(
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": self.ledger_namespace,
+                    "labels": _MANAGED_BY,
+                    "resourceVersion": version,
+                },
+                "data": {"namespace": ledger.namespace, "ledger": ledger.to_json()},
+            }
+        )
+        if version is None:
+            written = await asyncio.to_thread(
+                self.core.create_namespaced_config_map, self.ledger_namespace, body
+            )
+        else:
+            written = await asyncio.to_thread(
+                self.core.replace_namespaced_config_map, name, self.ledger_namespace, body
+            )
+        self._ledger_versions[key] = _resource_version(written)

@@ -38,6 +38,9 @@ class Reason(StrEnum):
     BACKEND_SETTINGS_NOT_FOUND = "BackendSettingsNotFound"
     UNSUPPORTED_SKU = "UnsupportedSku"
     MANAGED_BY_AGIC = "ManagedByAGIC"
+    INGRESSES_ANNOTATED = "IngressesAnnotated"  # AGIC mode
+    INGRESS_NOT_FOUND = "IngressNotFound"  # AGIC mode
+    RESPONSE_BUFFERING_ENABLED = "ResponseBufferingEnabled"  # AGIC mode
     THROTTLED = "Throttled"
     AZURE_AUTH_FAILED = "AzureAuthFailed"
     AZURE_ERROR = "AzureError"
@@ -53,6 +56,7 @@ class Reason(StrEnum):
     # Events only
     GATEWAY_RECREATED = "GatewayRecreated"
     NOTICE = "Notice"
+    DRAINING_OFF = "DrainingOff"
 
 
 Status = Literal["True", "False", "Unknown"]
@@ -116,6 +120,42 @@ def planned(
     if drift_conflict is not None:
         return _condition(GATEWAY_CONFIGURED, False, Reason.DRIFT_CONFLICT, drift_conflict)
     return _condition(GATEWAY_CONFIGURED, reason is Reason.APPLIED, reason, message)
+
+
+def agic_mode(
+    gateway_name: str,
+    service: str | None,
+    ingresses: Sequence[str],
+    values: str,
+    buffering_fix: str | None,
+    managed_message: str,
+) -> Condition:
+    """GatewayConfigured of a route on a gateway AGIC manages. `buffering_fix`: the command
+    that turns the gateway's response buffering off, when it is on and the route needs it off."""
+    if service is None:
+        return _condition(GATEWAY_CONFIGURED, False, Reason.MANAGED_BY_AGIC, managed_message)
+    if not ingresses:
+        return _condition(
+            GATEWAY_CONFIGURED,
+            False,
+            Reason.INGRESS_NOT_FOUND,
+            f"gateway {gateway_name} is managed by AGIC and no Ingress of its class "
+            f"(ingressClassName azure-application-gateway) in this namespace routes to Service "
+            f"{service}: nothing carries the stream's timeout",
+        )
+    carried = f"Ingress {', '.join(ingresses)} carries {values}"
+    if buffering_fix is not None:
+        return _condition(
+            GATEWAY_CONFIGURED,
+            False,
+            Reason.RESPONSE_BUFFERING_ENABLED,
+            f"{carried}; but response buffering is on on gateway {gateway_name}, so events are "
+            "held back, and AGIC has no setting for it. Turn it off with: "
+            f"{buffering_fix} (AGIC's own updates may turn it on again)",
+        )
+    return _condition(
+        GATEWAY_CONFIGURED, True, Reason.INGRESSES_ANNOTATED, f"{carried} (for AGIC to apply)"
+    )
 
 
 def gateway_failed(reason: Reason, message: str) -> Condition:

@@ -16,6 +16,12 @@ ARM_DEFAULT_REQUEST_TIMEOUT: Final = 30  # what ARM assumes when a setting omits
 MIN_HEADROOM_SECONDS: Final = 5
 HEADROOM_FACTOR: Final = 1.5
 MAX_BACKEND_SETTINGS: Final = 50
+# ARM's range of backendHttpSettingsCollection[].connectionDraining.drainTimeoutInSec.
+MIN_DRAIN_SECONDS: Final = 1
+MAX_DRAIN_SECONDS: Final = 3600
+# Docs (configuration-http-settings): how long an update lets a setting's open connections live
+# when connection draining is not enabled on it.
+DEFAULT_UPDATE_DRAIN_SECONDS: Final = 30
 
 # Application Gateway's HTTP/2 frontend idle timeout is fixed at 180 s; leave room for jitter.
 HTTP2_SAFE_IDLE_SECONDS: Final = 170

@@ -155,6 +155,34 @@ def with_request_timeouts(document: Document, timeouts: Mapping[str, int]) -> di
     return result
 
 
+def backend_setting_draining(document: Document) -> dict[str, int]:
+    """Name -> drainTimeoutInSec of every backend setting with connection draining enabled,
+    0 where it is not."""
+    result = {}
+    for setting in _settings(document):
+        draining = (setting.get("properties") or {}).get("connectionDraining") or {}
+        enabled = bool(draining.get("enabled")) and draining.get("drainTimeoutInSec")
+        result[str(setting["name"])] = int(draining["drainTimeoutInSec"]) if enabled else 0
+    return result
+
+
+def with_connection_draining(document: Document, drains: Mapping[str, int]) -> dict[str, Any]:
+    """A copy with only the named settings' connectionDraining changed (0: disabled, keeping
+    the stored drainTimeoutInSec, which ARM requires even then)."""
+    result = copy.deepcopy(dict(document))
+    for setting in result.get("properties", {}).get("backendHttpSettingsCollection") or []:
+        if setting["name"] in drains:
+            props = setting.setdefault("properties", {})
+            seconds = drains[setting["name"]]
+            old = props.get("connectionDraining") or {}
+            props["connectionDraining"] = {
+                **old,
+                "enabled": seconds > 0,
+                "drainTimeoutInSec": seconds or old.get("drainTimeoutInSec") or 1,
+            }
+    return result
+
+
 def missing_settings(document: Document, names: Iterable[str]) -> list[str]:
     present = set(backend_setting_timeouts(document))
     return [name for name in names if name not in present]

@@ -29,6 +29,9 @@ class OwnedField(ABC):
     # first two fields predate this abstraction and keep their names on the wire.
     ledger_key: ClassVar[str]
     plan_key: ClassVar[str]
+    # Whether stored ledgers carry the field when the operator owns none of it: the first two
+    # always did; newer ones are left out then, so an older operator can still read the ledger.
+    stored_when_empty: ClassVar[bool] = False
     # Why a v1 SKU gateway cannot hold what a route requires of this field (None: it can).
     unsupported_on_v1: ClassVar[str | None] = None
 
@@ -116,6 +119,7 @@ class ResponseBuffering(OwnedField):
         "description": "Enabled or Disabled on the gateway.",
     }
     plan_key = "response_buffering"
+    stored_when_empty = True
     unsupported_on_v1 = (
         "cannot disable response buffering; upgrade to Standard_v2 or WAF_v2, or set "
         "spec.responseBuffering: Unmanaged"
@@ -157,6 +161,7 @@ class RequestTimeout(OwnedField):
     status_schema: ClassVar[Schema] = {"type": "integer", "description": "Seconds on the gateway."}
     ledger_key = "backendSettings"
     plan_key = "request_timeouts"
+    stored_when_empty = True
 
     def read(self, document: doc.Document) -> dict[str | None, Value]:
         return {name: timeout for name, timeout in doc.backend_setting_timeouts(document).items()}
@@ -196,9 +201,61 @@ class RequestTimeout(OwnedField):
         return raw
 
 
+class ConnectionDraining(OwnedField):
+    """connectionDraining of a backend setting, as one number: drainTimeoutInSec while
+    draining is enabled, 0 while it is not. Every update of the gateway ends the setting's open
+    connections after that long, so more is better: "at least", like the request timeout."""
+
+    name = "connectionDraining"
+    per_setting = True
+    status_schema: ClassVar[Schema] = {
+        "type": "integer",
+        "description": "Seconds of connection draining on the gateway (drainTimeoutInSec); 0: "
+        "draining is off.",
+    }
+
+    def read(self, document: doc.Document) -> dict[str | None, Value]:
+        return {name: seconds for name, seconds in doc.backend_setting_draining(document).items()}
+
+    def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
+        return doc.with_connection_draining(
+            document, {s: int(v) for s, v in values.items() if s is not None}
+        )
+
+    def required_by(self, route: "RouteIntent") -> Value | None:
+        return route.drain_timeout
+
+    def path(self, setting: str | None) -> str:
+        return f"properties.backendHttpSettingsCollection[{setting}].properties.connectionDraining"
+
+    def label(self, setting: str | None) -> str:
+        return f"backendHttpSettingsCollection[{setting}].connectionDraining.drainTimeoutInSec"
+
+    def describe(self, setting: str | None) -> str:
+        return f"{setting} connection draining"
+
+    def show(self, value: Value) -> str:
+        return f"{value}s" if value else "off"
+
+    def combine(self, one: Value, other: Value) -> Value:
+        return max(one, other)
+
+    def satisfies(self, current: Value, required: Value) -> bool:
+        return current >= required  # never lowered: a longer drain only keeps streams longer
+
+    def settle(self, original: Value, required: Value) -> Value:
+        return max(original, required)
+
+    def parse(self, raw: Any) -> Value:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 3600:
+            raise ValueError(f"{raw!r} is not 0 (off) or a drain of 1..3600 seconds")
+        return raw
+
+
 RESPONSE_BUFFERING = ResponseBuffering()
 REQUEST_TIMEOUT = RequestTimeout()
-FIELDS: tuple[OwnedField, ...] = (RESPONSE_BUFFERING, REQUEST_TIMEOUT)
+CONNECTION_DRAINING = ConnectionDraining()
+FIELDS: tuple[OwnedField, ...] = (RESPONSE_BUFFERING, REQUEST_TIMEOUT, CONNECTION_DRAINING)
 
 
 def places(route: "RouteIntent", field: OwnedField) -> tuple[Place, ...]:
@@ -238,7 +295,7 @@ def gateway_status_schema() -> Schema:
             **{f.name: f.status_schema for f in FIELDS if not f.per_setting},
             "backendSettings": {
                 "type": "array",
-                "description": "The request timeout of each named backend setting.",
+                "description": "The owned values of each named backend setting.",
                 "items": {
                     "type": "object",
                     "properties": {

@@ -78,7 +78,8 @@ class Ledger:
                 for p, o in sorted(self.owned.items(), key=lambda i: _order(i[0]))
                 if p.field is field
             }
-            data[field.ledger_key] = entries if field.per_setting else entries.get(None)
+            if entries or field.stored_when_empty:
+                data[field.ledger_key] = entries if field.per_setting else entries.get(None)
         return data
 
     def to_json(self) -> str:

@@ -13,9 +13,21 @@ from typing import Any, Literal
 
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.contract import EXTERNAL_BACKEND_TIMEOUT_CAP, HTTP2_SAFE_IDLE_SECONDS
+from appgw_sse.core.contract import (
+    DEFAULT_UPDATE_DRAIN_SECONDS,
+    EXTERNAL_BACKEND_TIMEOUT_CAP,
+    HTTP2_SAFE_IDLE_SECONDS,
+)
 from appgw_sse.core.duration import format_duration
-from appgw_sse.core.fields import FIELDS, REQUEST_TIMEOUT, OwnedField, Place, Value, places
+from appgw_sse.core.fields import (
+    CONNECTION_DRAINING,
+    FIELDS,
+    REQUEST_TIMEOUT,
+    OwnedField,
+    Place,
+    Value,
+    places,
+)
 from appgw_sse.core.ledger import Ledger, Owned
 
 
@@ -29,6 +41,8 @@ class RouteIntent:
     request_timeout: int
     idle_seconds: int
     disable_buffering: bool
+    drain_timeout: int | None = None  # connection draining to ensure, seconds (None: none)
+    backend_service: str | None = None  # spec.backend.serviceName (AGIC mode finds Ingresses)
 
 
 ChangeKind = Literal["apply", "drift", "restore"]
@@ -69,6 +83,7 @@ class Notice:
     level: Literal["Normal", "Warning"]
     message: str
     route: str | None = None
+    reason: Reason = Reason.NOTICE
 
 
 @dataclass(frozen=True)
@@ -204,11 +219,33 @@ def _blocked_outcomes(
     return blocked
 
 
+def draining_off_message(settings: Sequence[str]) -> str:
+    return (
+        f"connection draining is off on {', '.join(settings)}: any update of the gateway (by "
+        f"anyone) ends the streams of {'these settings' if len(settings) > 1 else 'this setting'}"
+        f" within {DEFAULT_UPDATE_DRAIN_SECONDS}s, without a drain; set spec.drainTimeout to give "
+        "them time to reconnect elsewhere"
+    )
+
+
 def _route_notices(
-    routes: Iterable[RouteIntent], timeouts: Mapping[str | None, Value], external: set[str]
+    routes: Iterable[RouteIntent],
+    timeouts: Mapping[str | None, Value],
+    external: set[str],
+    drains: Mapping[str | None, Value],
 ) -> list[Notice]:
     notices = []
     for route in routes:
+        undrained = [s for s in route.backend_settings if not drains.get(s)]
+        if route.drain_timeout is None and undrained:
+            notices.append(
+                Notice(
+                    level="Warning",
+                    route=route.key,
+                    message=draining_off_message(undrained),
+                    reason=Reason.DRAINING_OFF,
+                )
+            )
         if route.idle_seconds > HTTP2_SAFE_IDLE_SECONDS:
             notices.append(
                 Notice(
@@ -291,7 +328,9 @@ def plan_gateway(
                 )
 
     external = doc.settings_with_internet_backends(document)
-    notices.extend(_route_notices(active, settled[REQUEST_TIMEOUT], external))
+    notices.extend(
+        _route_notices(active, settled[REQUEST_TIMEOUT], external, settled[CONNECTION_DRAINING])
+    )
     outcomes = dict(blocked)
     for route in active:
         values = {p: settled[f][p.setting] for f in FIELDS for p in places(route, f)}

@@ -16,14 +16,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from appgw_sse.core.contract import ARM_DEFAULT_REQUEST_TIMEOUT
+from appgw_sse.core.contract import ARM_DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPDATE_DRAIN_SECONDS
 from appgw_sse.emulator.state import Emulator, Operation
 
 # Emulator's choice: Azure documents no size for the response buffer, only that it collects
 # all or part of the response before delivering it.
 RESPONSE_BUFFER_BYTES = 64 * 1024
-# Docs (configuration-http-settings): the draining timeout when draining is not enabled.
-DEFAULT_DRAIN_SECONDS = 30
+# Docs (configuration-http-settings, "Connection draining"): when draining is not enabled on a
+# backend setting, an update still lets its connections live 30 s; enabled, drainTimeoutInSec.
+DEFAULT_DRAIN_SECONDS = DEFAULT_UPDATE_DRAIN_SECONDS
 # How often a waiting proxy re-reads the document (a raised requestTimeout, buffering turned off).
 POLL_SECONDS = 0.25
 # Hop-by-hop headers, plus those the proxy recomputes for its own connection.

@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from appgw_sse.core.contract import ARM_DEFAULT_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT_SECONDS
+from appgw_sse.core.contract import (
+    ARM_DEFAULT_REQUEST_TIMEOUT,
+    MAX_DRAIN_SECONDS,
+    MAX_REQUEST_TIMEOUT_SECONDS,
+    MIN_DRAIN_SECONDS,
+)
 from appgw_sse.core.document import is_v1_sku, split_gateway_id, to_arm_document
 
 ConflictMode = Literal["429", "409", "supersede"]
@@ -376,6 +381,21 @@ class Emulator:
                     "ApplicationGatewayBackendHttpSettingsInvalidRequestTimeout",
                     f"Request timeout {timeout} of backend http settings {setting.get('name')} "
                     f"is invalid. It must be between 1 and {MAX_REQUEST_TIMEOUT_SECONDS} seconds.",
+                )
+            draining = (setting.get("properties") or {}).get("connectionDraining")
+            drain = draining.get("drainTimeoutInSec") if isinstance(draining, dict) else None
+            if draining is not None and not (
+                isinstance(drain, int)
+                and not isinstance(drain, bool)
+                and MIN_DRAIN_SECONDS <= drain <= MAX_DRAIN_SECONDS
+            ):
+                # The code is the emulator's choice: the range is ARM's (spec and docs).
+                raise ArmError(
+                    400,
+                    "ApplicationGatewayBackendHttpSettingsInvalidConnectionDrainingTimeout",
+                    f"Connection draining timeout {drain} of backend http settings "
+                    f"{setting.get('name')} is invalid. It must be between {MIN_DRAIN_SECONDS} "
+                    f"and {MAX_DRAIN_SECONDS} seconds.",
                 )
         for index, certificate in enumerate(props.get("sslCertificates") or []):
             cert_props = certificate.get("properties") if isinstance(certificate, dict) else None

@@ -83,6 +83,12 @@ async def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -
     memo["pods"].observe_service(type, body)
 
 
+@kopf.on.event("networking.k8s.io", "v1", "ingresses")
+async def ingress_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """AGIC mode: an Ingress changed, so its namespace's AGIC gateways are planned again."""
+    memo["gateways"].ingress_changed(str(namespace))
+
+
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
 async def route_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """Hold the finalizer until the gateway is settled without the route and no pod carries

@@ -183,6 +183,23 @@ _SPEC: Schema = {
                 )
             ],
         },
+        "drainTimeout": {
+            **_duration(
+                "Connection draining for the backend settings: every update of the gateway, by "
+                "anyone, ends their open streams after this long (Azure: 30s when draining is "
+                "off). The operator enables draining with at least this drainTimeoutInSec, never "
+                "lowers a longer one, and puts back what it found on delete. 1s to 1h. On a "
+                "gateway AGIC manages it sets the Ingress annotations connection-draining and "
+                "connection-draining-timeout instead."
+            ),
+            "x-kubernetes-validations": [
+                _rule(
+                    f"duration(self) >= duration('{c.MIN_DRAIN_SECONDS}s') && "
+                    f"duration(self) <= duration('{c.MAX_DRAIN_SECONDS}s')",
+                    "drainTimeout must be from 1s to 1h",
+                )
+            ],
+        },
         "responseBuffering": {
             "type": "string",
             "enum": list(c.RESPONSE_BUFFERING_MODES),
@@ -316,6 +333,19 @@ _STATUS: Schema = {
             "type": "integer",
             "description": "The request timeout this route requires.",
         },
+        "mode": {
+            "type": "string",
+            "description": "Gateway: the operator writes the gateway. AGIC: AGIC manages the "
+            "gateway, so the operator never writes it and sets AGIC's annotations "
+            "(appgw.ingress.kubernetes.io/request-timeout, connection-draining, "
+            "connection-draining-timeout) on the Ingresses that route to spec.backend."
+            "serviceName instead.",
+        },
+        "ingresses": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "AGIC mode: the Ingresses in the route's namespace carrying its values.",
+        },
         "gateway": gateway_status_schema(),
         "backends": {
             "type": "object",
@@ -375,6 +405,13 @@ def build_crd() -> Schema:
                         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
                         {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        # Wide only: the contract fixes the default columns.
+                        {
+                            "name": "Mode",
+                            "type": "string",
+                            "priority": 1,
+                            "jsonPath": ".status.mode",
+                        },
                         {
                             "name": "Message",
                             "type": "string",

@@ -37,6 +37,7 @@ from appgw_sse.core.contract import (
     LABEL_VALUE_PATTERN,
     MAX_BACKEND_PATH_LENGTH,
     MAX_BACKEND_SETTINGS,
+    MAX_DRAIN_SECONDS,
     MAX_DURATION_LENGTH,
     MAX_HEADER_NAME_LENGTH,
     MAX_HEADER_VALUE_LENGTH,
@@ -48,6 +49,7 @@ from appgw_sse.core.contract import (
     MAX_MATCH_VALUES,
     MAX_REQUEST_TIMEOUT_SECONDS,
     MAX_SERVICE_NAME_LENGTH,
+    MIN_DRAIN_SECONDS,
     MIN_IDLE_SECONDS,
     PORT_NAME_PATTERN,
     RESOURCE_GROUP_PATTERN,
@@ -283,6 +285,7 @@ class SseRouteSpec(_Model):
     gateway: GatewayRef
     idle_interval: Duration
     request_timeout: Duration | None = None
+    drain_timeout: Duration | None = None
     response_buffering: Literal["Disabled", "Unmanaged"] = RESPONSE_BUFFERING_DISABLED
     backend: BackendRef | None = None
     headers: Annotated[
@@ -316,6 +319,15 @@ class SseRouteSpec(_Model):
             )
         return text
 
+    @field_validator("drain_timeout")
+    @classmethod
+    def _drain_in_range(cls, text: str | None) -> str | None:
+        if text is not None and not (
+            MIN_DRAIN_SECONDS <= parse_duration(text) <= MAX_DRAIN_SECONDS
+        ):
+            raise ValueError(f"{text!r} must be from 1s to 1h (drainTimeoutInSec 1..3600)")
+        return text
+
     @property
     def idle_seconds(self) -> int:
         return parse_duration(self.idle_interval)
@@ -336,6 +348,8 @@ class SseRouteSpec(_Model):
             request_timeout=self.request_timeout_seconds,
             idle_seconds=self.idle_seconds,
             disable_buffering=self.response_buffering == RESPONSE_BUFFERING_DISABLED,
+            drain_timeout=parse_duration(self.drain_timeout) if self.drain_timeout else None,
+            backend_service=self.backend.service_name if self.backend else None,
         )
 
 

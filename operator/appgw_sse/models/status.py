@@ -17,6 +17,8 @@ class BackendsStatus(CamelModel):
 class SseRouteStatus(CamelModel):
     observed_generation: int = 0
     request_timeout_seconds: int | None = None
+    mode: str | None = None  # Gateway (the operator writes it) or AGIC (Ingress annotations)
+    ingresses: tuple[str, ...] | None = None  # AGIC mode: the Ingresses carrying the values
     gateway: dict[str, Any] | None = None  # core.fields.gateway_status: one key per owned field
     backends: BackendsStatus | None = None
     conditions: tuple[Condition, ...] = Field(default=())
