@@ -362,5 +362,5 @@ def test_ready_never_claims_a_generation_the_gateway_does_not_hold(rig: Rig) -> 
     assert not lies, f"Ready=True for generation 3 while the gateway held {lies[0][2]}s"
     assert any(s[0] == "False" and s[1] == 3 for s in samples)  # seen pending, not skipped
     assert rig.route("shop", "notifications")["status"]["gateway"]["backendSettings"] == [
-        {"name": "notifications-http", "requestTimeout": 180}
+        {"name": "notifications-http", "requestTimeout": 180, "connectionDraining": 0}
     ]
