@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from appgw_sse.logs import JSON_KEYS
@@ -130,18 +129,13 @@ def test_healthz_and_metrics_during_a_twenty_route_burst(rig: Rig) -> None:
     }
     before = scrape(operator)
     assert metric(before, "appgw_sse_leader") == 1
-    rig.kubectl(
-        "create",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "app", "image": "shop/web"}]},
-            }
-        ),
+    rig.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "shop/web"}]},
+        }
     )
     rig.apply(
         *[

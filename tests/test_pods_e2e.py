@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.e2e import Rig, route_manifest, wait_for
 
@@ -37,23 +36,6 @@ def pod(
     }
 
 
-def seed(rig: Rig, *objects: dict[str, Any]) -> None:
-    """Create objects as users do (kubectl); a pod's status is then set through its status
-    subresource, as a kubelet would (no kubelet runs: pods stay Pending until then)."""
-    manifests = [{k: v for k, v in obj.items() if k != "status"} for obj in objects]
-    # The stand-in serves no OpenAPI for kubectl's client-side validation.
-    validate = [] if rig.cluster.real else ["--validate=false"]
-    rig.kubectl("create", *validate, "-f", "-", stdin=yaml.safe_dump_all(manifests))
-    for obj in objects:
-        if obj["kind"] == "Pod" and "status" in obj:
-            rig.cluster.call(
-                "PATCH",
-                f"/api/v1/namespaces/shop/pods/{obj['metadata']['name']}/status",
-                {"status": obj["status"]},
-                content_type="application/merge-patch+json",
-            )
-
-
 def annotations(rig: Rig, name: str) -> dict[str, str]:
     obj = rig.get(f"/api/v1/namespaces/shop/pods/{name}") or {}
     return dict(obj["metadata"].get("annotations") or {})
@@ -77,8 +59,7 @@ def sse(name: str) -> dict[str, str]:
 
 
 def test_pods_follow_routes_and_foreign_annotations_survive(rig: Rig) -> None:
-    seed(
-        rig,
+    rig.create(
         pod("web-1", {"app": "web"}, FOREIGN),
         pod("web-2", {"app": "web", "track": "canary"}),
         pod("db-1", {"app": "db"}),
@@ -104,7 +85,7 @@ def test_pods_follow_routes_and_foreign_annotations_survive(rig: Rig) -> None:
         "shop/web-2",
     ]  # one each
 
-    seed(rig, pod("web-3", {"app": "web"}))
+    rig.create(pod("web-3", {"app": "web"}))
     wait_for("new pod annotated", lambda: annotations(rig, "web-3") == sse("events"))
 
     rig.kubectl("label", "pod", "-n", "shop", "web-2", "app=retired", "--overwrite")
@@ -118,8 +99,7 @@ def test_pods_follow_routes_and_foreign_annotations_survive(rig: Rig) -> None:
 
 
 def test_two_routes_one_by_service_share_a_pod_and_the_loser_of_a_header_is_told(rig: Rig) -> None:
-    seed(
-        rig,
+    rig.create(
         pod("web-1", {"app": "web"}, FOREIGN),
         {
             "apiVersion": "v1",
@@ -238,7 +218,7 @@ def test_probe_reports_conformance_per_pod(rig: Rig, backends: dict[str, int]) -
     for kind, port in backends.items():
         serving = pod(f"web-{kind}", {"app": "web"})
         serving["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": port}]
-        seed(rig, serving)
+        rig.create(serving)
     rig.operator("--probe-interval", "1s")
     rig.apply(
         route_manifest(

@@ -194,6 +194,23 @@ class Rig:
         # --validate=false: a 1.20 server does not know the CRD's CEL rules, as old clusters.
         self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(manifests))
 
+    def create(self, *objects: dict[str, Any]) -> None:
+        """Create objects as users do (kubectl create); a pod's status is then set through its
+        status subresource, as a kubelet would (none runs: pods stay Pending until then)."""
+        manifests = [{k: v for k, v in obj.items() if k != "status"} for obj in objects]
+        # The stand-in serves no OpenAPI for kubectl's client-side validation.
+        validate = [] if self.cluster.real else ["--validate=false"]
+        self.kubectl("create", *validate, "-f", "-", stdin=yaml.safe_dump_all(manifests))
+        for obj in objects:
+            if obj["kind"] == "Pod" and "status" in obj:
+                meta = obj["metadata"]
+                self.cluster.call(
+                    "PATCH",
+                    f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+                    {"status": obj["status"]},
+                    content_type="application/merge-patch+json",
+                )
+
     def get(self, path: str) -> dict[str, Any] | None:
         try:
             return self.cluster.call("GET", path)  # type: ignore[no-any-return]
