@@ -8,6 +8,7 @@ import asyncio
 import datetime
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -74,17 +75,7 @@ class Kube:
         self, namespace: str, name: str, patch: dict[str, str | None]
     ) -> None:
         """Merge-patch only the given annotation keys (None removes one); labels untouched."""
-        try:
-            await asyncio.to_thread(
-                self.core.patch_namespaced_pod,
-                name,
-                namespace,
-                {"metadata": {"annotations": patch}},
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # a pod gone meanwhile needs nothing
-                raise
+        await _patch_annotations(self.core.patch_namespaced_pod, namespace, name, patch)
 
     async def post_event(
         self, route: dict[str, Any], event_type: str, reason: str, message: str
@@ -120,63 +111,20 @@ class Kube:
 
     async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
         """The confirmed ledger and a pending one (present after a crash mid-PUT)."""
-        # A list by name answers an absent ledger with an empty list rather than a 404.
-        found = await asyncio.to_thread(
-            self.core.list_namespaced_config_map,
-            self.ledger_namespace,
-            field_selector=f"metadata.name={ledger_name(gateway_id)}",
-        )
-        if not found.items:
-            self._ledger_versions.pop(gateway_id.lower(), None)
+        data = await self._read(gateway_id.lower(), ledger_name(gateway_id))
+        if data is None:
             return Ledger(gateway_id=gateway_id), None
-        config_map = found.items[0]
-        self._ledger_versions[gateway_id.lower()] = _resource_version(config_map)
-        data = config_map.data or {}
         pending = Ledger.from_json(data[_PENDING]) if data.get(_PENDING) else None
         return Ledger.from_json(data["ledger"]), pending
 
     async def save_ledger(self, confirmed: Ledger, pending: Ledger | None = None) -> None:
-        """Create or replace the ledger. The replace carries the resourceVersion last read or
-        written, so a concurrent writer (another replica) gets a conflict instead of a silent
-        overwrite."""
-        key = confirmed.gateway_id.lower()
-        name = ledger_name(confirmed.gateway_id)
         data = {"gatewayId": confirmed.gateway_id, "ledger": confirmed.to_json()}
         if pending is not None:
             data[_PENDING] = pending.to_json()
-        version = self._ledger_versions.get(key)
-        body = V1ConfigMap.model_validate(
-            {
-                "metadata": {
-                    "name": name,
-                    "namespace": self.ledger_namespace,
-                    "labels": _MANAGED_BY,
-                    "resourceVersion": version,
-                },
-                "data": data,
-            }
-        )
-        if version is None:
-            written = await asyncio.to_thread(
-                self.core.create_namespaced_config_map, self.ledger_namespace, body
-            )
-        else:
-            written = await asyncio.to_thread(
-                self.core.replace_namespaced_config_map, name, self.ledger_namespace, body
-            )
-        self._ledger_versions[key] = _resource_version(written)
+        await self._write(confirmed.gateway_id.lower(), ledger_name(confirmed.gateway_id), data)
 
     async def delete_ledger(self, gateway_id: str) -> None:
-        """Delete the ledger, if one was read or written (no request, and no 404, otherwise)."""
-        version = self._ledger_versions.pop(gateway_id.lower(), None)
-        if version is None:
-            return
-        await asyncio.to_thread(
-            self.core.delete_namespaced_config_map,
-            ledger_name(gateway_id),
-            self.ledger_namespace,
-            body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
-        )
+        await self._delete(gateway_id.lower(), ledger_name(gateway_id))
 
     # -- AGIC mode: Ingress annotations, and their ledger ---------------------------------
 
@@ -191,55 +139,48 @@ class Kube:
         self, namespace: str, name: str, patch: dict[str, str | None]
     ) -> None:
         """Merge-patch only the given annotation keys (None removes one)."""
-        try:
-            await asyncio.to_thread(
-                self.networking.patch_namespaced_ingress,
-                name,
-                namespace,
-                {"metadata": {"annotations": patch}},
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # an Ingress gone meanwhile needs nothing
-                raise
+        await _patch_annotations(self.networking.patch_namespaced_ingress, namespace, name, patch)
 
     async def load_ingress_ledger(self, namespace: str) -> IngressLedger:
+        data = await self._read(f"ingresses/{namespace}", ingress_ledger_name(namespace))
+        return (
+            IngressLedger(namespace=namespace)
+            if data is None
+            else IngressLedger.from_json(data["ledger"])
+        )
+
+    async def save_ingress_ledger(self, ledger: IngressLedger) -> None:
+        """Create or replace it; when empty, delete it."""
+        key, name = f"ingresses/{ledger.namespace}", ingress_ledger_name(ledger.namespace)
+        if ledger.is_empty:
+            await self._delete(key, name)
+        else:
+            await self._write(
+                key, name, {"namespace": ledger.namespace, "ledger": ledger.to_json()}
+            )
+
+    # -- ledger ConfigMaps ----------------------------------------------------------------
+    # Read by a list by name (an absent one is an empty list, not a 404); replaced and deleted
+    # with the resourceVersion last read or written, so a concurrent writer (another replica)
+    # gets a conflict instead of a silent overwrite.
+
+    async def _read(self, key: str, name: str) -> dict[str, str] | None:
         found = await asyncio.to_thread(
             self.core.list_namespaced_config_map,
             self.ledger_namespace,
-            field_selector=f"metadata.name={ingress_ledger_name(namespace)}",
+            field_selector=f"metadata.name={name}",
         )
-        key = f"ingresses/{namespace}"
         if not found.items:
             self._ledger_versions.pop(key, None)
-            return IngressLedger(namespace=namespace)
+            return None
         self._ledger_versions[key] = _resource_version(found.items[0])
-        return IngressLedger.from_json((found.items[0].data or {})["ledger"])
+        return dict(found.items[0].data or {})
 
-    async def save_ingress_ledger(self, ledger: IngressLedger) -> None:
-        """Create, replace (with the resourceVersion last seen) or, when empty, delete it."""
-        key, name = f"ingresses/{ledger.namespace}", ingress_ledger_name(ledger.namespace)
+    async def _write(self, key: str, name: str, data: dict[str, str]) -> None:
         version = self._ledger_versions.get(key)
-        if ledger.is_empty:
-            if version is not None:
-                await asyncio.to_thread(
-                    self.core.delete_namespaced_config_map,
-                    name,
-                    self.ledger_namespace,
-                    body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
-                )
-                self._ledger_versions.pop(key, None)
-            return
+        metadata = {"name": name, "namespace": self.ledger_namespace, "labels": _MANAGED_BY}
         body = V1ConfigMap.model_validate(
-            {
-                "metadata": {
-                    "name": name,
-                    "namespace": self.ledger_namespace,
-                    "labels": _MANAGED_BY,
-                    "resourceVersion": version,
-                },
-                "data": {"namespace": ledger.namespace, "ledger": ledger.to_json()},
-            }
+            {"metadata": {**metadata, "resourceVersion": version}, "data": data}
         )
         if version is None:
             written = await asyncio.to_thread(
@@ -250,3 +191,32 @@ class Kube:
                 self.core.replace_namespaced_config_map, name, self.ledger_namespace, body
             )
         self._ledger_versions[key] = _resource_version(written)
+
+    async def _delete(self, key: str, name: str) -> None:
+        """Delete it if it was read or written (no request, and no 404, otherwise)."""
+        version = self._ledger_versions.pop(key, None)
+        if version is None:
+            return
+        await asyncio.to_thread(
+            self.core.delete_namespaced_config_map,
+            name,
+            self.ledger_namespace,
+            body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
+        )
+
+
+async def _patch_annotations(
+    patch_object: Callable[..., Any], namespace: str, name: str, patch: dict[str, str | None]
+) -> None:
+    """Merge-patch only the given annotation keys of an object (None removes one)."""
+    try:
+        await asyncio.to_thread(
+            patch_object,
+            name,
+            namespace,
+            {"metadata": {"annotations": patch}},
+            _content_type="application/merge-patch+json",
+        )
+    except ApiException as exc:
+        if exc.status != 404:  # an object gone meanwhile needs nothing
+            raise

@@ -6,7 +6,7 @@ when routes ask for it, the requirement in RouteIntent and the spec).
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from appgw_sse.core import document as doc
@@ -37,8 +37,9 @@ class OwnedField(ABC):
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
-        cls.ledger_key = cls.__dict__.get("ledger_key", cls.name)
-        cls.plan_key = cls.__dict__.get("plan_key", cls.name)
+        if "name" in cls.__dict__:  # a concrete field, not a shared base
+            cls.ledger_key = cls.__dict__.get("ledger_key", cls.name)
+            cls.plan_key = cls.__dict__.get("plan_key", cls.name)
 
     def __repr__(self) -> str:
         return self.name
@@ -155,33 +156,45 @@ class ResponseBuffering(OwnedField):
         return raw
 
 
-class RequestTimeout(OwnedField):
-    name = "requestTimeout"
+class _SecondsPerSetting(OwnedField):
+    """A number of seconds on each backend setting where more is never worse for a stream: the
+    operator raises it to what routes need and never lowers it (someone may have chosen more).
+    A subclass names where it lives and which requirement of a route it serves."""
+
     per_setting = True
-    status_schema: ClassVar[Schema] = {"type": "integer", "description": "Seconds on the gateway."}
-    ledger_key = "backendSettings"
-    plan_key = "request_timeouts"
-    stored_when_empty = True
+    most = 86400
+    property_name: ClassVar[str]  # under backendHttpSettingsCollection[].properties
+    label_suffix: ClassVar[str]  # what `plan` prints after the setting
+    words: ClassVar[str]  # how a message names it after the setting
+    requirement: ClassVar[str]  # the RouteIntent attribute it serves
+
+    def __init__(
+        self,
+        reader: Callable[[doc.Document], Mapping[str, int]],
+        writer: Callable[[doc.Document, Mapping[str, int]], dict[str, Any]],
+    ) -> None:
+        self._reader, self._writer = reader, writer
 
     def read(self, document: doc.Document) -> dict[str | None, Value]:
-        return {name: timeout for name, timeout in doc.backend_setting_timeouts(document).items()}
+        return {name: seconds for name, seconds in self._reader(document).items()}
 
     def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
-        return doc.with_request_timeouts(
-            document, {s: int(v) for s, v in values.items() if s is not None}
-        )
+        return self._writer(document, {s: int(v) for s, v in values.items() if s is not None})
 
     def required_by(self, route: "RouteIntent") -> Value | None:
-        return route.request_timeout
+        required: Value | None = getattr(route, self.requirement)
+        return required
 
     def path(self, setting: str | None) -> str:
-        return f"properties.backendHttpSettingsCollection[{setting}].properties.requestTimeout"
+        return (
+            f"properties.backendHttpSettingsCollection[{setting}].properties.{self.property_name}"
+        )
 
     def label(self, setting: str | None) -> str:
-        return f"backendHttpSettingsCollection[{setting}].requestTimeout"
+        return f"backendHttpSettingsCollection[{setting}].{self.label_suffix}"
 
     def describe(self, setting: str | None) -> str:
-        return f"{setting} requestTimeout"
+        return f"{setting} {self.words}"
 
     def show(self, value: Value) -> str:
         return f"{value}s"
@@ -190,71 +203,49 @@ class RequestTimeout(OwnedField):
         return max(one, other)
 
     def satisfies(self, current: Value, required: Value) -> bool:
-        return current >= required  # never lowered: someone may have chosen more
+        return current >= required
 
     def settle(self, original: Value, required: Value) -> Value:
         return max(original, required)
 
     def parse(self, raw: Any) -> Value:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ValueError(f"{raw!r} is not a number of seconds")
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= self.most:
+            raise ValueError(f"{raw!r} is not a number of seconds up to {self.most}")
         return raw
 
 
-class ConnectionDraining(OwnedField):
+class RequestTimeout(_SecondsPerSetting):
+    name = property_name = label_suffix = words = "requestTimeout"
+    status_schema: ClassVar[Schema] = {"type": "integer", "description": "Seconds on the gateway."}
+    ledger_key = "backendSettings"
+    plan_key = "request_timeouts"
+    stored_when_empty = True
+    requirement = "request_timeout"
+
+
+class ConnectionDraining(_SecondsPerSetting):
     """connectionDraining of a backend setting, as one number: drainTimeoutInSec while
     draining is enabled, 0 while it is not. Every update of the gateway ends the setting's open
     connections after that long, so more is better: "at least", like the request timeout."""
 
-    name = "connectionDraining"
-    per_setting = True
+    name = property_name = "connectionDraining"
+    label_suffix = "connectionDraining.drainTimeoutInSec"
+    words = "connection draining"
+    most = 3600  # ARM's range for drainTimeoutInSec
     status_schema: ClassVar[Schema] = {
         "type": "integer",
         "description": "Seconds of connection draining on the gateway (drainTimeoutInSec); 0: "
         "draining is off.",
     }
-
-    def read(self, document: doc.Document) -> dict[str | None, Value]:
-        return {name: seconds for name, seconds in doc.backend_setting_draining(document).items()}
-
-    def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
-        return doc.with_connection_draining(
-            document, {s: int(v) for s, v in values.items() if s is not None}
-        )
-
-    def required_by(self, route: "RouteIntent") -> Value | None:
-        return route.drain_timeout
-
-    def path(self, setting: str | None) -> str:
-        return f"properties.backendHttpSettingsCollection[{setting}].properties.connectionDraining"
-
-    def label(self, setting: str | None) -> str:
-        return f"backendHttpSettingsCollection[{setting}].connectionDraining.drainTimeoutInSec"
-
-    def describe(self, setting: str | None) -> str:
-        return f"{setting} connection draining"
+    requirement = "drain_timeout"
 
     def show(self, value: Value) -> str:
         return f"{value}s" if value else "off"
 
-    def combine(self, one: Value, other: Value) -> Value:
-        return max(one, other)
-
-    def satisfies(self, current: Value, required: Value) -> bool:
-        return current >= required  # never lowered: a longer drain only keeps streams longer
-
-    def settle(self, original: Value, required: Value) -> Value:
-        return max(original, required)
-
-    def parse(self, raw: Any) -> Value:
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 3600:
-            raise ValueError(f"{raw!r} is not 0 (off) or a drain of 1..3600 seconds")
-        return raw
-
 
 RESPONSE_BUFFERING = ResponseBuffering()
-REQUEST_TIMEOUT = RequestTimeout()
-CONNECTION_DRAINING = ConnectionDraining()
+REQUEST_TIMEOUT = RequestTimeout(doc.backend_setting_timeouts, doc.with_request_timeouts)
+CONNECTION_DRAINING = ConnectionDraining(doc.backend_setting_draining, doc.with_connection_draining)
 FIELDS: tuple[OwnedField, ...] = (RESPONSE_BUFFERING, REQUEST_TIMEOUT, CONNECTION_DRAINING)
 
 
