@@ -38,7 +38,7 @@ from tests.support import cluster as clusters
 from tests.support.cluster import Cluster, operator_user
 from tests.support.e2e import Emulator, Operator, gateway_id, route_manifest
 
-from appgw_sse.offline import EXAMPLES
+from appgw_sse import EXAMPLES
 
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent

@@ -267,3 +267,27 @@ async def test_a_dry_run_plans_reports_and_never_puts(
     assert status["gateway"]["backendSettings"] == [
         {"name": "a", "requestTimeout": 30, "connectionDraining": 0}
     ]
+
+
+async def test_after_a_restart_no_pass_plans_before_every_listed_route_is_observed(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1, idle="5s"))  # needs 10 s
+    await book.observe(body("other", 1, "45s"))  # needs 68 s: raised from 30, in the ledger
+    await reconciler.reconcile(KEY)
+    assert gateways.timeout() == 68
+    puts = gateways.puts
+
+    # A restart: kopf listed both routes, the new book has seen only the one needing less. A
+    # pass now would restore 30 s under the other's live streams.
+    restarted = RouteBook(kube, ("*",))
+    restarted.listed = {("gateway", KEY): ["ns/r", "ns/other"]}
+    config = OperatorConfig(allowed_gateways=("*",), debounce=3600)
+    worker = GatewayReconciler(config, restarted, gateways, kube)
+    await restarted.observe(route(1, idle="5s"))
+    assert await worker.reconcile(KEY) == 1.0  # come back once every listed route is seen
+    assert (gateways.timeout(), gateways.puts) == (68, puts)
+    await restarted.observe(body("other", 1, "45s"))
+    assert await worker.reconcile(KEY) is None
+    assert (gateways.timeout(), gateways.puts) == (68, puts)
+    await worker.close()

@@ -57,7 +57,10 @@ def _view(body: Mapping[str, Any]) -> PodView:
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     return PodView(
         labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
+        # Only ours: the operator watches every pod, and the rest is never read.
+        annotations={
+            k: v for k, v in (meta.get("annotations") or {}).items() if k in bk.OWNED_ANNOTATIONS
+        },
         ip=status.get("podIP"),
         ready=conditions.get("Ready") == "True",
         ports={
@@ -103,12 +106,11 @@ class PodReconciler:
             return
         view, old = _view(body), pods.get(name)
         pods[name] = view
-        owned = {k: v for k, v in view.annotations.items() if k in bk.OWNED_ANNOTATIONS}
         if (
             old is None
             or old.labels != view.labels
             or (old.ip, old.ready) != (view.ip, view.ready)
-            or owned != {k: v for k, v in old.annotations.items() if k in bk.OWNED_ANNOTATIONS}
+            or old.annotations != view.annotations
         ):
             self.mark(namespace)
 
@@ -153,7 +155,9 @@ class PodReconciler:
         assert labels is not None  # the spec sets exactly one of serviceName and selector
         return {n for n, p in pods.items() if bk.selects(labels, p.labels)}, None
 
-    async def reconcile(self, namespace: str) -> None:
+    async def reconcile(self, namespace: str) -> float | None:
+        if self.book.unobserved(("namespace", namespace)):
+            return 1.0
         records = self.book.in_namespace(namespace)
         serving = [r for r in records if not r.deleting and r.serves_pods]
         selections = {r.key: self._selected(r) for r in serving}
@@ -205,6 +209,7 @@ class PodReconciler:
         for record in records:
             if record.deleting and record.name not in carried:
                 self._released.setdefault(record.key, asyncio.Event()).set()
+        return None
 
     # -- probe --------------------------------------------------------------------------
 

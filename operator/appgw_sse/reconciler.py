@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 class GatewayPort(Protocol):
     async def wait_until_settled(self, gateway_id: str) -> Snapshot: ...
-    async def apply(self, plan: Plan) -> dict[str, Any]: ...
+    async def apply(self, plan: Plan, snapshot: Snapshot | None = None) -> dict[str, Any]: ...
     async def close(self) -> None: ...
 
 
@@ -114,6 +114,8 @@ class GatewayReconciler:
 
     async def reconcile(self, gateway_key: str) -> float | None:
         """One pass over one gateway; the delay before a retry, or None when settled."""
+        if self.book.unobserved(("gateway", gateway_key)):
+            return 1.0
         records = self.book.on_gateway(gateway_key)
         gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
         confirmed, pending = await self.kube.load_ledger(gateway_id)
@@ -167,7 +169,7 @@ class GatewayReconciler:
                 await self._report(records, plan, document, conflicts, planned, dry_run=True)
                 return None
             if plan.has_changes:
-                document = await self._apply(name, plan, ledger, active, planned)
+                document = await self._apply(name, plan, ledger, active, planned, snapshot)
             elif plan.ledger != ledger:
                 await self._store_ledger(plan.ledger)
             await self._report(records, plan, document, conflicts, planned)
@@ -310,6 +312,7 @@ class GatewayReconciler:
         ledger: Ledger,
         active: list[RouteRecord],
         planned: Mapping[str, RouteIntent],
+        snapshot: Snapshot,
     ) -> dict[str, Any]:
         summary = plan.summary
         routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
@@ -323,7 +326,8 @@ class GatewayReconciler:
             )
         # Pending first: a crash during the PUT can then never lose an original value.
         await self.kube.save_ledger(ledger, pending=plan.ledger)
-        document = await self.gateways.apply(plan)  # logs the PUT and its outcome
+        # Onto the document planned from (If-Match on its etag): no second read before writing.
+        document = await self.gateways.apply(plan, snapshot)  # logs the PUT and its outcome
         await self._store_ledger(plan.ledger)
         metrics.DRIFT_CORRECTIONS.labels(plan.gateway_id).inc(
             sum(1 for change in plan.changes if change.kind == "drift")

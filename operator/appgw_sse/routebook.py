@@ -108,6 +108,9 @@ class RouteBook:
         self.kube, self.allowed_gateways = kube, allowed_gateways
         self.routes: dict[str, RouteRecord] = {}
         self._listeners: list[Listener] = []
+        # Routes kopf listed that carry our finalizer, by ("gateway", id) and ("namespace",
+        # name): kopf's index, filled from its first listing (see handlers.routes).
+        self.listed: Mapping[tuple[str, str], Any] = {}
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -117,6 +120,12 @@ class RouteBook:
 
     def in_namespace(self, namespace: str) -> list[RouteRecord]:
         return [r for r in self.routes.values() if r.namespace == namespace]
+
+    def unobserved(self, scope: tuple[str, str]) -> bool:
+        """Whether a route handled before (it carries our finalizer) in `scope` is yet to be
+        observed, as after a restart: planning from part of the routes could lower a value one
+        of the others still needs, or strip and re-add pods' annotations."""
+        return any(key not in self.routes for key in self.listed.get(scope, ()))
 
     def gateway_keys(self) -> set[str]:
         return {r.gateway_key for r in self.routes.values() if r.gateway_key}

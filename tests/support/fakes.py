@@ -41,7 +41,7 @@ class FakeGateways:
             raise TerminalGatewayError(Reason.GATEWAY_NOT_FOUND, "ResourceNotFound", "gone")
         return Snapshot(document=copy.deepcopy(self.document), etag="e")
 
-    async def apply(self, plan: Plan) -> dict[str, Any]:
+    async def apply(self, plan: Plan, snapshot: Snapshot | None = None) -> dict[str, Any]:
         assert self.document is not None and plan.holds_in(self.document)
         self.puts += 1
         self.in_flight.set()

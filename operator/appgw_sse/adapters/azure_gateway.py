@@ -223,9 +223,11 @@ class AzureGateways:
             )
             await asyncio.sleep(self.settings.polling_interval)
 
-    async def apply(self, plan: Plan) -> dict[str, Any]:
-        """PUT the plan onto a fresh copy of the gateway; the resulting document."""
-        fresh = await self.wait_until_settled(plan.gateway_id)
+    async def apply(self, plan: Plan, snapshot: Snapshot | None = None) -> dict[str, Any]:
+        """PUT the plan onto `snapshot`, the settled document it was planned from, or else onto a
+        fresh copy of the gateway; the resulting document. If-Match on the copy's etag refuses
+        the PUT (412, re-planned) when the gateway changed since, so no second read is needed."""
+        fresh = snapshot or await self.wait_until_settled(plan.gateway_id)
         if not plan.holds_in(fresh.document):
             raise TransientGatewayError(
                 Reason.APPLYING,

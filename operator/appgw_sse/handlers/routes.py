@@ -22,8 +22,22 @@ log = logging.getLogger(__name__)
 _RELEASE_WAIT_SECONDS = 30.0
 
 
+@kopf.index(API_GROUP, API_VERSION, PLURAL)
+async def listed_routes(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], str] | None:
+    """Routes handled before (they carry our finalizer), by gateway and by namespace. kopf
+    fills this from its first listing; the workers wait until the route book has observed each
+    of them, so a restarted operator never plans from part of the routes."""
+    if FINALIZER not in (body.get("metadata", {}).get("finalizers") or ()):
+        return None
+    gateway = str((body.get("spec") or {}).get("gateway", {}).get("id", "")).lower()
+    key = f"{namespace}/{name}"
+    return {("gateway", gateway): key, ("namespace", str(namespace)): key}
+
+
 @kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     config: OperatorConfig = memo["config"]
     settings.persistence.finalizer = FINALIZER
     # Keep kopf's bookkeeping in our own annotation prefix, not in status or kopf.zalando.org.
@@ -36,6 +50,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.client_timeout = 660
     kube = Kube(config.ledger_namespace)
     book = RouteBook(kube, config.allowed_gateways)
+    book.listed = kwargs["listed_routes"]  # kopf passes each index by its handler's name
     gateways = GatewayReconciler(config, book, AzureGateways(config.arm), kube)
     probe = ProbeSettings(enabled=config.probe, interval=config.probe_interval)
     memo["book"], memo["gateways"] = book, gateways
