@@ -187,7 +187,7 @@ async def test_a_burst_of_routes_costs_one_read_and_one_put(
     finally:
         await worker.close()
     assert (gateways.reads, gateways.puts, gateways.timeout()) == (1, 1, 89)
-    assert len(kube.written) == 2 * len(names)  # Applying, then Applied
+    assert len(kube.written) == len(names)  # Applied: a PUT done within seconds shows no Applying
 
 
 def ready(kube: FakeKube, name: str) -> bool:
@@ -291,3 +291,25 @@ async def test_after_a_restart_no_pass_plans_before_every_listed_route_is_observ
     assert await worker.reconcile(KEY) is None
     assert (gateways.timeout(), gateways.puts) == (68, puts)
     await worker.close()
+
+
+async def test_a_long_put_says_applying_and_a_short_one_does_not(
+    reconciler: GatewayReconciler,
+    book: RouteBook,
+    gateways: FakeGateways,
+    kube: FakeKube,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    assert [condition(status)[1] for _, status in kube.written] == ["Applied"]
+    kube.written.clear()
+    monkeypatch.setattr("appgw_sse.reconciler.APPLYING_NOTICE_SECONDS", 0.01)
+    gateways.hold = asyncio.Event()
+    await book.observe(route(2, idle="100s"))
+    running = asyncio.create_task(reconciler.reconcile(KEY))
+    await kube.wait_until(lambda: kube.written)
+    assert condition(kube.written[0][1])[:2] == ("False", "Applying")
+    gateways.hold.set()
+    await running
+    assert condition(kube.written[-1][1]) == ("True", "Applied", 2)

@@ -26,6 +26,10 @@ from appgw_sse.workers import DebouncedWorkers
 
 log = logging.getLogger(__name__)
 
+# A PUT usually settles within seconds; one still running after this long (minutes on Azure) is
+# worth a status write on each route it is for, before the one that reports its result.
+APPLYING_NOTICE_SECONDS = 5.0
+
 
 class GatewayPort(Protocol):
     async def wait_until_settled(self, gateway_id: str) -> Snapshot: ...
@@ -318,21 +322,29 @@ class GatewayReconciler:
         routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
         log.info("gateway %s: applying %s for routes %s", name, summary, routes)
         applying = cond.applying(name, summary)
-        for record in active:
-            await self.book.write_status(
-                record,
-                [*cond.accepted(record.intent_generation, record.generation), applying],
-                computed_for=planned.get(record.key),
-            )
+        affected = {route for change in plan.changes for route in change.routes}
         # Pending first: a crash during the PUT can then never lose an original value.
         await self.kube.save_ledger(ledger, pending=plan.ledger)
         # Onto the document planned from (If-Match on its etag): no second read before writing.
-        document = await self.gateways.apply(plan, snapshot)  # logs the PUT and its outcome
+        put = asyncio.ensure_future(self.gateways.apply(plan, snapshot))  # logs PUT and outcome
+        try:
+            await asyncio.wait({put}, timeout=APPLYING_NOTICE_SECONDS)
+            for record in active:
+                if put.done():
+                    break
+                if record.key in affected or not affected:
+                    await self.book.write_status(
+                        record,
+                        [*cond.accepted(record.intent_generation, record.generation), applying],
+                        computed_for=planned.get(record.key),
+                    )
+            document = await put
+        finally:
+            put.cancel()  # only when this pass is cancelled or failed: a done PUT ignores it
         await self._store_ledger(plan.ledger)
         metrics.DRIFT_CORRECTIONS.labels(plan.gateway_id).inc(
             sum(1 for change in plan.changes if change.kind == "drift")
         )
-        affected = {route for change in plan.changes for route in change.routes}
         for record in active:
             if record.key in affected or not affected:
                 await self.kube.post_event(

@@ -99,6 +99,27 @@ def _known_conditions(body: Mapping[str, Any]) -> tuple[cond.Condition, ...]:
     return tuple(known)
 
 
+def _comparable(status: dict[str, Any]) -> dict[str, Any]:
+    """A status as written, less lastTransitionTime: equal ones need no write."""
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or ()
+    ]
+    return {**status, "conditions": conditions}
+
+
+def _take_stored_status(record: RouteRecord, body: Mapping[str, Any]) -> None:
+    """What the route's status holds is what a restarted operator would write again: start
+    from it, so that only changes get written (a restart at 1,000 routes wrote 1,806 times)."""
+    with contextlib.suppress(ValidationError):
+        stored = SseRouteStatus.model_validate(body.get("status") or {})
+        record.gateway_status, record.backends_status = stored.gateway, stored.backends
+        record.mode, record.ingresses = stored.mode, stored.ingresses
+        record.written = _comparable(
+            stored.model_dump(mode="json", by_alias=True, exclude_none=True)
+        )
+
+
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -151,6 +172,7 @@ class RouteBook:
                 deleting=deleting,
                 conditions=_known_conditions(body),
             )
+            _take_stored_status(record, body)
             previous_gateway = None
         elif (record.generation, record.deleting) == (generation, deleting):
             return None  # our own status writes and metadata-only edits need no work
@@ -240,13 +262,7 @@ class RouteBook:
                 backends=record.backends_status,
                 conditions=conditions,
             ).model_dump(mode="json", by_alias=True, exclude_none=True)
-            comparable = {
-                **status,
-                "conditions": [
-                    {k: v for k, v in c.items() if k != "lastTransitionTime"}
-                    for c in status["conditions"]
-                ],
-            }
+            comparable = _comparable(status)
             if comparable == record.written:
                 return
             await self.kube.patch_route_status(record.namespace, record.name, status)
