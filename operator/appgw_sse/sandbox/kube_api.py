@@ -88,6 +88,14 @@ CORE = [
     ResourceDef("", "v1", "events", "Event", shortnames=("ev",)),
     ResourceDef("events.k8s.io", "v1", "events", "Event"),
     ResourceDef("coordination.k8s.io", "v1", "leases", "Lease"),
+    ResourceDef(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        status_subresource=True,
+        shortnames=("ing",),
+    ),
 ]
 
 
