@@ -28,14 +28,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import cluster as clusters
-from tests.support.cluster import Cluster, operator_user
+from tests.support.cluster import ApiRequest, Cluster, audit_request, operator_user
 from tests.support.e2e import Emulator, Operator, gateway_id, route_manifest
 
 from appgw_sse import EXAMPLES
@@ -102,57 +101,31 @@ def until(what: str, check: Callable[[], T | None], timeout: float, interval: fl
         time.sleep(interval)
 
 
-@dataclass(frozen=True)
-class KubeRequest:
-    time: float  # when the API server completed its answer (epoch seconds)
-    user: str
-    verb: str
-    resource: str
-    subresource: str
-    namespace: str
-    name: str
-
-
 class Audit:
     """The API server's audit log, read incrementally (it grows to tens of MB at full size)."""
 
     def __init__(self, path: Path) -> None:
         self.path, self._offset, self._partial = path, 0, b""
-        self.requests: list[KubeRequest] = []
+        self.requests: list[ApiRequest] = []
 
-    def refresh(self) -> list[KubeRequest]:
+    def refresh(self) -> list[ApiRequest]:
         with contextlib.suppress(FileNotFoundError), self.path.open("rb") as log:
             log.seek(self._offset)
             chunk = log.read()
             self._offset += len(chunk)
             *lines, self._partial = (self._partial + chunk).split(b"\n")
-            for line in lines:
-                event = json.loads(line)
-                if event.get("stage") != "ResponseComplete":
-                    continue
-                ref = event.get("objectRef") or {}
-                self.requests.append(
-                    KubeRequest(
-                        time=datetime.fromisoformat(event["stageTimestamp"]).timestamp(),
-                        user=event["user"]["username"],
-                        verb=event["verb"],
-                        resource=ref.get("resource", ""),
-                        subresource=ref.get("subresource", ""),
-                        namespace=ref.get("namespace", ""),
-                        name=ref.get("name", ""),
-                    )
-                )
+            self.requests += [r for r in map(audit_request, lines) if r is not None]
         return self.requests
 
-    def operator(self, since: float = 0.0, until_: float = math.inf) -> list[KubeRequest]:
+    def operator(self, since: float = 0.0, until_: float = math.inf) -> list[ApiRequest]:
         user = operator_user()
         return [r for r in self.refresh() if r.user == user and since <= r.time < until_]
 
-    def writes(self, since: float, until_: float = math.inf) -> list[KubeRequest]:
+    def writes(self, since: float, until_: float = math.inf) -> list[ApiRequest]:
         return [r for r in self.operator(since, until_) if r.verb in WRITES]
 
 
-def describe_writes(writes: list[KubeRequest]) -> str:
+def describe_writes(writes: list[ApiRequest]) -> str:
     counts: dict[str, int] = {}
     for r in writes:
         what = f"{r.resource}/{r.subresource}" if r.subresource else r.resource

@@ -20,6 +20,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,26 @@ class ApiRequest:
     namespace: str
     name: str
     code: int
+    time: float = 0.0  # when the answer was complete, epoch seconds (audit log only)
+
+
+def audit_request(line: str | bytes) -> ApiRequest | None:
+    """One line of the API server's audit log as the request it answered; None for the stages
+    logged before the answer."""
+    event = json.loads(line)
+    if event.get("stage") != "ResponseComplete":
+        return None
+    ref = event.get("objectRef") or {}
+    return ApiRequest(
+        user=event["user"]["username"],
+        verb=event["verb"],
+        resource=ref.get("resource", ""),
+        subresource=ref.get("subresource", ""),
+        namespace=ref.get("namespace", ""),
+        name=ref.get("name", ""),
+        code=int((event.get("responseStatus") or {}).get("code", 0)),
+        time=datetime.fromisoformat(event["stageTimestamp"]).timestamp(),
+    )
 
 
 @cache
@@ -151,25 +172,9 @@ class RealCluster(Cluster):
         self.audit_log = workdir / "apiserver" / "audit.log"
 
     def requests(self) -> list[ApiRequest]:
-        found = []
         with contextlib.suppress(FileNotFoundError), self.audit_log.open() as lines:
-            for line in lines:
-                event = json.loads(line)
-                if event.get("stage") != "ResponseComplete":
-                    continue
-                ref = event.get("objectRef") or {}
-                found.append(
-                    ApiRequest(
-                        user=event["user"]["username"],
-                        verb=event["verb"],
-                        resource=ref.get("resource", ""),
-                        subresource=ref.get("subresource", ""),
-                        namespace=ref.get("namespace", ""),
-                        name=ref.get("name", ""),
-                        code=int((event.get("responseStatus") or {}).get("code", 0)),
-                    )
-                )
-        return found
+            return [r for r in map(audit_request, lines) if r is not None]
+        return []
 
     def close(self) -> None:
         super().close()
