@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse import EXAMPLES
-from appgw_sse.sandbox.demo import wait_until
+from appgw_sse.sandbox.demo import EmulatorProcess, wait_until
 from tests.support import cluster as clusters
 from tests.support.cluster import OPERATOR_NAMESPACE, Cluster
 
@@ -38,38 +37,8 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0) ->
         pytest.fail(str(exc))
 
 
-class Emulator:
-    def __init__(self, workdir: Path, seeds: list[Path], lro_seconds: float) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "appgw_sse",
-                "emulator",
-                "--tls-dir",
-                str(workdir / "tls"),
-                "--lro-seconds",
-                str(lro_seconds),
-                *[a for s in seeds for a in ("--seed", str(s))],
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.ready = json.loads(self.process.stdout.readline())
-        self.url = self.ready["url"]
-        self._ssl = ssl.create_default_context(cafile=self.ready["ca_bundle"])
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"{self.url}/_emulator/{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, context=self._ssl, timeout=10) as response:
-            return json.loads(response.read() or b"null")
+class Emulator(EmulatorProcess):
+    """The emulator, with the views the tests read it through."""
 
     def gateway(self, gateway_id: str = GATEWAY_ID) -> dict[str, Any]:
         return next(
@@ -90,10 +59,6 @@ class Emulator:
         document = self.gateway(gateway_id)
         change(document)
         self.admin("POST", "gateways", document)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=20)
 
 
 class Operator:
@@ -262,7 +227,7 @@ class Rig:
 
     def admin_puts(self) -> int:
         """PUTs to any gateway."""
-        return sum(1 for r in self.emulator.admin("GET", "requests") if r["method"] == "PUT")
+        return self.emulator.puts()
 
     def events(self, namespace: str, reason: str | None = None) -> list[dict[str, Any]]:
         listing = self.get(f"/api/v1/namespaces/{namespace}/events") or {}

@@ -123,9 +123,11 @@ def demo_gateway() -> dict[str, Any]:
 
 
 class EmulatorProcess:
-    def __init__(self, workdir: Path) -> None:
-        seed = workdir / "gateway.json"
-        seed.write_text(json.dumps(demo_gateway()))
+    """`appgw-sse emulator` as a process: its ready line, its admin API, its request log."""
+
+    def __init__(
+        self, workdir: Path, seeds: list[Path], lro_seconds: float = 1.0, stderr: int | None = None
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -135,21 +137,21 @@ class EmulatorProcess:
                 "--tls-dir",
                 str(workdir / "tls"),
                 "--lro-seconds",
-                "1",
-                "--seed",
-                str(seed),
+                str(lro_seconds),
+                *[arg for seed in seeds for arg in ("--seed", str(seed))],
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             text=True,
         )
         assert self.process.stdout is not None
         self.ready: dict[str, Any] = json.loads(self.process.stdout.readline())
+        self.url: str = self.ready["url"]
         self._ssl = ssl.create_default_context(cafile=self.ready["ca_bundle"])
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         request = urllib.request.Request(
-            f"{self.ready['url']}/_emulator/{path}",
+            f"{self.url}/_emulator/{path}",
             method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
@@ -158,6 +160,7 @@ class EmulatorProcess:
             return json.loads(response.read() or b"null")
 
     def puts(self) -> int:
+        """PUTs to any gateway."""
         return sum(1 for r in self.admin("GET", "requests") if r["method"] == "PUT")
 
     def stop(self) -> None:
@@ -337,7 +340,9 @@ def run(plot_path: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="appgw-sse-demo-") as scratch:
         workdir = Path(scratch)
         with sample_backend() as backend, kubernetes_api(workdir) as (kubeconfig, served_by, real):
-            emulator = EmulatorProcess(workdir)
+            seed = workdir / "gateway.json"
+            seed.write_text(json.dumps(demo_gateway()))
+            emulator = EmulatorProcess(workdir, [seed], stderr=subprocess.DEVNULL)
             operator: subprocess.Popen[bytes] | None = None
             stack = contextlib.ExitStack()
             try:
