@@ -117,9 +117,17 @@ class Audit:
             self.requests += [r for r in map(audit_request, lines) if r is not None]
         return self.requests
 
-    def operator(self, since: float = 0.0, until_: float = math.inf) -> list[ApiRequest]:
+    def operator(
+        self, since: float = 0.0, until_: float = math.inf, lease: bool = False
+    ) -> list[ApiRequest]:
+        """The operator's requests in the window; its Lease renewals (a fixed cost, every 2 s
+        whatever the size) only with `lease`."""
         user = operator_user()
-        return [r for r in self.refresh() if r.user == user and since <= r.time < until_]
+        return [
+            r
+            for r in self.refresh()
+            if r.user == user and since <= r.time < until_ and (r.resource == "leases") == lease
+        ]
 
     def writes(self, since: float, until_: float = math.inf) -> list[ApiRequest]:
         return [r for r in self.operator(since, until_) if r.verb in WRITES]
@@ -527,12 +535,14 @@ class Bench:
         with self.spy("idle"):
             # A measurement window, not a synchronisation: the operator is left alone for it.
             time.sleep(window)
+        ended = time.time()
         per_minute = (process_cpu(self.pid) - cpu) * 60 / window
-        requests = len(self.audit.operator(started)) + len(self.arm(started))
+        requests = len(self.audit.operator(started, ended)) + len(self.arm(started, ended))
+        renewals = len(self.audit.operator(started, ended, lease=True))
         self.row(
             f"CPU over an idle minute at that size (measured over {window:g} s)",
             "< 1 s",
-            f"{per_minute:.2f} s ({requests} requests)",
+            f"{per_minute:.2f} s ({requests} requests besides {renewals} Lease renewals)",
             per_minute < 1,
         )
         self.dump_allocations("loaded")  # after the idle window: a dump costs seconds of CPU

@@ -154,3 +154,21 @@ async def test_a_burst_of_marks_is_one_run() -> None:
     finally:
         await workers.close()
     assert runs == ["k", "k"]
+
+
+async def test_no_backends_are_counted_before_the_pods_are_listed_in_full(
+    book: RouteBook, pods: PodReconciler, kube: FakeKube
+) -> None:
+    """A restart: the route is observed, the pod listing is still arriving. Counting now would
+    write `backends.selected: 1` and then 2 again (and annotate from part of the pods)."""
+    listing_done = False
+    pods.listed = lambda: listing_done
+    await book.observe(route_body("a", backend=WEB))
+    pods.observe_pod("ADDED", pod("web-1", {"app": "web"}))
+    assert await pods.reconcile("ns") == 1.0  # come back once the listing is in
+    assert (kube.pod_patches, kube.written) == ([], [])
+    pods.observe_pod("ADDED", pod("web-2", {"app": "web"}))
+    listing_done = True
+    assert await pods.reconcile("ns") is None
+    assert kube.last_status("a")["backends"] == {"selected": 2, "annotated": 2}
+    assert len(kube.written) == 1

@@ -251,3 +251,60 @@ def test_probe_reports_conformance_per_pod(rig: Rig, backends: dict[str, int]) -
     assert {e["message"] for e in rig.events("shop", "NonConformant")} >= {
         "pod web-silent: unreachable"
     }
+
+
+def test_a_restarted_operator_writes_nothing_it_finds_stored_and_warns_no_one_again(
+    rig: Rig,
+) -> None:
+    """The first pass after a restart starts from what the API holds: the routes' stored status,
+    the pods' annotations, the Events still alive. It writes none of them again."""
+    rig.create(*(pod(f"web-{i}", {"app": "web"}) for i in range(3)))
+    operator = rig.operator()
+    web = {"selector": {"matchLabels": {"app": "web"}}}
+    rig.apply(route_manifest("events", backend=web), route_manifest("feed", idle="30s"))
+    for name in ("events", "feed"):
+        rig.wait_condition("shop", name, "True", "Applied")
+    wait_for(
+        "the pods annotated",
+        lambda: (
+            (rig.route("shop", "events") or {}).get("status", {}).get("backends")
+            == {"selected": 3, "annotated": 3}
+        ),
+    )
+    # Both get a DrainingOff warning: their setting has no connection draining.
+    wait_for("two DrainingOff events", lambda: len(rig.events("shop", "DrainingOff")) == 2)
+    operator.stop()
+    before, puts = len(rig.cluster.operator_requests()), rig.admin_puts()
+
+    rig.operator()
+    # A route created after the restart: once it is annotated and Ready, the restarted
+    # operator has made its first passes over this gateway and this namespace.
+    rig.apply(route_manifest("late", backend=web))
+    rig.wait_condition("shop", "late", "True", "Applied")
+    wait_for(
+        "the late route's backends counted",
+        lambda: (
+            (rig.route("shop", "late") or {}).get("status", {}).get("backends")
+            == {"selected": 3, "annotated": 3}
+        ),
+    )
+    writes = [
+        f"{r.verb} {r.resource}/{r.subresource} {r.name}"
+        for r in rig.cluster.operator_requests()[before:]
+        if r.verb in ("create", "update", "patch", "delete")
+        and r.resource not in ("leases", "events", "pods")  # Events and pods: below
+        and r.name != "late"  # the new route's finalizer and status
+    ]
+    assert writes == [], writes
+    assert rig.admin_puts() == puts
+    assert sorted(e["involvedObject"]["name"] for e in rig.events("shop", "DrainingOff")) == [
+        "events",
+        "feed",
+        "late",
+    ]
+    assert {e["involvedObject"]["name"] for e in rig.events("shop")} - {"late"} == {
+        "events",
+        "feed",
+    }
+    assert len(rig.events("shop")) == 5  # Applied and DrainingOff on each first route; late's
+    assert len(pod_patches(rig)) == 6  # 3 pods, then `late` joins their annotations

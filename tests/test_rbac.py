@@ -18,7 +18,7 @@ _DEFAULTS = {
 CLUSTER_WIDE = {
     "sseroutes.sse.appgw.dev": "get list patch watch",
     "sseroutes.sse.appgw.dev/status": "get patch",
-    "events": "create",
+    "events": "create list",
     "pods": "list patch watch",
     "services": "list watch",
     "ingresses.networking.k8s.io": "list patch watch",

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,6 +98,7 @@ def _converter(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label
 _TRUE = frozenset({"1", "true", "yes", "on", "y"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", ""})
 
@@ -180,8 +182,16 @@ def _run(args: argparse.Namespace) -> int:
     ]
     if not patterns:
         logging.getLogger(__name__).warning("no --allowed-gateway: no gateway will be written")
+    namespaces = args.namespace or [
+        n.strip() for n in os.environ.get(_env("namespace"), "").split(",") if n.strip()
+    ]
+    for namespace in namespaces:
+        # Watched by name (one list and watch each), so not kopf's globs.
+        if not _NAMESPACE.fullmatch(namespace):
+            raise SystemExit(f"appgw-sse run: --namespace {namespace!r} is not a namespace name")
     config = OperatorConfig(
         allowed_gateways=tuple(patterns),
+        namespaces=tuple(namespaces),
         ledger_namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
         debounce=args.debounce,
         resync=args.resync,
@@ -194,11 +204,8 @@ def _run(args: argparse.Namespace) -> int:
             token_file=args.arm_token_file,
         ),
     )
-    namespaces = args.namespace or [
-        n for n in os.environ.get(_env("namespace"), "").split(",") if n
-    ]
     lease = LeaseSettings(namespace=config.ledger_namespace, identity=default_identity())
-    return asyncio.run(operate(config, namespaces, args.health_port, lease))
+    return asyncio.run(operate(config, args.health_port, lease))
 
 
 def _doctor(args: argparse.Namespace) -> int:

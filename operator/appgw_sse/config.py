@@ -8,6 +8,7 @@ from appgw_sse.adapters.azure_gateway import ArmSettings
 @dataclass(frozen=True)
 class OperatorConfig:
     allowed_gateways: tuple[str, ...]
+    namespaces: tuple[str, ...] = ()  # watched; none: the whole cluster
     ledger_namespace: str = "appgw-sse-system"  # the operator's own (POD_NAMESPACE)
     debounce: float = 2.0
     resync: float = 300.0

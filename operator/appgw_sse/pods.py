@@ -1,14 +1,16 @@
 """Backend pods: the SSE header contract as annotations on every pod a route selects.
 
-Pods and Services arrive as watch events into per-namespace caches (one watch for the whole
-cluster, never a list per route event). Each dirty namespace is settled after a debounce: one
+Pods and Services arrive as watch events (`adapters.watch`: one list and watch for the whole
+cluster or per watched namespace, never a list per route event) into per-namespace caches that
+keep only what is read. Each dirty namespace is settled after a debounce: one
 merge-patch per pod whose annotations differ from what it should carry, none otherwise; only our
 own annotation keys are ever written or removed.
 """
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,7 +45,7 @@ class ProbeSettings:
     concurrency: int = 10
 
 
-@dataclass
+@dataclass(slots=True)
 class PodView:
     labels: dict[str, str]
     annotations: dict[str, str]
@@ -56,7 +58,8 @@ def _view(body: Mapping[str, Any]) -> PodView:
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     return PodView(
-        labels=dict(meta.get("labels") or {}),
+        # Interned: thousands of pods repeat the same few label keys and values.
+        labels={sys.intern(k): sys.intern(v) for k, v in (meta.get("labels") or {}).items()},
         # Only ours: the operator watches every pod, and the rest is never read.
         annotations={
             k: v for k, v in (meta.get("annotations") or {}).items() if k in bk.OWNED_ANNOTATIONS
@@ -86,6 +89,9 @@ class PodReconciler:
         self._workers = DebouncedWorkers(self.reconcile, debounce, "pods in", error_delay=10)
         self._released: dict[str, asyncio.Event] = {}
         self._probers: dict[str, asyncio.Task[None]] = {}
+        # Whether the pod and service caches hold the first listing in full: until then a
+        # namespace's pass would count backends from part of its pods (and write that status).
+        self.listed: Callable[[], bool] = lambda: True
         book.listen(self.route_changed)
 
     # -- events ---------------------------------------------------------------------------
@@ -156,7 +162,7 @@ class PodReconciler:
         return {n for n, p in pods.items() if bk.selects(labels, p.labels)}, None
 
     async def reconcile(self, namespace: str) -> float | None:
-        if self.book.unobserved(("namespace", namespace)):
+        if self.book.unobserved(("namespace", namespace)) or not self.listed():
             return 1.0
         records = self.book.in_namespace(namespace)
         serving = [r for r in records if not r.deleting and r.serves_pods]

@@ -132,6 +132,8 @@ class RouteBook:
         # Routes kopf listed that carry our finalizer, by ("gateway", id) and ("namespace",
         # name): kopf's index, filled from its first listing (see handlers.routes).
         self.listed: Mapping[tuple[str, str], Any] = {}
+        # Messages already posted as Events that still live, by route uid (read at start).
+        self.posted: Mapping[str, set[str]] = {}
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -163,6 +165,7 @@ class RouteBook:
             # would make its patch fail (422). Its patch brings the route back here.
             return None
         record = self.routes.get(key)
+        taken_in = record is None
         if record is None:
             record = self.routes[key] = RouteRecord(
                 namespace=meta["namespace"],
@@ -171,6 +174,7 @@ class RouteBook:
                 generation=generation,
                 deleting=deleting,
                 conditions=_known_conditions(body),
+                notices=set(self.posted.get(meta.get("uid", ""), ())),
             )
             _take_stored_status(record, body)
             previous_gateway = None
@@ -192,6 +196,10 @@ class RouteBook:
         record.intent_generation = record.generation
         if gateway_allowed(spec.gateway.id, self.allowed_gateways):
             record.intent, record.spec = spec.intent(record.key), spec
+            if taken_in and cond.configured_for_generation(record.conditions, record.generation):
+                # A restart: the stored GatewayConfigured speaks for these requirements, so
+                # Ready is not set back to Pending before the first gateway pass.
+                record.configured_for = record.intent
         else:
             record.intent, record.spec = None, None
             refused = cond.gateway_not_allowed(spec.gateway.id)

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Collection
 
 import kopf
 
@@ -23,20 +22,17 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_LEADERSHIP_LOST = 0, 1
 
 
-async def operate(
-    config: OperatorConfig, namespaces: Collection[str], health_port: int, lease: LeaseSettings
-) -> int:
+async def operate(config: OperatorConfig, health_port: int, lease: LeaseSettings) -> int:
     health = healthz.Health(identity=lease.identity)
     runner = await healthz.serve(health, health_port)
     try:
-        return await _lead(config, namespaces, health, LeaderElector(lease))
+        return await _lead(config, health, LeaderElector(lease))
     finally:
         await runner.cleanup()
 
 
 async def _lead(
     config: OperatorConfig,
-    namespaces: Collection[str],
     health: healthz.Health,
     elector: LeaderElector,
 ) -> int:
@@ -72,8 +68,8 @@ async def _lead(
     health.started.add_done_callback(handle_signals)
     health.operator = asyncio.create_task(
         kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
             standalone=True,
             memo=kopf.Memo(config=config),
             stop_flag=stopping,

@@ -6,9 +6,10 @@ watches, the gateway workers) never blocks.
 
 import asyncio
 import datetime
+import functools
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import kubernetes
@@ -21,6 +22,7 @@ from appgw_sse.core.ledger import Ledger
 
 log = logging.getLogger(__name__)
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "appgw-sse-operator"}
+_COMPONENT = "appgw-sse-operator"  # the source of our Events
 _PENDING = "intent"  # the ConfigMap key of the pending ledger (its name in stored ledgers)
 
 
@@ -88,11 +90,11 @@ class Kube:
             "type": event_type,
             "reason": reason,
             "message": message[:1024],
-            "source": {"component": "appgw-sse-operator"},
+            "source": {"component": _COMPONENT},
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
-            "reportingComponent": "appgw-sse-operator",
+            "reportingComponent": _COMPONENT,
         }
         try:
             await asyncio.to_thread(
@@ -108,6 +110,32 @@ class Kube:
                 route["name"],
                 exc,
             )
+
+    async def posted_messages(self, namespaces: Sequence[str]) -> dict[str, set[str]]:
+        """The messages of the Events the operator posted that still live (an hour, by default),
+        by the uid of the route they are on: read once at start, so that a restart does not
+        post every route's standing warnings again."""
+        selector = f"involvedObject.kind={KIND},source={_COMPONENT}"
+        posted: dict[str, set[str]] = {}
+        for namespace in namespaces or [""]:  # none: every namespace at once
+            token = None
+            while True:
+                page = await asyncio.to_thread(
+                    functools.partial(self.core.list_namespaced_event, namespace)
+                    if namespace
+                    else self.core.list_event_for_all_namespaces,
+                    field_selector=selector,
+                    limit=500,
+                    _continue=token,
+                )
+                for event in page.items:
+                    uid = event.involved_object.uid if event.involved_object else None
+                    if uid and event.message:
+                        posted.setdefault(uid, set()).add(event.message)
+                token = page.metadata.var_continue if page.metadata else None
+                if not token:
+                    break
+        return posted
 
     async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
         """The confirmed ledger and a pending one (present after a crash mid-PUT)."""

@@ -178,6 +178,17 @@ def true_to_generation(
     return [u for u in updates if u.type != GATEWAY_CONFIGURED] + [pending]
 
 
+def configured_for_generation(conditions: Sequence[Condition], generation: int) -> bool:
+    """Whether a stored GatewayConfigured was computed for this generation's requirements
+    (Pending is the one reason that says it was not): a restarted operator can trust it."""
+    return any(
+        c.type == GATEWAY_CONFIGURED
+        and c.observed_generation == generation
+        and c.reason != Reason.PENDING
+        for c in conditions
+    )
+
+
 # -- BackendsAnnotated and BackendsConformant -----------------------------------------------
 
 

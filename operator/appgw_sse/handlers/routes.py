@@ -1,15 +1,17 @@
-"""kopf handlers. They only feed the route book and the pod caches; the gateway and pod
-workers do the work."""
+"""kopf handlers. They only feed the route book; the gateway and pod workers do the work. Pods
+and Services are watched by `adapters.watch`, not by kopf, which would hold every listed body."""
 
 import asyncio
 import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from appgw_sse import metrics
 from appgw_sse.adapters.azure_gateway import AzureGateways
 from appgw_sse.adapters.kube import Kube
+from appgw_sse.adapters.watch import ApiServer, ListWatch, collection_paths
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
 from appgw_sse.pods import PodReconciler, ProbeSettings
@@ -51,11 +53,26 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     kube = Kube(config.ledger_namespace)
     book = RouteBook(kube, config.allowed_gateways)
     book.listed = kwargs["listed_routes"]  # kopf passes each index by its handler's name
+    try:
+        book.posted = await kube.posted_messages(config.namespaces)
+    except (ApiException, OSError) as exc:  # e.g. an older chart's RBAC: warnings come again
+        log.warning("could not list the Events already posted: %s", exc)
     gateways = GatewayReconciler(config, book, AzureGateways(config.arm), kube)
     probe = ProbeSettings(enabled=config.probe, interval=config.probe_interval)
     memo["book"], memo["gateways"] = book, gateways
-    memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
-    memo["resync"] = asyncio.create_task(gateways.resync(), name="resync")
+    pods = memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
+    server = ApiServer.from_configuration()
+    namespaces = list(config.namespaces)
+    watches = [
+        ListWatch(server, path, sink)
+        for resource, sink in (("pods", pods.observe_pod), ("services", pods.observe_service))
+        for path in collection_paths(resource, namespaces)
+    ]
+    pods.listed = lambda: all(watch.listed.is_set() for watch in watches)
+    memo["tasks"] = [
+        asyncio.create_task(gateways.resync(), name="resync"),
+        *(asyncio.create_task(watch.run(), name=f"watch {watch.path}") for watch in watches),
+    ]
     metrics.ROUTES.source = book.routes.values
     log.info(
         "started: writing gateways matching %s%s; debounce %gs, resync %gs, probes %s",
@@ -69,7 +86,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo["resync"].cancel()
+    for task in memo["tasks"]:
+        task.cancel()
+    await asyncio.gather(*memo["tasks"], return_exceptions=True)
     metrics.ROUTES.source = tuple
     await memo["pods"].close()
     await memo["gateways"].close()
@@ -84,18 +103,6 @@ async def route_event(
         book.forget(str(namespace), name)
     else:
         await book.observe(body)
-
-
-# Async, so kopf calls them on the event loop: a sync handler runs in a thread, where the pod
-# worker's tasks cannot be created and its state would be shared across threads.
-@kopf.on.event("", "v1", "pods")
-async def pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo["pods"].observe_pod(type, body)
-
-
-@kopf.on.event("", "v1", "services")
-async def service_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo["pods"].observe_service(type, body)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "ingresses")

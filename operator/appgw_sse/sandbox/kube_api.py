@@ -204,8 +204,13 @@ def table(resource: "ResourceDef", objects: list[dict[str, Any]], rv: int) -> di
     }
 
 
+# Field selectors the API server names differently from the field's path.
+_FIELD_ALIASES = {"source": "source.component"}
+
+
 def _field_value(obj: dict[str, Any], path: str) -> str:
     value: Any = obj
+    path = _FIELD_ALIASES.get(path, path)
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return "" if value is None else str(value)

@@ -76,9 +76,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [sse.appgw.dev]
   resources: [sseroutes/status]
   verbs: [get, patch]
+# Events: list only once at start, for those already posted (no warning twice per restart).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 # Backend pods: patches touch only sse.appgw.dev/* annotations.
 - apiGroups: [""]
   resources: [pods]
