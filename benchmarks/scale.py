@@ -165,6 +165,17 @@ def process_memory(pid: int) -> dict[str, float]:
     return found
 
 
+def imports_rss() -> float:
+    """MiB: a process that imports what `appgw-sse run` does and nothing else, the floor under
+    every memory figure."""
+    probe = (
+        "import appgw_sse.running, appgw_sse.handlers.routes; "
+        "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return int(out.stdout) / 1024
+
+
 @dataclass
 class Row:
     figure: str
@@ -537,12 +548,18 @@ class Bench:
             time.sleep(window)
         ended = time.time()
         per_minute = (process_cpu(self.pid) - cpu) * 60 / window
-        requests = len(self.audit.operator(started, ended)) + len(self.arm(started, ended))
+        kube = self.audit.operator(started, ended)
+        arm = self.arm(started, ended)
+        kinds: dict[str, int] = {}
+        for what in [f"{r.verb} {r.resource}" for r in kube] + [f"ARM {r['method']}" for r in arm]:
+            kinds[what] = kinds.get(what, 0) + 1
         renewals = len(self.audit.operator(started, ended, lease=True))
         self.row(
             f"CPU over an idle minute at that size (measured over {window:g} s)",
             "< 1 s",
-            f"{per_minute:.2f} s ({requests} requests besides {renewals} Lease renewals)",
+            f"{per_minute:.2f} s ({len(kube) + len(arm)} requests"
+            + (": " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) if kinds else "")
+            + f"; besides {renewals} Lease renewals)",
             per_minute < 1,
         )
         self.dump_allocations("loaded")  # after the idle window: a dump costs seconds of CPU
@@ -700,6 +717,11 @@ def main() -> int:
                     bench.kubectl("create", "namespace", namespace)
                 bench.seed_pods()
                 try:
+                    bench.row(
+                        "RSS of the operator's imports alone (kopf, kubernetes, azure SDK...)",
+                        "-",
+                        f"{imports_rss():.0f} MiB",
+                    )
                     bench.start_operator("--resync", "1h")
                     bench.settle()
                     bench.dump_allocations("start")

@@ -13,7 +13,8 @@ from types import FrameType
 
 from appgw_sse.cli import main
 
-FRAMES = 4  # deeper tracebacks make the operator too slow at 10,000 pods
+# Deeper tracebacks (APPGW_SSE_TRACEMALLOC_FRAMES) find who holds memory, but slow the operator.
+FRAMES = int(os.environ.get("APPGW_SSE_TRACEMALLOC_FRAMES", "4"))
 TOP = 30
 
 

@@ -298,7 +298,7 @@ def test_every_knob_lands_where_users_expect_it() -> None:
     operator = container(docs)
     assert operator["image"] == "ghcr.io/appgw-sse/appgw-sse-operator@sha256:" + "a" * 64
     assert operator["imagePullPolicy"] == "Always"
-    assert operator["resources"]["requests"] == {"cpu": "10m", "memory": "128Mi"}
+    assert operator["resources"]["requests"] == {"cpu": "10m", "memory": "192Mi"}
     assert operator["securityContext"]["runAsUser"] == 20000
     assert operator["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in operator["env"]
