@@ -188,7 +188,9 @@ def _run(args: argparse.Namespace) -> int:
     for namespace in namespaces:
         # Watched by name (one list and watch each), so not kopf's globs.
         if not _NAMESPACE.fullmatch(namespace):
-            raise SystemExit(f"appgw-sse run: --namespace {namespace!r} is not a namespace name")
+            raise SystemExit(
+                f"appgw-sse run: error: argument --namespace: {namespace!r} is not a namespace name"
+            )
     config = OperatorConfig(
         allowed_gateways=tuple(patterns),
         namespaces=tuple(namespaces),
