@@ -85,8 +85,11 @@ class ListWatch:
                 try:
                     if version is None:
                         version = await self._list(session)
+                    began = time.monotonic()
                     version = await self._watch(session, version)
                     failures = 0
+                    if time.monotonic() - began < 1:  # a server that ends watches at once
+                        await asyncio.sleep(1)
                 except _Expired:
                     log.info("%s: the watch expired; listing again", self.path)
                     version = None
