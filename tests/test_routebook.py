@@ -10,6 +10,7 @@ from tests.support.fakes import FakeKube, condition, deleting, route_body
 from tests.support.gateways import gateway_id
 
 FIRST, SECOND = gateway_id("first").lower(), gateway_id("second").lower()
+ANNOTATED = cond.backends_annotated(1, 1, missing_service=None, header_conflict=None)
 
 
 def on(gateway: str, generation: int = 1, **changes: Any) -> dict[str, Any]:
@@ -100,3 +101,32 @@ async def test_identical_status_is_written_once(book: RouteBook, kube: FakeKube)
         )
     assert len(kube.statuses) == 1
     assert condition(kube.statuses[0]) == ("True", "Applied", 1)
+
+
+async def test_a_restarted_book_trusts_what_the_stored_status_says_of_this_generation(
+    kube: FakeKube,
+) -> None:
+    """The route as a restarted operator lists it: configured and annotated at generation 2.
+    A pass that only re-reports backends must not set Ready back to Pending."""
+    stored = on("first", generation=2, backend={"selector": {"matchLabels": {"app": "web"}}})
+    configured = cond.Condition(
+        type=cond.GATEWAY_CONFIGURED, status="True", reason="Applied", message="applied",
+        observed_generation=2, last_transition_time="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    stored["status"] = {
+        "observedGeneration": 2,
+        "conditions": [configured.model_dump(mode="json", by_alias=True)],
+    }
+    restarted = RouteBook(kube, ("*",))
+    record = await restarted.observe(stored)
+    assert record is not None
+    await restarted.write_status(record.record, [ANNOTATED])
+    assert condition(kube.last_status("r"), cond.GATEWAY_CONFIGURED) == ("True", "Applied", 2)
+
+    # The same stored condition one generation behind says nothing of generation 3.
+    stored["metadata"]["generation"] = 3
+    behind = RouteBook(kube, ("*",))
+    record = await behind.observe(stored)
+    assert record is not None
+    await behind.write_status(record.record, [ANNOTATED])
+    assert condition(kube.last_status("r"), cond.GATEWAY_CONFIGURED) == ("False", "Pending", 3)
