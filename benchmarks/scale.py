@@ -38,6 +38,7 @@ from tests.support.cluster import ApiRequest, Cluster, audit_request, operator_u
 from tests.support.e2e import Emulator, Operator, gateway_id, route_manifest
 
 from appgw_sse import EXAMPLES
+from appgw_sse.sandbox.demo import wait_until
 
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
@@ -90,15 +91,8 @@ SMOKE = Size(
 
 
 def until(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
-    """Poll `check` until it returns something truthy; TimeoutError naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """The sandbox's `wait_until`, polling less often by default: a check may list 1,000 routes."""
+    return wait_until(what, check, timeout, interval)
 
 
 class Audit:
