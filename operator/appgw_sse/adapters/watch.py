@@ -13,7 +13,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,7 +174,7 @@ class ListWatch:
         return version
 
 
-def collection_paths(resource: str, namespaces: list[str]) -> list[str]:
+def collection_paths(resource: str, namespaces: Sequence[str]) -> list[str]:
     """The core/v1 collection(s) to watch: cluster-wide, or one per watched namespace."""
     if not namespaces:
         return [f"/api/v1/{resource}"]

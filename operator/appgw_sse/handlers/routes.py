@@ -62,11 +62,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     memo["book"], memo["gateways"] = book, gateways
     pods = memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
     server = ApiServer.from_configuration()
-    namespaces = list(config.namespaces)
     watches = [
         ListWatch(server, path, sink)
         for resource, sink in (("pods", pods.observe_pod), ("services", pods.observe_service))
-        for path in collection_paths(resource, namespaces)
+        for path in collection_paths(resource, config.namespaces)
     ]
     pods.listed = lambda: all(watch.listed.is_set() for watch in watches)
     memo["tasks"] = [
