@@ -246,10 +246,9 @@ class GatewayReconciler:
                 await self.kube.save_ingress_ledger(iplan.ledger)
             for notice in iplan.notices:
                 for record in records:
-                    if record.namespace == namespace and notice.message not in record.notices:
-                        record.notices.add(notice.message)
-                        await self.kube.post_event(
-                            record.ref, notice.level, notice.reason, notice.message
+                    if record.namespace == namespace:
+                        await self.book.post_once(
+                            record, notice.level, notice.reason, notice.message
                         )
             for key, names in iplan.served.items():
                 served[key] = list(names)
@@ -396,11 +395,8 @@ class GatewayReconciler:
     ) -> None:
         for notice in plan.notices:
             for record in records:
-                if notice.route in (None, record.key) and notice.message not in record.notices:
-                    record.notices.add(notice.message)
-                    await self.kube.post_event(
-                        record.ref, notice.level, notice.reason, notice.message
-                    )
+                if notice.route in (None, record.key):
+                    await self.book.post_once(record, notice.level, notice.reason, notice.message)
         for record in records:
             outcome = plan.outcomes.get(record.key)
             if record.deleting or record.intent is None or outcome is None:
@@ -436,6 +432,4 @@ class GatewayReconciler:
                 ],
                 computed_for=planned.get(record.key),
             )
-            if error.message not in record.notices:
-                record.notices.add(error.message)
-                await self.kube.post_event(record.ref, "Warning", error.reason, str(error))
+            await self.book.post_once(record, "Warning", error.reason, str(error))

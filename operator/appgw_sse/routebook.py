@@ -223,6 +223,14 @@ class RouteBook:
 
     # -- status ---------------------------------------------------------------------------
 
+    async def post_once(self, record: RouteRecord, level: str, reason: str, message: str) -> None:
+        """An Event for a standing condition, once per route: not again while this process
+        runs, nor after a restart while the one posted before still lives (`posted`)."""
+        if message in record.notices:
+            return
+        record.notices.add(message)
+        await self.kube.post_event(record.ref, level, reason, message)
+
     async def write_status(
         self,
         record: RouteRecord,
