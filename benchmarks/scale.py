@@ -690,7 +690,7 @@ def main() -> int:
         help="write tracemalloc and py-spy profiles of the operator to DIR",
     )
     args = parser.parse_args()
-    if clusters.start_script() is None:
+    if clusters.real_server() is None:
         print("scale.py needs the real API server (../shared/k8s, etcd, xz)", file=sys.stderr)
         return 1
     size = SMOKE if args.smoke else FULL

@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -25,7 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appgw_sse.cli import build_parser
+from appgw_sse.sandbox.apiserver import missing as missing_apiserver
 from tests.support import chart
+from tests.support import cluster as clusters
 from tests.support.chart import CHART_DIR, REPO, render
 
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
@@ -506,19 +507,20 @@ def test_packaging_declares_its_license_with_a_setuptools_that_understands_it() 
 
 # A real API server --------------------------------------------------------------------------------
 
-START_APISERVER = REPO.parent / "shared" / "k8s" / "start-apiserver"
-
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """kube-apiserver v1.20.2 and etcd; yields the admin kubeconfig."""
-    if not START_APISERVER.exists():
-        pytest.skip(f"no {START_APISERVER}: the real API server comes with shared/k8s")
-    if shutil.which("etcd") is None:
-        pytest.skip("no etcd on PATH (Debian: apt-get install -y etcd-server)")
+    """The suite's real API server (current when built, else v1.20.2), bare: no CRD, no RBAC."""
+    build = clusters.real_server()
+    if build is None:
+        pytest.skip(f"no real API server: {missing_apiserver()}")
     workdir = tmp_path_factory.mktemp("apiserver")
     started = subprocess.run(
-        [str(START_APISERVER), str(workdir)], capture_output=True, text=True, timeout=120
+        [str(build.script), str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **build.environment()},
     )
     assert started.returncode == 0, started.stderr
     info = json.loads(started.stdout.splitlines()[-1])
@@ -533,7 +535,9 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             time.sleep(0.1)
 
 
-def test_helm_install_and_uninstall_on_a_real_api_server(apiserver: Path, tmp_path: Path) -> None:
+def test_helm_install_upgrade_and_uninstall_on_a_real_api_server(
+    apiserver: Path, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
 
     def get(*args: str) -> str:
@@ -557,10 +561,34 @@ def test_helm_install_and_uninstall_on_a_real_api_server(apiserver: Path, tmp_pa
     assert {doc["kind"] for doc in installed} >= {"CustomResourceDefinition", "Deployment"}
     crd = json.loads(get("crd", "sseroutes.sse.appgw.dev", "-o", "json"))
     assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == chart.RELEASE
-    # 1.20 knows no CEL rules: the chart leaves them out there (see templates/crds.yaml).
-    assert "x-kubernetes-validations" not in json.dumps(crd["spec"])
-    get("deployment", "-n", chart.NAMESPACE, chart.SERVICE_ACCOUNT)
+    # Before 1.23 the API knows no CEL rules: the chart leaves them out (templates/crds.yaml).
+    build = clusters.real_server()
+    assert build is not None
+    knows_cel = build.minor >= 23
+    assert ("x-kubernetes-validations" in json.dumps(crd["spec"])) == knows_cel
+    deployment = json.loads(
+        get(
+            "deployment",
+            "-n",
+            chart.NAMESPACE,
+            chart.SERVICE_ACCOUNT,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        )
+    )
+    # Helm 4 applies server-side (its field manager is its process's name, here python3).
+    operations = {m["operation"] for m in deployment["metadata"]["managedFields"]}
+    assert operations == {"Apply"}, deployment["metadata"]["managedFields"]
     assert can("patch", "pods", "default", operator)
+
+    # An upgrade with changed values lands in the Deployment, applied over the same fields.
+    chart.upgrade(apiserver, {"resync": "2m", "logFormat": "json"})
+    deployment = json.loads(
+        get("deployment", "-n", chart.NAMESPACE, chart.SERVICE_ACCOUNT, "-o", "json")
+    )
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--resync=2m" in args and "--log-format=json" in args, args
 
     # A second release in another namespace, watching only `shop`, beside the first.
     kubectl(home, "create", "namespace", "shop", kubeconfig=apiserver)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import start_script
+from tests.support.cluster import real_server
 
 
 @pytest.mark.parametrize("kube", ["real", "standin"])
 def test_demo_shows_the_stream_go_from_buffered_and_cut_to_live(kube: str) -> None:
-    if kube == "real" and start_script() is None:
+    if kube == "real" and real_server() is None:
         pytest.skip("no real API server on this machine")
     result = subprocess.run(
         [sys.executable, "-m", "appgw_sse", "demo"],

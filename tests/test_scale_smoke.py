@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from tests.support.cluster import REPO, start_script
+from tests.support.cluster import REPO, real_server
 
 pytestmark = pytest.mark.skipif(
-    start_script() is None, reason="needs the real kube-apiserver (../shared/k8s)"
+    real_server() is None, reason="needs the real kube-apiserver (../shared/k8s)"
 )
 
 

@@ -4,6 +4,7 @@ template` would, and install or uninstall it on an API server.
     render(values, release, namespace) -> the manifests, as dicts (NOTES.txt excluded)
     notes(values, release, namespace)  -> NOTES.txt as rendered
     install(kubeconfig, values, ...)    -> the manifests Helm installed
+    upgrade(kubeconfig, values, ...)    -> the manifests Helm upgraded to
     uninstall(kubeconfig, release, namespace)
 
 The operator's service account is the release's base name: `appgw-sse-operator` for the default
@@ -73,6 +74,18 @@ def install(
         result = config.install(
             chart(), release, values, namespace=namespace, create_namespace=True, timeout=120
         )
+    return _documents(str(result["manifest"]))
+
+
+def upgrade(
+    kubeconfig: Path,
+    values: dict[str, Any] | None = None,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+) -> list[dict[str, Any]]:
+    """`helm upgrade` with these values (not reusing the old ones)."""
+    with helm_python.Config(kubeconfig_path=kubeconfig, namespace=namespace) as config:
+        result = config.upgrade(chart(), release, values, namespace=namespace, timeout=120)
     return _documents(str(result["manifest"]))
 
 

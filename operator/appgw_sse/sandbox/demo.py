@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -33,6 +32,7 @@ from aiohttp import web
 from appgw_sse import EXAMPLES, doctor
 from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
 from appgw_sse.models.crd import build_crd
+from appgw_sse.sandbox import apiserver
 
 T = TypeVar("T")
 SEEDED_TIMEOUT = 3  # seconds; Azure's default is 30
@@ -171,35 +171,22 @@ class EmulatorProcess:
 # -- Kubernetes ---------------------------------------------------------------------------
 
 
-def _real_apiserver_script() -> Path | None:
-    """../shared/k8s/start-apiserver beside this checkout or the working directory, when etcd
-    is installed (it needs nothing else this machine lacks). APPGW_SSE_KUBE=standin skips it."""
-    if os.environ.get("APPGW_SSE_KUBE") == "standin" or not (
-        shutil.which("etcd") and shutil.which("xz") and shutil.which("openssl")
-    ):
-        return None
-    roots = (Path.cwd(), Path(__file__).resolve().parents[3])
-    return next(
-        (p for r in roots if (p := r.parent / "shared" / "k8s" / "start-apiserver").is_file()),
-        None,
-    )
-
-
 @contextlib.contextmanager
 def kubernetes_api(workdir: Path) -> Iterator[tuple[Path, str, bool]]:
     """A kubeconfig (admin), what serves it, and whether it is the real API server."""
-    script = _real_apiserver_script()
-    if script is not None:
+    build = apiserver.real_apiserver()
+    if build is not None:
         started = subprocess.run(
-            [str(script), str(workdir / "apiserver")],
+            [str(build.script), str(workdir / "apiserver")],
             capture_output=True,
             text=True,
             timeout=120,
             check=True,
+            env={**os.environ, **build.environment()},
         )
         ready = json.loads(started.stdout.strip().splitlines()[-1])
         try:
-            yield Path(ready["kubeconfig"]), "the real kube-apiserver v1.20.2 (../shared/k8s)", True
+            yield Path(ready["kubeconfig"]), f"the {build.describe()}", True
         finally:
             for pid in ready["pids"]:
                 with contextlib.suppress(ProcessLookupError):
@@ -210,7 +197,7 @@ def kubernetes_api(workdir: Path) -> Iterator[tuple[Path, str, bool]]:
     with KubeApi([ResourceDef.from_crd(build_crd())], workdir) as api:
         yield (
             api.kubeconfig,
-            "the embedded Kubernetes API stand-in (no etcd on this machine)",
+            f"the embedded Kubernetes API stand-in (no real API server: {apiserver.missing()})",
             False,
         )
 
