@@ -216,10 +216,9 @@ class Bench:
         return result.stdout
 
     def create(self, items: list[dict[str, Any]]) -> None:
-        """As users bulk-create: one `kubectl create` of a v1 List (--validate=false: a 1.20
-        server does not know the CRD's CEL rules)."""
+        """As users bulk-create: one `kubectl create` of a v1 List."""
         listing = {"apiVersion": "v1", "kind": "List", "items": items}
-        self.kubectl("create", "--validate=false", "-f", "-", stdin=json.dumps(listing))
+        self.kubectl("create", *self.cluster.validate_flags(), "-f", "-", stdin=json.dumps(listing))
 
     def patch_route(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.cluster.call(

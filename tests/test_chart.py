@@ -535,6 +535,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             time.sleep(0.1)
 
 
+@pytest.mark.floor
 def test_helm_install_upgrade_and_uninstall_on_a_real_api_server(
     apiserver: Path, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 from tests.support.cluster import real_server
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize("kube", ["real", "standin"])
 def test_demo_shows_the_stream_go_from_buffered_and_cut_to_live(kube: str) -> None:
     if kube == "real" and real_server() is None:

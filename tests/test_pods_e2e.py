@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cluster import ApiRequest, RealCluster
 from tests.support.e2e import Rig, route_manifest, wait_for
 
 CONTRACT = '{"Cache-Control":"no-cache","Connection":"keep-alive","Content-Type":"text/event-stream","Transfer-Encoding":"chunked"}'
@@ -308,3 +309,30 @@ def test_a_restarted_operator_writes_nothing_it_finds_stored_and_warns_no_one_ag
     }
     assert len(rig.events("shop")) == 5  # Applied and DrainingOff on each first route; late's
     assert len(pod_patches(rig)) == 6  # 3 pods, then `late` joins their annotations
+
+
+def test_both_watches_relist_after_compaction_and_an_api_server_restart(rig: Rig) -> None:
+    """The operator's pod watch (adapters/watch.py) and kopf's route watch resume from a
+    resourceVersion the restarted server no longer has (etcd compacted past it, a new watch
+    cache): each must list again and go on, not stop or miss what changed."""
+    if not isinstance(rig.cluster, RealCluster):
+        pytest.skip("compaction and restarts need the real API server")
+    rig.create(pod("web-1", {"app": "web"}))
+    rig.operator()
+    rig.apply(route_manifest("events", backend={"selector": {"matchLabels": {"app": "web"}}}))
+    wait_for("web-1 annotated", lambda: annotations(rig, "web-1").get("sse.appgw.dev/routes"))
+    lists_before = len(operator_lists(rig))
+
+    rig.cluster.compact_etcd()
+    rig.restart_apiserver()
+    rig.create(pod("web-2", {"app": "web"}))
+    rig.apply(route_manifest("late", settings=("chat-http",), idle="20s"))
+
+    wait_for("web-2 annotated", lambda: annotations(rig, "web-2").get("sse.appgw.dev/routes"))
+    rig.wait_condition("shop", "late", "True", "Applied", timeout=60)
+    relisted = {r.resource for r in operator_lists(rig)[lists_before:]}
+    assert {"pods", "sseroutes"} <= relisted, relisted
+
+
+def operator_lists(rig: Rig) -> list[ApiRequest]:
+    return [r for r in rig.cluster.operator_requests() if r.verb == "list" and r.code == 200]

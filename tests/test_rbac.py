@@ -58,6 +58,7 @@ def can_i(cluster: Cluster, namespace: str) -> dict[str, str]:
     return table
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize("namespace", sorted(EXPECTED))
 def test_the_operator_can_do_exactly_what_the_table_says(cluster: Cluster, namespace: str) -> None:
     assert can_i(cluster, namespace) == EXPECTED[namespace]

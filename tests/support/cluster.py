@@ -16,8 +16,10 @@ working tree) and the `kubernetes` client over HTTP. Only `requests()` differs i
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,7 @@ import yaml
 
 from appgw_sse.sandbox import apiserver
 from appgw_sse.sandbox.apiserver import ApiServerBuild
+from appgw_sse.sandbox.demo import wait_until
 
 TEST_AGENT = "appgw-sse-tests"
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +150,11 @@ class Cluster:
         answer = self.client.response_deserialize(response, {"2XX": "object"})
         return answer.data
 
+    def validate_flags(self) -> tuple[str, ...]:
+        """kubectl apply's flags to apply our CRD's objects as users do: a server older than
+        1.25 knows no CEL rules, and kubectl refuses the field it does not know."""
+        return ("--validate=false",)
+
     def requests(self) -> list[ApiRequest]:
         raise NotImplementedError
 
@@ -185,6 +193,40 @@ class RealCluster(Cluster):
         self.operator_kubeconfig = Path(ready["users"][operator_user()])
         self.replica_kubeconfig = Path(ready["users"][replica_user()])
         self.audit_log = workdir / "apiserver" / "audit.log"
+
+    def validate_flags(self) -> tuple[str, ...]:
+        return () if self.build.minor >= 25 else super().validate_flags()
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to now (as etcd's periodic compaction does), through its
+        HTTP gateway; the revision compacted to."""
+        etcd = re.search(r"--etcd-servers\x00([^\x00]+)", self._apiserver_cmdline())
+        assert etcd is not None
+        revision = _etcd(etcd.group(1), "kv/range", {"key": "AA=="})["header"]["revision"]
+        _etcd(etcd.group(1), "kv/compaction", {"revision": revision, "physical": True})
+        return int(revision)
+
+    def restart_apiserver(self) -> None:
+        """Kill kube-apiserver and start it again with the same flags, as a crash does (a few
+        seconds, well within the operator's lease): every watch ends, and the new server's
+        watch cache starts from now."""
+        pid = self.pids[1]
+        args = self._apiserver_cmdline().rstrip("\x00").split("\x00")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        os.kill(pid, signal.SIGKILL)
+        wait_until("kube-apiserver to stop", lambda: not Path(f"/proc/{pid}").exists(), 30)
+        with open(Path(cwd) / "apiserver.log", "ab") as log:
+            process = subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        self.pids[1] = process.pid
+
+        wait_until(
+            "kube-apiserver to be ready again",
+            lambda: self.kubectl("get", "--raw", "/readyz").stdout == "ok",
+            60,
+        )
+
+    def _apiserver_cmdline(self) -> str:
+        return Path(f"/proc/{self.pids[1]}/cmdline").read_text()
 
     def requests(self) -> list[ApiRequest]:
         with contextlib.suppress(FileNotFoundError), self.audit_log.open() as lines:
@@ -243,6 +285,13 @@ def _standin_request(raw: dict[str, Any]) -> ApiRequest:
     )
 
 
+def _etcd(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(f"{url}/v3/{path}", data=json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        result: dict[str, Any] = json.load(answer)
+    return result
+
+
 def _cache_home() -> str:
     # The unpacked apiserver binary is cached across runs; a CI HOME may not be writable.
     return os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -263,10 +312,7 @@ def _prepare(cluster: Cluster) -> None:
     """What an installed operator finds: its CRD, namespaces, and (real server) its RBAC."""
     namespaces = ("shop", "partners", OPERATOR_NAMESPACE)
     if isinstance(cluster, RealCluster):
-        # As users install it; a server older than 1.25 knows no CEL rules, and kubectl's
-        # client-side check refuses the field it does not know.
-        validate = () if cluster.build.minor >= 25 else ("--validate=false",)
-        _must(cluster.kubectl("apply", *validate, "-f", str(CRD_FILE)))
+        _must(cluster.kubectl("apply", *cluster.validate_flags(), "-f", str(CRD_FILE)))
         _must(
             cluster.kubectl(
                 "wait",
