@@ -74,6 +74,11 @@ def test_version_as_uid_10001_on_a_read_only_root(image: str) -> None:
     ran = podman("run", "--rm", *AS_THE_CHART_RUNS_IT, image, "--version")
     assert (ran.returncode, ran.stdout.strip()) == (0, f"appgw-sse {__version__}"), ran.stderr
 
+    # What the operator could write to: /tmp alone.
+    probe = "for d in / /opt/appgw-sse /etc /var/tmp /run /tmp; do touch $d/w 2>/dev/null && echo $d; done"
+    writable = podman("run", "--rm", *AS_THE_CHART_RUNS_IT, "--entrypoint=sh", image, "-c", probe)
+    assert writable.stdout.split() == ["/tmp"], writable.stderr
+
 
 def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
