@@ -1,6 +1,7 @@
 """The `appgw-sse` command line."""
 
 import argparse
+import importlib
 import os
 import re
 import sys
@@ -45,7 +46,27 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_CHANGES if any(plan.changes for plan in plans) else EXIT_OK
 
 
+def _sandbox_missing(command: str, *modules: str) -> bool:
+    """The demo and the emulator run on packages the operator does not need, the `sandbox` extra:
+    say so in one line when one of `modules` is not installed (the image leaves them out)."""
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        print(
+            f"error: appgw-sse {command} needs {', '.join(missing)}: "
+            "pip install 'appgw-sse-operator[sandbox]'",
+            file=sys.stderr,
+        )
+    return bool(missing)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if _sandbox_missing("demo", "kmock", "trustme"):
+        return EXIT_ERROR
     from appgw_sse.sandbox import demo
 
     return demo.run(args.plot)
@@ -54,6 +75,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     import asyncio
 
+    if _sandbox_missing("emulator", "trustme"):
+        return EXIT_ERROR
     from appgw_sse.emulator.server import load_seeds, run_until_signalled
 
     try:

@@ -62,6 +62,30 @@ class Emulator(EmulatorProcess):
         self.admin("POST", "gateways", document)
 
 
+def run_args(emulator: Emulator) -> list[str]:
+    """`appgw-sse run` as the rig runs it, against the emulator (a process or the image)."""
+    return [
+        "run",
+        "--debounce",
+        "1s",
+        "--allowed-gateway",
+        "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
+        "--arm-endpoint",
+        emulator.url,
+        "--arm-ca-bundle",
+        emulator.ready["ca_bundle"],
+        "--arm-token-file",
+        emulator.ready["token_file"],
+        "--health-port",
+        "0",
+    ]
+
+
+# One pod name: a restarted operator is the same pod's new container, which takes its own Lease
+# back at once.
+POD_ENV = {"POD_NAMESPACE": OPERATOR_NAMESPACE, "POD_NAME": "appgw-sse-operator-0"}
+
+
 class Operator:
     def __init__(
         self,
@@ -72,32 +96,11 @@ class Operator:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log = workdir / f"operator-{time.monotonic_ns()}.log"
-        self.args = [
-            sys.executable,
-            "-m",
-            "appgw_sse",
-            "run",
-            "--debounce",
-            "1s",
-            "--allowed-gateway",
-            "/subscriptions/*/resourceGroups/rg-shop-*/providers/*",
-            "--arm-endpoint",
-            emulator.url,
-            "--arm-ca-bundle",
-            emulator.ready["ca_bundle"],
-            "--arm-token-file",
-            emulator.ready["token_file"],
-            "--health-port",
-            "0",
-            *extra,
-        ]
-        # One pod name: a restarted operator is the same pod's new container, which takes its
-        # own Lease back at once.
+        self.args = [sys.executable, "-m", "appgw_sse", *run_args(emulator), *extra]
         self.env = {
             **os.environ,
             "KUBECONFIG": str(cluster.operator_kubeconfig),
-            "POD_NAMESPACE": OPERATOR_NAMESPACE,
-            "POD_NAME": "appgw-sse-operator-0",
+            **POD_ENV,
             "HOME": str(cluster.home),
             **(env or {}),
         }
