@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.config import OperatorConfig
     from appgw_sse.leader import LeaseSettings, default_identity
-    from appgw_sse.running import operate
+    from appgw_sse.running import StartupError, operate
 
     logs.setup(args.log_format, args.log_level)
     patterns = args.allowed_gateway or [
@@ -206,8 +206,41 @@ def _run(args: argparse.Namespace) -> int:
             token_file=args.arm_token_file,
         ),
     )
+    problem = _kube_config_problem()
+    if problem is not None:
+        print(f"appgw-sse run: error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     lease = LeaseSettings(namespace=config.ledger_namespace, identity=default_identity())
-    return asyncio.run(operate(config, args.health_port, lease))
+    try:
+        return asyncio.run(operate(config, args.health_port, lease))
+    except StartupError as exc:
+        print(f"appgw-sse run: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _kube_config_problem() -> str | None:
+    """Load the cluster's configuration (in-cluster, else the kubeconfig) as the operator will;
+    what is wrong with it in one line naming KUBECONFIG, or None."""
+    import kubernetes
+
+    from appgw_sse.adapters.kube import load_config
+
+    try:
+        load_config()
+    except (kubernetes.config.ConfigException, yaml.YAMLError, OSError, ValueError) as exc:
+        variable = os.environ.get("KUBECONFIG")
+        files = [Path(f).expanduser() for f in (variable or "~/.kube/config").split(os.pathsep)]
+        if not any(f.is_file() for f in files):
+            if variable:
+                return f"KUBECONFIG={variable}: no such file (and this is not a pod)"
+            return (
+                "no kubeconfig: KUBECONFIG is not set, ~/.kube/config does not exist and this is "
+                "not a pod with a service account: set KUBECONFIG"
+            )
+        source = f"KUBECONFIG={variable}" if variable else "~/.kube/config"
+        detail = " ".join(str(exc).split())  # YAML errors span lines
+        return f"{source}: not a usable kubeconfig: {detail}"
+    return None
 
 
 def _doctor(args: argparse.Namespace) -> int:
