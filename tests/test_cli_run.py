@@ -222,3 +222,16 @@ def test_a_missing_operator_namespace_names_pod_namespace(tmp_path: Path) -> Non
         "exist (its Lease and ledgers live there): create it (kubectl create namespace "
         "no-such-namespace) or set POD_NAMESPACE to the namespace the operator runs in"
     )
+
+
+def test_a_twin_outside_its_flags_choices_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APPGW_SSE_LOG_LEVEL", "chatty")
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["run"])
+    assert caught.value.code == 1
+    assert (
+        "argument --log-level: APPGW_SSE_LOG_LEVEL='chatty': 'chatty' is not one of debug, info"
+        in capsys.readouterr().err
+    )

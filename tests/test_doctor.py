@@ -29,51 +29,10 @@ from appgw_sse.doctor import (
     render_json,
     render_text,
 )
+from tests.support.observations import SSE, WALL, observation
 from tests.support.sse_servers import behind_gateway, sse_server, starlette_server
 
-WALL = 1_750_000_000.0
 HELD = HELD_SECONDS  # an event later than this by its timestamp was held back
-SSE = (
-    ("Content-Type", "text/event-stream"),
-    ("Cache-Control", "no-cache"),
-    ("Transfer-Encoding", "chunked"),
-)
-
-
-def observation(
-    arrivals: list[float],
-    sent: list[float] | None = None,
-    *,
-    ids: bool = True,
-    end: Any = "listening",
-    ended_at: float | None = None,
-    headers: tuple[tuple[str, str], ...] = SSE,
-    listen: float = 10.0,
-) -> Observation:
-    """Events arriving at `arrivals` (s since the request), stamped as sent at `sent`."""
-    events = [
-        SseEvent(
-            at,
-            json.dumps({"ts": WALL + sent[i]}) if sent is not None else "tick",
-            str(i + 1) if ids else None,
-        )
-        for i, at in enumerate(arrivals)
-    ]
-    return Observation(
-        url="http://gw/events",
-        listen_seconds=listen,
-        started_wall=WALL,
-        connected_at=0.001,
-        status=200,
-        reason="OK",
-        version="HTTP/1.1",
-        headers=headers,
-        headers_at=0.002,
-        chunks=[(at, 60) for at in sorted(set(arrivals))],
-        events=events,
-        end=end,
-        ended_at=ended_at,
-    )
 
 
 def codes(report: Any, severity: str = "problem") -> set[str]:

@@ -131,6 +131,16 @@ class _Switch(argparse.Action):
         setattr(namespace, self.dest, True)
 
 
+def _among(parse: Callable[[str], Any], choices: Sequence[str]) -> Callable[[str], Any]:
+    def checked(text: str) -> Any:
+        value = parse(text)
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return checked
+
+
 def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
     """Adds flags whose default is their env twin APPGW_SSE_<FLAG>; --help shows both."""
 
@@ -154,6 +164,11 @@ def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
         if switch:
             parser.add_argument(flag, action=_Switch, default=from_env or False, help=help)
         else:
+            choices = kwargs.get("choices")
+            if choices is not None:
+                # argparse checks choices only for a value given on the command line, not for
+                # the default that the env twin supplies.
+                parse = _among(parse, choices)
             parser.add_argument(
                 flag,
                 default=from_env if from_env is not None else default,
