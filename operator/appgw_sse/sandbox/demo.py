@@ -391,7 +391,7 @@ def plot(result: DemoResult, path: Path) -> Any:
             axis.broken_barh([(start, end - start)], (y - 0.6, 1.6), color="0.92", zorder=0)
             axis.text(
                 (start + end) / 2,
-                y + 0.85,
+                y + 0.4,
                 f"backend silent {end - start:.1f} s",
                 ha="center",
                 fontsize="x-small",
