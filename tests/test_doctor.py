@@ -462,6 +462,8 @@ async def test_a_gzip_stream_flushed_per_event_is_live_with_a_warning() -> None:
     assert max(delays) < HELD, delays
     assert report.verdict == "streams live" and report.exit_code == EXIT_HEALTHY
     assert "content-encoding" in codes(report, "warning")
+    document = json.loads(render_json(report, None, []))
+    assert document["exitCode"] == EXIT_HEALTHY and document["http"]["headers"]["Content-Encoding"]
 
 
 async def test_sse_starlette_behind_a_buffering_gateway_is_buffered_for_both_clients() -> None:
@@ -473,6 +475,8 @@ async def test_sse_starlette_behind_a_buffering_gateway_is_buffered_for_both_cli
         delays, _ = await _httpx_sse_delays(f"{frontend}/events?interval=0.05", 30)
     assert report.verdict.startswith("buffered (events arrive in bursts of "), report.verdict
     assert max(delays) >= HELD, delays  # httpx-sse saw them held too
+    document = json.loads(render_json(report, None, []))
+    assert document["exitCode"] == EXIT_PROBLEMS and document["stream"]["bursts"] >= 1
 
 
 async def test_a_504_through_the_gateway_names_the_requesttimeout() -> None:
