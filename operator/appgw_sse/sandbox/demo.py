@@ -312,7 +312,7 @@ def listen(url: str, label: str) -> doctor.Report:
 def outcome(report: doctor.Report) -> str:
     """A few words for what the client got: "buffered, then cut", "live"."""
     codes = {f.code for f in report.problems}
-    words = [w for code, w in (("buffered", "buffered"), ("cut", "cut")) if code in codes]
+    words = [code for code in ("buffered", "cut") if code in codes]
     return ", then ".join(words) if words else "broken" if codes else "live"
 
 
@@ -577,6 +577,7 @@ def _show(
 
     def serving() -> bool:
         alive()
+        # health.serve's line: the operator's startup got past its flags and kubeconfig.
         return "serving /healthz" in log_path.read_text(errors="replace")
 
     wait_until("the operator to start", serving, 30)
