@@ -1,7 +1,10 @@
 """AGIC mode's pure decision: which Ingresses, which annotation values, what is restored."""
 
-from appgw_sse.core import agic
+import pytest
+
+from appgw_sse.core import agic, conditions
 from appgw_sse.core.agic import DRAINING, DRAINING_TIMEOUT, REQUEST_TIMEOUT, Ingress, IngressLedger
+from appgw_sse.core.conditions import Reason
 from tests.support.gateways import intent
 
 
@@ -89,3 +92,83 @@ def test_buffering_command_names_the_group_and_gateway() -> None:
         "az network application-gateway update -g rg-a -n gw "
         "--set globalConfiguration.enableResponseBuffering=false"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("120", 120),
+        ("+120", 120),
+        ("-5", -5),
+        ("007", 7),
+        (" 120", None),
+        ("120 ", None),
+        ("1_20", None),
+        ("\uff11\uff12\uff10", None),  # full-width digits
+        ("12.0", None),
+        ("", None),
+        ("+", None),
+        ("9223372036854775808", None),  # out of int64's range
+    ],
+)
+def test_seconds_are_read_as_go_strconv_atoi_reads_them(text: str, value: int | None) -> None:
+    assert agic.go_atoi(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        *[(t, True) for t in ("1", "t", "T", "TRUE", "true", "True")],
+        *[(t, False) for t in ("0", "f", "F", "FALSE", "false", "False")],
+        *[(t, None) for t in ("yes", "tRUE", " true", "on", "", "2")],
+    ],
+)
+def test_booleans_are_read_as_go_strconv_parsebool_reads_them(
+    text: str, value: bool | None
+) -> None:
+    assert agic.go_parse_bool(text) is value
+
+
+@pytest.mark.parametrize("rejected", [" 600 ", "6_00", "\uff16\uff10\uff10"])
+def test_a_timeout_agic_would_reject_counts_as_absent(rejected: str) -> None:
+    """AGIC runs with its default 30 s for such a value: the operator sets a valid one, and
+    remembers the original to restore it."""
+    routes = [intent("r", service="svc")]
+    plan = agic.plan_ingresses(
+        routes, [with_keys("web", {REQUEST_TIMEOUT: rejected})], IngressLedger("ns")
+    )
+    assert plan.patches == {"web": {REQUEST_TIMEOUT: "68"}}
+    assert plan.ledger.owned[("web", REQUEST_TIMEOUT)] == agic.Owned(rejected, "68")
+
+
+@pytest.mark.parametrize(("draining", "patched"), [("True", False), ("T", False), ("yes", True)])
+def test_draining_is_on_for_every_spelling_parsebool_takes_as_true(
+    draining: str, patched: bool
+) -> None:
+    routes = [intent("r", drain=120, service="svc")]
+    current = {REQUEST_TIMEOUT: "600", DRAINING: draining, DRAINING_TIMEOUT: "600"}
+    plan = agic.plan_ingresses(routes, [with_keys("web", current)], IngressLedger("ns"))
+    assert plan.patches == ({"web": {DRAINING: "true"}} if patched else {})
+
+
+def test_the_other_services_of_a_shared_ingress_are_named() -> None:
+    routes = [intent("r", service="svc")]
+    shared = Ingress("web", {}, frozenset({"svc", "api", "admin"}))
+    plan = agic.plan_ingresses(routes, [shared, ing("alone")], IngressLedger("ns"))
+    assert plan.shared == {"ns/r": {"web": ["admin", "api"]}}
+    words = agic.shared_words(plan.shared["ns/r"])
+    assert words == "Ingress web also routes to Service admin, api"
+    (notice,) = plan.notices
+    assert notice.route == "ns/r" and notice.reason == Reason.INGRESS_SHARED
+    assert notice.message.endswith(words)
+    condition = conditions.agic_mode(
+        "gw", "svc", ["alone", "web"], "request-timeout 68s", None, "", words
+    )
+    assert condition.reason == Reason.INGRESSES_ANNOTATED
+    assert "(AGIC applies them to every Service of the Ingress: Ingress web also routes to " in (
+        condition.message
+    )
+    # Nothing to change: the condition still names them, no Event is due.
+    applied = Ingress("web", {REQUEST_TIMEOUT: "68"}, shared.services)
+    again = agic.plan_ingresses(routes, [applied], plan.ledger)
+    assert again.patches == {} and again.notices == () and again.shared == plan.shared

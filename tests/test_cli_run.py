@@ -1,11 +1,16 @@
 """`appgw-sse run` flags and their env twins (parsing only; the e2e tests run the operator)."""
 
+import json
+import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from appgw_sse.cli import build_parser
+from tests.support.cluster import real_server, running
 
 DURATION_FLAGS = ("--resync", "--debounce", "--probe-interval")
 
@@ -120,3 +125,113 @@ def test_operability_flags_and_env_twins(monkeypatch: pytest.MonkeyPatch) -> Non
     args = build_parser().parse_args(["run"])
     assert (args.log_format, args.log_level, args.health_port) == ("json", "debug", 9090)
     assert build_parser().parse_args(["run", "--log-level", "WARNING"]).log_level == "warning"
+
+
+# -- what keeps the operator from starting: one line, exit 1, no traceback ---------------------
+
+
+def run_operator(
+    tmp_path: Path, *args: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`appgw-sse run` as a user starts it outside a cluster (no in-cluster service account)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "POD_"))}
+    environ |= {"HOME": str(tmp_path), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "appgw_sse", "run", "--no-probe", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environ,
+    )
+
+
+def refused(result: subprocess.CompletedProcess[str]) -> str:
+    """The error line of a run that could not start."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("appgw-sse run: error: "), result.stderr
+    return last.removeprefix("appgw-sse run: error: ")
+
+
+def unreachable_kubeconfig(tmp_path: Path) -> Path:
+    """A valid kubeconfig whose API server is never reached in these tests."""
+    path = tmp_path / "kubeconfig"
+    cluster = {"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}
+    context = {"name": "c", "context": {"cluster": "c", "user": "u"}}
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c", "clusters": [cluster]}
+    config |= {"users": [{"name": "u", "user": {"token": "t"}}], "contexts": [context]}
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "KUBECONFIG={path}: no such file"),
+        ("", "KUBECONFIG={path}: not a usable kubeconfig: Invalid kube-config. "),
+        ("a: [b\n", "KUBECONFIG={path}: not a usable kubeconfig: while parsing a flow sequence"),
+        ("apiVersion: v1\nkind: Config\n", "KUBECONFIG={path}: not a usable kubeconfig: Invalid"),
+    ],
+    ids=["missing", "empty", "not YAML", "no context"],
+)
+def test_a_missing_or_invalid_kubeconfig_is_named(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "config"
+    if content is not None:
+        path.write_text(content)
+    line = refused(run_operator(tmp_path, KUBECONFIG=str(path)))
+    assert line.startswith(expected.format(path=path)), line
+
+
+def test_no_kubeconfig_at_all_says_what_to_set(tmp_path: Path) -> None:
+    environ_without = run_operator(tmp_path)  # HOME has no .kube/config; KUBECONFIG unset
+    assert refused(environ_without).startswith(
+        "no kubeconfig: KUBECONFIG is not set, ~/.kube/config does not exist"
+    )
+
+
+def test_a_busy_health_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_operator(
+            tmp_path,
+            "--health-port",
+            str(port),
+            KUBECONFIG=str(unreachable_kubeconfig(tmp_path)),
+        )
+    assert refused(result).startswith(f"--health-port {port}: Address already in use")
+
+
+def test_a_missing_operator_namespace_names_pod_namespace(tmp_path: Path) -> None:
+    if real_server() is None:
+        pytest.skip("the stand-in API creates objects in any namespace; this needs the real one")
+    with running(tmp_path) as cluster:
+        result = run_operator(
+            tmp_path,
+            "--health-port",
+            "0",
+            KUBECONFIG=str(cluster.kubeconfig),
+            POD_NAMESPACE="no-such-namespace",
+        )
+    assert refused(result) == (
+        "POD_NAMESPACE=no-such-namespace: the operator's namespace no-such-namespace does not "
+        "exist (its Lease and ledgers live there): create it (kubectl create namespace "
+        "no-such-namespace) or set POD_NAMESPACE to the namespace the operator runs in"
+    )
+
+
+def test_a_twin_outside_its_flags_choices_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APPGW_SSE_LOG_LEVEL", "chatty")
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["run"])
+    assert caught.value.code == 1
+    assert (
+        "argument --log-level: APPGW_SSE_LOG_LEVEL='chatty': 'chatty' is not one of debug, info"
+        in capsys.readouterr().err
+    )

@@ -149,3 +149,11 @@ def test_crd_and_model_agree_on_every_gateway_id(subscription: str, group: str, 
     except SpecError:
         accepted = False
     assert (VALIDATOR.errors(manifest_of(spec)) == []) == accepted
+
+
+def test_the_timeout_column_says_it_is_the_routes_need() -> None:
+    version = build_crd()["spec"]["versions"][0]
+    [timeout] = [c for c in version["additionalPrinterColumns"] if c["name"] == "Timeout"]
+    assert timeout["jsonPath"] == ".status.requestTimeoutSeconds"
+    assert timeout["description"].startswith("The request timeout this route needs")
+    assert "not what the gateway holds" in timeout["description"]

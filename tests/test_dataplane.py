@@ -2,6 +2,7 @@
 connections after a configuration PUT, each read from the gateway document at that moment."""
 
 import asyncio
+import contextlib
 import copy
 import json
 import signal
@@ -9,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -253,3 +255,78 @@ def test_the_ready_line_names_each_gateways_frontend() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+# -- an honest proxy ------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def echo_backend() -> AsyncIterator[str]:
+    """A raw HTTP/1.1 backend that answers each request's header lines, in order, as JSON, and
+    sends no header the test did not write (no Server, unlike aiohttp's and uvicorn's)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        lines = head.split("\r\n")[1:-2]
+        body = json.dumps([line.split(": ", 1) for line in lines]).encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def raw_get(url: str, lines: list[str]) -> tuple[str, Any, tuple[str, int]]:
+    """GET with exactly these header lines; the response head, its JSON body and the client's
+    own address."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = "\r\n".join(["GET /echo HTTP/1.1", *lines, "Connection: close", "", ""])
+    writer.write(request.encode())
+    async with asyncio.timeout(10):
+        response = (await reader.read()).decode()
+    address = writer.get_extra_info("sockname")
+    writer.close()
+    head, _, body = response.partition("\r\n\r\n")
+    return head, json.loads(body), address
+
+
+async def test_the_data_plane_forwards_what_the_client_sent_and_what_the_gateway_adds() -> None:
+    async with echo_backend() as backend, behind_gateway(backend) as (_, frontend):
+        head, seen, (client_ip, client_port) = await raw_get(
+            frontend,
+            ["Host: shop.example.com", "X-Tag: a", "X-Tag: b", "X-Forwarded-For: 203.0.113.7:5000"],
+        )
+    names = [name.lower() for name, _ in seen]
+    # Nothing the client never sent: no Accept-Encoding (a client that asked for nothing must
+    # not get gzip), Accept or User-Agent of the proxy's own.
+    assert not {"accept-encoding", "accept", "user-agent", "content-type"} & set(names)
+    assert [value for name, value in seen if name == "X-Tag"] == ["a", "b"]
+    values = {name.lower(): value for name, value in seen}
+    assert values["x-forwarded-for"] == f"203.0.113.7:5000, {client_ip}:{client_port}"
+    assert values["x-forwarded-proto"] == "http"
+    assert values["x-forwarded-port"] == frontend.rsplit(":", 1)[1]
+    assert values["x-original-host"] == "shop.example.com"
+    # No Server header of its own: the backend sent none.
+    assert "\r\nserver:" not in head.lower() and head.startswith("HTTP/1.1 200")
+
+
+async def test_the_backends_server_header_passes_through() -> None:
+    async with (
+        sse_server() as base,
+        behind_gateway(base) as (_, frontend),
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(f"{base}/live?count=1") as direct:
+            expected = direct.headers.getall("Server")
+        async with session.get(f"{frontend}/live?count=1") as proxied:
+            assert proxied.headers.getall("Server") == expected

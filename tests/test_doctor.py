@@ -5,14 +5,18 @@ import asyncio
 import json
 import socket
 import sys
+import time
 from typing import Any
 
+import httpx
 import pytest
+from httpx_sse import aconnect_sse
 
 from appgw_sse.doctor import (
     EXIT_HEALTHY,
     EXIT_PROBLEMS,
     EXIT_UNREACHABLE,
+    HELD_SECONDS,
     Observation,
     SseEvent,
     SseParser,
@@ -25,50 +29,10 @@ from appgw_sse.doctor import (
     render_json,
     render_text,
 )
-from tests.support.sse_servers import behind_gateway, sse_server
+from tests.support.observations import SSE, WALL, observation
+from tests.support.sse_servers import behind_gateway, sse_server, starlette_server
 
-WALL = 1_750_000_000.0
-SSE = (
-    ("Content-Type", "text/event-stream"),
-    ("Cache-Control", "no-cache"),
-    ("Transfer-Encoding", "chunked"),
-)
-
-
-def observation(
-    arrivals: list[float],
-    sent: list[float] | None = None,
-    *,
-    ids: bool = True,
-    end: Any = "listening",
-    ended_at: float | None = None,
-    headers: tuple[tuple[str, str], ...] = SSE,
-    listen: float = 10.0,
-) -> Observation:
-    """Events arriving at `arrivals` (s since the request), stamped as sent at `sent`."""
-    events = [
-        SseEvent(
-            at,
-            json.dumps({"ts": WALL + sent[i]}) if sent is not None else "tick",
-            str(i + 1) if ids else None,
-        )
-        for i, at in enumerate(arrivals)
-    ]
-    return Observation(
-        url="http://gw/events",
-        listen_seconds=listen,
-        started_wall=WALL,
-        connected_at=0.001,
-        status=200,
-        reason="OK",
-        version="HTTP/1.1",
-        headers=headers,
-        headers_at=0.002,
-        chunks=[(at, 60) for at in sorted(set(arrivals))],
-        events=events,
-        end=end,
-        ended_at=ended_at,
-    )
+HELD = HELD_SECONDS  # an event later than this by its timestamp was held back
 
 
 def codes(report: Any, severity: str = "problem") -> set[str]:
@@ -373,3 +337,177 @@ async def test_cli_prints_json_on_stdout_and_progress_on_stderr() -> None:
     document = json.loads(stdout)
     assert document["verdict"] == "streams live" and document["exitCode"] == 0
     assert "HTTP/1.1 200 OK" in stderr.decode()
+
+
+# -- every verdict renders as JSON ----------------------------------------------------------
+
+
+def _no_response() -> Observation:
+    obs = observation([], headers=())
+    obs.status = obs.headers_at = None
+    obs.end = "no-headers"
+    return obs
+
+
+def _gateway_timeout(after: float) -> Observation:
+    obs = observation([], headers=(("Content-Type", "text/html"),))
+    obs.status, obs.reason, obs.headers_at, obs.chunks = 504, "Gateway Time-out", after, []
+    return obs
+
+
+def _closed_before_headers() -> Observation:
+    obs = observation([], headers=())
+    obs.status = obs.headers_at = None
+    obs.chunks, obs.end, obs.ended_at = [], "cut", 1.3
+    return obs
+
+
+def _heartbeats_only() -> Observation:
+    obs = observation([])
+    obs.chunks, obs.heartbeats = [(1.0, 3), (2.0, 3)], [1.0, 2.0]
+    return obs
+
+
+VERDICTS = {
+    "live": (lambda: observation([0.1, 0.2, 0.3], [0.1, 0.2, 0.3]), "streams live"),
+    "buffered": (
+        lambda: observation(
+            [0.5 * ((n + 4) // 5) for n in range(1, 21)], [0.1 * n for n in range(1, 21)]
+        ),
+        "buffered (",
+    ),
+    "cut": (lambda: observation([0.1, 0.2], end="cut", ended_at=3.2), "cut after 3.2 s"),
+    "eof": (lambda: observation([0.1, 0.2], end="eof", ended_at=0.3), "streams live until"),
+    "silent": (lambda: observation([]), "no event in 10.0 s"),
+    "heartbeats only": (_heartbeats_only, "streams live (heartbeats only"),
+    "no response": (_no_response, "no response in"),
+    "closed before headers": (_closed_before_headers, "cut after 1.3 s"),
+    "504": (lambda: _gateway_timeout(30.02), "answered 504"),
+    "unreachable": (
+        lambda: Observation("http://gw/", 10, WALL, error="Connection refused"),
+        "could not connect",
+    ),
+    "wrong type, no event": (
+        lambda: observation([], headers=(("Content-Type", "text/html"),)),
+        "wrong Content-Type",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(VERDICTS))
+def test_json_renders_every_verdict(name: str) -> None:
+    make, verdict = VERDICTS[name]
+    report = analyse(make())
+    assert report.verdict.startswith(verdict), report.verdict
+    document = json.loads(render_json(report, report, compare(report, report)))
+    assert document["verdict"] == report.verdict and document["exitCode"] == report.exit_code
+    assert len(document["events"]) == len(report.obs.events)
+    assert document["direct"]["verdict"] == report.verdict
+    assert render_text(report, report, [])  # the text rendering too
+
+
+def test_a_gateway_timeout_names_an_unknown_idle_limit_as_a_cut_does() -> None:
+    report = analyse(_gateway_timeout(3.02))
+    assert report.verdict == (
+        "answered 504 Gateway Time-out after 3.0 s (an idle timeout of about 3.0 s on the path, "
+        "such as a requestTimeout of 3 s: raise it above your longest silence)"
+    )
+
+
+def test_compression_is_a_problem_only_when_events_are_held() -> None:
+    gzip = (*SSE, ("Content-Encoding", "gzip"))
+    sent = [0.1 * n for n in range(1, 21)]
+    on_time = analyse(observation(sent, sent, headers=gzip))
+    assert on_time.verdict == "streams live" and on_time.exit_code == EXIT_HEALTHY
+    assert "content-encoding" in codes(on_time, "warning")
+    held = analyse(observation([0.5 * ((n + 4) // 5) for n in range(1, 21)], sent, headers=gzip))
+    assert {"content-encoding", "buffered"} <= codes(held)
+    assert held.verdict.startswith("compressed (Content-Encoding: gzip); buffered (")
+
+
+# -- against real third-party SSE software ---------------------------------------------------
+
+
+async def _httpx_sse_delays(url: str, count: int) -> tuple[list[float], httpx.Headers]:
+    """A real client library (httpx-sse): how late each of `count` events arrived by its `ts`."""
+    delays: list[float] = []
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        aconnect_sse(client, "GET", url) as source,
+    ):
+        async for sse in source.aiter_sse():
+            delays.append(time.time() - json.loads(sse.data)["ts"])
+            if len(delays) == count:
+                return delays, source.response.headers
+    raise AssertionError(f"the stream ended after {len(delays)} events")
+
+
+async def test_sse_starlette_on_uvicorn_streams_live_for_the_doctor_and_httpx_sse() -> None:
+    async with starlette_server() as base:
+        report, _, _ = await diagnose(f"{base}/events", 1.5)
+        delays, _ = await _httpx_sse_delays(f"{base}/events", 8)
+    assert report.verdict == "streams live", render_text(report, None, [])
+    assert len(report.obs.events) >= 5 and max(delays) < HELD
+    document = json.loads(render_json(report, None, []))
+    assert document["exitCode"] == EXIT_HEALTHY and len(document["events"]) >= 5
+
+
+async def test_a_gzip_stream_flushed_per_event_is_live_with_a_warning() -> None:
+    """Starlette's GZipMiddleware flushes each event: every real client gets them on time, so
+    the doctor judges by the timeline, not by the header alone."""
+    async with starlette_server(gzip=True) as base:
+        report, _, _ = await diagnose(f"{base}/events", 1.5)
+        delays, headers = await _httpx_sse_delays(f"{base}/events", 8)
+    assert report.obs.header("Content-Encoding") == "gzip" and headers["content-encoding"] == "gzip"
+    assert max(delays) < HELD, delays
+    assert report.verdict == "streams live" and report.exit_code == EXIT_HEALTHY
+    assert "content-encoding" in codes(report, "warning")
+    document = json.loads(render_json(report, None, []))
+    assert document["exitCode"] == EXIT_HEALTHY and document["http"]["headers"]["Content-Encoding"]
+
+
+async def test_sse_starlette_behind_a_buffering_gateway_is_buffered_for_both_clients() -> None:
+    async with (
+        starlette_server() as base,
+        behind_gateway(base, buffering=True, buffer_bytes=1024) as (_, frontend),
+    ):
+        report, _, _ = await diagnose(f"{frontend}/events?interval=0.05", 2.5)
+        delays, _ = await _httpx_sse_delays(f"{frontend}/events?interval=0.05", 30)
+    assert report.verdict.startswith("buffered (events arrive in bursts of "), report.verdict
+    assert max(delays) >= HELD, delays  # httpx-sse saw them held too
+    document = json.loads(render_json(report, None, []))
+    assert document["exitCode"] == EXIT_PROBLEMS and document["stream"]["bursts"] >= 1
+
+
+async def test_a_504_through_the_gateway_names_the_requesttimeout() -> None:
+    async with (
+        sse_server() as base,
+        behind_gateway(base, request_timeout=1) as (_, frontend),
+    ):
+        report, _, _ = await diagnose(f"{frontend}/live?delay=3", 2.5)
+    assert report.obs.status == 504
+    assert "(an idle timeout of about 1.0 s on the path, such as a requestTimeout of 1 s" in (
+        report.verdict
+    )
+
+
+async def test_cli_json_when_no_event_arrives() -> None:
+    async with sse_server() as base:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "appgw_sse",
+            "doctor",
+            f"{base}/quiet?count=0",
+            "--duration",
+            "1s",
+            "-o",
+            "json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            stdout, stderr = await process.communicate()
+    assert process.returncode == EXIT_PROBLEMS, stderr.decode()
+    document = json.loads(stdout)
+    assert document["verdict"].startswith("no event in") and document["events"] == []

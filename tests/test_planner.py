@@ -182,6 +182,7 @@ def test_http2_idle_warning() -> None:
     )
     warned = {n.route for n in plan.notices if "HTTP/2" in n.message}
     assert warned == {"ns/long"}
+    assert {n.reason for n in plan.notices if "HTTP/2" in n.message} == {Reason.HTTP2_IDLE_TIMEOUT}
 
 
 def test_timeout_above_240s_warns_only_for_internet_backends() -> None:
@@ -198,6 +199,9 @@ def test_timeout_above_240s_warns_only_for_internet_backends() -> None:
     )
     warned = {n.route for n in plan.notices if "240s" in n.message}
     assert warned == {"ns/e"}
+    assert {n.reason for n in plan.notices if "240s" in n.message} == {
+        Reason.INTERNET_BACKEND_TIMEOUT_CAP
+    }
 
 
 def test_flattened_az_output_plans_like_arm_json() -> None:

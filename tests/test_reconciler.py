@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from appgw_sse.config import OperatorConfig
+from appgw_sse.core import agic
 from appgw_sse.core.conditions import Condition, Reason
 from appgw_sse.core.fields import REQUEST_TIMEOUT
 from appgw_sse.models.status import BackendsStatus
@@ -313,3 +314,50 @@ async def test_a_long_put_says_applying_and_a_short_one_does_not(
     gateways.hold.set()
     await running
     assert condition(kube.written[-1][1]) == ("True", "Applied", 2)
+
+
+# -- what the Events credit a route with ----------------------------------------------------
+
+
+async def test_a_route_that_leaves_buffering_unmanaged_is_not_credited_with_turning_it_off(
+    reconciler: GatewayReconciler,
+    book: RouteBook,
+    gateways: FakeGateways,
+    kube: FakeKube,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await book.observe(route(1, responseBuffering="Unmanaged"))  # needs 68 s
+    await book.observe(body("other", 1, "20s"))  # needs 25 s and buffering off
+    with caplog.at_level(logging.INFO, logger="appgw_sse.reconciler"):
+        await reconciler.reconcile(KEY)
+    applied = {route: message for route, reason, message in kube.events if reason == "Applied"}
+    buffering = "globalConfiguration.enableResponseBuffering True -> False"
+    timeout = "backendHttpSettingsCollection[a].requestTimeout 30 -> 68"
+    assert applied == {
+        "r": f"gateway agw: {timeout}",
+        "other": f"gateway agw: {buffering}; {timeout}",
+    }
+    assert (
+        f"gateway agw: applying {buffering} for routes ns/other; {timeout} for routes ns/other, ns/r"
+    ) in caplog.messages
+
+
+async def test_on_an_agic_gateway_the_other_services_of_a_shared_ingress_are_named(
+    book: RouteBook, kube: FakeKube
+) -> None:
+    agic_tags = {"managed-by-k8s-ingress": "1.7.2"}
+    gateways = FakeGateways(gateway_document({"a": 30}, buffering=False, tags=agic_tags))
+    config = OperatorConfig(allowed_gateways=("*",), debounce=3600)
+    worker = GatewayReconciler(config, book, gateways, kube)
+    kube.ingresses["ns"] = [agic.Ingress("web", {}, frozenset({"svc", "api"}))]
+    await book.observe(route(1, backend={"serviceName": "svc"}))
+    await worker.reconcile(KEY)
+    await worker.close()
+    assert kube.ingress_patches == [("web", {agic.REQUEST_TIMEOUT: "68"})]
+    configured = next(
+        c for c in kube.last_status("r")["conditions"] if c["type"] == "GatewayConfigured"
+    )
+    assert configured["reason"] == "IngressesAnnotated"
+    assert "Ingress web also routes to Service api" in configured["message"]
+    [(_, message)] = [(r, m) for _, r, m in kube.events if r == "IngressShared"]
+    assert message.endswith("other Services: Ingress web also routes to Service api")

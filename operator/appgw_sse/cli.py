@@ -154,6 +154,16 @@ class _Switch(argparse.Action):
         setattr(namespace, self.dest, True)
 
 
+def _among(parse: Callable[[str], Any], choices: Sequence[str]) -> Callable[[str], Any]:
+    def checked(text: str) -> Any:
+        value = parse(text)
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return checked
+
+
 def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
     """Adds flags whose default is their env twin APPGW_SSE_<FLAG>; --help shows both."""
 
@@ -177,6 +187,11 @@ def _env_flag_adder(parser: argparse.ArgumentParser) -> Callable[..., None]:
         if switch:
             parser.add_argument(flag, action=_Switch, default=from_env or False, help=help)
         else:
+            choices = kwargs.get("choices")
+            if choices is not None:
+                # argparse checks choices only for a value given on the command line, not for
+                # the default that the env twin supplies.
+                parse = _among(parse, choices)
             parser.add_argument(
                 flag,
                 default=from_env if from_env is not None else default,
@@ -197,7 +212,7 @@ def _run(args: argparse.Namespace) -> int:
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.config import OperatorConfig
     from appgw_sse.leader import LeaseSettings, default_identity
-    from appgw_sse.running import operate
+    from appgw_sse.running import StartupError, operate
 
     logs.setup(args.log_format, args.log_level)
     patterns = args.allowed_gateway or [
@@ -229,8 +244,41 @@ def _run(args: argparse.Namespace) -> int:
             token_file=args.arm_token_file,
         ),
     )
+    problem = _kube_config_problem()
+    if problem is not None:
+        print(f"appgw-sse run: error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     lease = LeaseSettings(namespace=config.ledger_namespace, identity=default_identity())
-    return asyncio.run(operate(config, args.health_port, lease))
+    try:
+        return asyncio.run(operate(config, args.health_port, lease))
+    except StartupError as exc:
+        print(f"appgw-sse run: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _kube_config_problem() -> str | None:
+    """Load the cluster's configuration (in-cluster, else the kubeconfig) as the operator will;
+    what is wrong with it in one line naming KUBECONFIG, or None."""
+    import kubernetes
+
+    from appgw_sse.adapters.kube import load_config
+
+    try:
+        load_config()
+    except (kubernetes.config.ConfigException, yaml.YAMLError, OSError, ValueError) as exc:
+        variable = os.environ.get("KUBECONFIG")
+        files = [Path(f).expanduser() for f in (variable or "~/.kube/config").split(os.pathsep)]
+        if not any(f.is_file() for f in files):
+            if variable:
+                return f"KUBECONFIG={variable}: no such file (and this is not a pod)"
+            return (
+                "no kubeconfig: KUBECONFIG is not set, ~/.kube/config does not exist and this is "
+                "not a pod with a service account: set KUBECONFIG"
+            )
+        source = f"KUBECONFIG={variable}" if variable else "~/.kube/config"
+        detail = " ".join(str(exc).split())  # YAML errors span lines
+        return f"{source}: not a usable kubeconfig: {detail}"
+    return None
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -309,7 +309,9 @@ class Report:
         return EXIT_PROBLEMS if self.problems else EXIT_HEALTHY
 
 
-def _header_findings(obs: Observation) -> list[Finding]:
+def _header_findings(obs: Observation, holding: bool) -> list[Finding]:
+    """The response's headers against the SSE contract. `holding`: the timeline shows events
+    held back (buffered, or none arrived), which decides whether compression is the problem."""
     findings: list[Finding] = []
     content_type = obs.header("Content-Type") or "(none)"
     if content_type.split(";")[0].strip().lower() != "text/event-stream":
@@ -333,14 +335,26 @@ def _header_findings(obs: Observation) -> list[Finding]:
             )
         )
     encoding = obs.header("Content-Encoding")
-    if encoding is not None and encoding.lower() != "identity":
+    if encoding is not None and encoding.lower() != "identity" and holding:
         findings.append(
             Finding(
                 "problem",
                 "content-encoding",
-                f"Content-Encoding: {encoding}: compressors and many proxies hold compressed "
-                "output until a block fills; turn compression off for text/event-stream",
+                f"Content-Encoding: {encoding} and events held back: compressors and many "
+                "proxies hold compressed output until a block fills; turn compression off for "
+                "text/event-stream",
                 f"compressed (Content-Encoding: {encoding})",
+            )
+        )
+    elif encoding is not None and encoding.lower() != "identity":
+        # A server that flushes its compressor per event (Starlette's GZipMiddleware) streams.
+        findings.append(
+            Finding(
+                "warning",
+                "content-encoding",
+                f"Content-Encoding: {encoding}, yet events arrived as sent (the server flushes "
+                "each one); a proxy that recompresses or waits for a full block would hold them: "
+                "turn compression off for text/event-stream",
             )
         )
     cache = (obs.header("Cache-Control") or "").lower()
@@ -370,6 +384,16 @@ def _header_findings(obs: Observation) -> list[Finding]:
     return findings
 
 
+def _idle_limit(seconds: float, limit: Limit | None = None) -> str:
+    """Which idle limit a wait of `seconds` ended at: a known one, else an unknown one."""
+    if limit is not None:
+        return f"matches {limit.phrase}: {limit.advice}"
+    return (
+        f"an idle timeout of about {_seconds(seconds)} on the path, such as a requestTimeout of "
+        f"{max(1, round(seconds))} s: raise it above your longest silence"
+    )
+
+
 def _cut_finding(obs: Observation, silences: Sequence[float]) -> Finding:
     after = obs.stopped_at
     last = (
@@ -389,13 +413,9 @@ def _cut_finding(obs: Observation, silences: Sequence[float]) -> Finding:
     )
     evidence = f"the connection closed {before}, {_seconds(silence)} after {since}"
     if limit is not None:
-        summary = f"cut after {_seconds(after)} (matches {limit.phrase}: {limit.advice})"
+        summary = f"cut after {_seconds(after)} ({_idle_limit(after, limit)})"
     elif idle:
-        summary = (
-            f"cut after {_seconds(after)}, silent {_seconds(silence)} before (an idle timeout "
-            f"of about {_seconds(silence)} on the path, such as a requestTimeout of "
-            f"{max(1, round(silence))} s: raise it above your longest silence)"
-        )
+        summary = f"cut after {_seconds(after)}, silent {_seconds(silence)} before ({_idle_limit(silence)})"
     else:
         summary = (
             f"cut after {_seconds(after)} while data was flowing (not an idle timeout: a "
@@ -529,7 +549,8 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
     delays, source, resolution = event_delays(obs)
     silences = _silences(obs)
     longest = max(silences) if silences else None
-    gaps: list[float | None] = [None] + [b.at - a.at for a, b in itertools.pairwise(obs.events)]
+    gaps: list[float | None] = [b.at - a.at for a, b in itertools.pairwise(obs.events)]
+    gaps = [None, *gaps] if obs.events else []  # one per event, as the JSON's rows zip them
     findings: list[Finding] = []
     bursty = False
     if obs.error is not None:
@@ -551,8 +572,10 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
     elif obs.status != 200:
         assert obs.headers_at is not None
         # A gateway's 504 is its timeout waiting for the backend: say which one it matches.
-        limit = match_limit(obs.headers_at) if obs.status == 504 else None
-        matched = f" (matches {limit.phrase}: {limit.advice})" if limit else ""
+        timeout = obs.status == 504
+        matched = (
+            f" ({_idle_limit(obs.headers_at, match_limit(obs.headers_at))})" if timeout else ""
+        )
         findings.append(
             Finding(
                 "problem",
@@ -564,9 +587,13 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
             )
         )
     else:
-        findings += _header_findings(obs)
         bursty, buffering = _buffering_findings(obs, found, delays, source, resolution, reference)
-        findings += buffering
+        holding = (
+            not obs.events
+            or obs.header("Content-Length") is not None
+            or any(f.code in ("buffered", "held") for f in buffering)
+        )
+        findings += _header_findings(obs, holding) + buffering
         if obs.end == "cut":
             findings.append(_cut_finding(obs, silences))
         elif obs.end == "eof":

@@ -56,6 +56,14 @@ class LeadershipLost(Exception):
     pass
 
 
+class NamespaceNotFound(Exception):
+    """The Lease's namespace does not exist: retrying cannot help."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(f"namespace {namespace} does not exist")
+        self.namespace = namespace
+
+
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ApiException):
         return f"{exc.status} {exc.reason}"
@@ -187,6 +195,8 @@ class LeaderElector:
             except ApiException as exc:
                 if exc.status == 409:  # another replica created it first
                     return None
+                if exc.status == 404:  # a create answers 404 only for a missing namespace
+                    raise NamespaceNotFound(self.settings.namespace) from None
                 raise
             return self.settings.identity
         spec = lease.spec

@@ -217,6 +217,7 @@ class GatewayReconciler:
         report (the gateway is only read)."""
         name = name_from_id(plan.gateway_id)
         served: dict[str, list[str]] = {}
+        shared: dict[str, str] = {}  # route key -> the other Services its values reach
         for namespace in sorted({r.namespace for r in records}):
             # Every route of the namespace on an AGIC gateway: they share its Ingresses.
             routes = [
@@ -246,12 +247,14 @@ class GatewayReconciler:
                 await self.kube.save_ingress_ledger(iplan.ledger)
             for notice in iplan.notices:
                 for record in records:
-                    if record.namespace == namespace:
+                    if record.namespace == namespace and notice.route in (None, record.key):
                         await self.book.post_once(
                             record, notice.level, notice.reason, notice.message
                         )
             for key, names in iplan.served.items():
                 served[key] = list(names)
+            for key, others in iplan.shared.items():
+                shared[key] = agic.shared_words(others)
         buffering_on = response_buffering_enabled(document)
         for record in records:
             intent, outcome = record.intent, plan.outcomes.get(record.key)
@@ -271,6 +274,7 @@ class GatewayReconciler:
                 if buffering_on and intent.disable_buffering
                 else None,
                 outcome.message if outcome else "gateway is managed by AGIC",
+                shared.get(record.key, ""),
             )
             await self.book.write_status(
                 record,
@@ -318,10 +322,13 @@ class GatewayReconciler:
         snapshot: Snapshot,
     ) -> dict[str, Any]:
         summary = plan.summary
-        routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
-        log.info("gateway %s: applying %s for routes %s", name, summary, routes)
-        applying = cond.applying(name, summary)
+        log.info("gateway %s: applying %s", name, plan.attributed)
         affected = {route for change in plan.changes for route in change.routes}
+
+        def own(record: RouteRecord) -> str:
+            # What this route asked for; a pure restore (no route asked) is told to all.
+            return plan.summary_for(record.key) or summary
+
         # Pending first: a crash during the PUT can then never lose an original value.
         await self.kube.save_ledger(ledger, pending=plan.ledger)
         # Onto the document planned from (If-Match on its etag): no second read before writing.
@@ -334,7 +341,10 @@ class GatewayReconciler:
                 if record.key in affected or not affected:
                     await self.book.write_status(
                         record,
-                        [*cond.accepted(record.intent_generation, record.generation), applying],
+                        [
+                            *cond.accepted(record.intent_generation, record.generation),
+                            cond.applying(name, own(record)),
+                        ],
                         computed_for=planned.get(record.key),
                     )
             document = await put
@@ -347,7 +357,7 @@ class GatewayReconciler:
         for record in active:
             if record.key in affected or not affected:
                 await self.kube.post_event(
-                    record.ref, "Normal", Reason.APPLIED, f"gateway {name}: {summary}"
+                    record.ref, "Normal", Reason.APPLIED, f"gateway {name}: {own(record)}"
                 )
         return document
 

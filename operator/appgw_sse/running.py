@@ -15,18 +15,35 @@ import kopf
 from appgw_sse import health as healthz
 from appgw_sse import metrics
 from appgw_sse.config import OperatorConfig
-from appgw_sse.leader import LeaderElector, LeadershipLost, LeaseSettings
+from appgw_sse.leader import LeaderElector, LeadershipLost, LeaseSettings, NamespaceNotFound
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_LEADERSHIP_LOST = 0, 1
 
 
+class StartupError(Exception):
+    """A setting that keeps the operator from starting, in one line naming its flag or
+    variable: retrying would not help."""
+
+
 async def operate(config: OperatorConfig, health_port: int, lease: LeaseSettings) -> int:
     health = healthz.Health(identity=lease.identity)
-    runner = await healthz.serve(health, health_port)
+    try:
+        runner = await healthz.serve(health, health_port)
+    except OSError as exc:
+        raise StartupError(
+            f"--health-port {health_port}: {exc.strerror or exc} (another process has it?): "
+            "choose a free port, or 0 for any"
+        ) from None
     try:
         return await _lead(config, health, LeaderElector(lease))
+    except NamespaceNotFound as exc:
+        raise StartupError(
+            f"POD_NAMESPACE={exc.namespace}: the operator's namespace {exc.namespace} does not "
+            f"exist (its Lease and ledgers live there): create it (kubectl create namespace "
+            f"{exc.namespace}) or set POD_NAMESPACE to the namespace the operator runs in"
+        ) from None
     finally:
         await runner.cleanup()
 

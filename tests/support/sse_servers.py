@@ -8,11 +8,19 @@ per event), `after` (seconds before /cut drops the connection), `delay` (before 
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import uvicorn
 from aiohttp import web
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.routing import Route
 
 from appgw_sse.emulator.server import RunningEmulator, serve
 from tests.support.gateways import gateway_document
@@ -102,6 +110,43 @@ async def sse_server() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+async def _starlette_events(request: Request) -> EventSourceResponse:
+    """sse-starlette's EventSourceResponse: an event every `interval` s, id and JSON `ts`."""
+    interval = float(request.query_params.get("interval", "0.1"))
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        number = 0
+        while True:
+            number += 1
+            yield ServerSentEvent(data=json.dumps({"n": number, "ts": time.time()}), id=str(number))
+            await asyncio.sleep(interval)
+
+    return EventSourceResponse(events())
+
+
+@asynccontextmanager
+async def starlette_server(gzip: bool = False) -> AsyncIterator[str]:
+    """A real third-party SSE server: sse-starlette on uvicorn, at /events; yields the base URL.
+    `gzip`: behind Starlette's GZipMiddleware, which flushes its compressor per message (it
+    skips text/event-stream by default; told not to, it compresses the stream as older
+    Starlette releases did)."""
+    middleware = [Middleware(GZipMiddleware, minimum_size=0, exclude_content_types=())]
+    app = Starlette(routes=[Route("/events", _starlette_events)], middleware=middleware * gzip)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()  # connections wait in the backlog until uvicorn accepts them
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
 
 
 @asynccontextmanager

@@ -2,8 +2,10 @@
 AGIC's per-Ingress annotations on the Ingresses that route to a route's Service instead.
 
 Assumed of AGIC (see README): it reads `appgw.ingress.kubernetes.io/request-timeout` (seconds),
-`connection-draining` ("true") and `connection-draining-timeout` (seconds) from each Ingress of
-its class and writes them into the backend settings it generates for that Ingress's backends.
+`connection-draining` (a boolean) and `connection-draining-timeout` (seconds) from each Ingress
+of its class and writes them into the backend settings it generates for every backend Service
+of that Ingress. It parses them with Go's strconv.Atoi and strconv.ParseBool; a value those
+reject it ignores (it uses its default and emits InvalidAnnotation), so here it counts as absent.
 
 The same rules as for gateway fields: never lower a value already there, remember what was
 there before (the ledger: per Ingress and annotation, original and applied), restore it when no
@@ -12,10 +14,12 @@ route needs it any more, and only while the Ingress still holds the value the op
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from appgw_sse.core.conditions import Reason
 from appgw_sse.core.planner import Notice, RouteIntent
 
 PREFIX = "appgw.ingress.kubernetes.io/"
@@ -98,16 +102,35 @@ class IngressLedger:
         return cls(namespace=str(data["namespace"]), owned=owned)
 
 
-def _seconds(text: str | None) -> int | None:
-    try:
-        return int(str(text).strip()) if text is not None else None
-    except ValueError:
+_ATOI = re.compile(r"[+-]?[0-9]+")  # Go's strconv.Atoi: an optional sign, ASCII digits only
+_INT64 = 2**63
+_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+
+
+def go_atoi(text: str | None) -> int | None:
+    """`text` as Go's strconv.Atoi reads it (64-bit), None where it returns an error: no spaces,
+    underscores or non-ASCII digits, which Python's int() accepts."""
+    if text is None or not _ATOI.fullmatch(text):
         return None
+    value = int(text)
+    return value if -_INT64 <= value < _INT64 else None
+
+
+def go_parse_bool(text: str | None) -> bool | None:
+    """`text` as Go's strconv.ParseBool reads it, None where it returns an error."""
+    return _BOOLS.get(text) if text is not None else None
+
+
+def _seconds(text: str | None) -> int | None:
+    return go_atoi(text)
 
 
 def _satisfies(key: str, current: str | None, required: str) -> bool:
     if key == DRAINING:
-        return (current or "").strip().lower() == "true"
+        return go_parse_bool(current) is True
     have = _seconds(current)
     return have is not None and have >= int(required)
 
@@ -143,12 +166,37 @@ def requirements(
     return required, served
 
 
+def shared_services(
+    routes: Iterable[RouteIntent], ingresses: Iterable[Ingress]
+) -> dict[str, dict[str, list[str]]]:
+    """Route key -> Ingress -> the other Services of that Ingress: AGIC applies an Ingress's
+    annotations to all of its backends, so the route's values change theirs too."""
+    ingresses = list(ingresses)
+    shared: dict[str, dict[str, list[str]]] = {}
+    for route in routes:
+        for ingress in ingresses:
+            others = sorted(ingress.services - {route.backend_service})
+            if route.backend_service in ingress.services and others:
+                shared.setdefault(route.key, {})[ingress.name] = others
+    return shared
+
+
+def shared_words(shared: Mapping[str, Sequence[str]]) -> str:
+    """`shared_services` of one route, as words for its condition and Event."""
+    return "; ".join(
+        f"Ingress {ingress} also routes to Service {', '.join(others)}"
+        for ingress, others in sorted(shared.items())
+    )
+
+
 @dataclass(frozen=True)
 class IngressPlan:
     patches: Mapping[str, Mapping[str, str | None]]  # Ingress -> annotation -> value (None: remove)
     ledger: IngressLedger
     served: Mapping[str, Sequence[str]]  # route key -> the Ingresses that serve it
     notices: tuple[Notice, ...] = ()
+    # route key -> Ingress -> its other Services, which AGIC gives the same values
+    shared: Mapping[str, Mapping[str, Sequence[str]]] = dataclasses.field(default_factory=dict)
 
 
 def plan_ingresses(
@@ -199,11 +247,26 @@ def plan_ingresses(
                 desired = entry.original
         if desired != current:
             patches.setdefault(ingress_name, {})[key] = desired
+    shared = shared_services(routes, ingresses)
+    for route_key, by_ingress in shared.items():
+        changed = {i: o for i, o in by_ingress.items() if any(patches.get(i, {}).values())}
+        if changed:
+            notices.append(
+                Notice(
+                    level="Warning",
+                    route=route_key,
+                    reason=Reason.INGRESS_SHARED,
+                    message=f"AGIC applies an Ingress's annotations to every Service it routes "
+                    f"to, so the values set for this route also change the backend settings of "
+                    f"other Services: {shared_words(changed)}",
+                )
+            )
     return IngressPlan(
         patches=patches,
         ledger=IngressLedger(ledger.namespace, dict(sorted(owned.items()))),
         served=served,
         notices=tuple(notices),
+        shared=shared,
     )
 
 

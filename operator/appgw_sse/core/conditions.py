@@ -40,6 +40,7 @@ class Reason(StrEnum):
     MANAGED_BY_AGIC = "ManagedByAGIC"
     INGRESSES_ANNOTATED = "IngressesAnnotated"  # AGIC mode
     INGRESS_NOT_FOUND = "IngressNotFound"  # AGIC mode
+    INGRESS_SHARED = "IngressShared"  # AGIC mode, Events: the values reach other Services too
     RESPONSE_BUFFERING_ENABLED = "ResponseBufferingEnabled"  # AGIC mode
     THROTTLED = "Throttled"
     AZURE_AUTH_FAILED = "AzureAuthFailed"
@@ -57,6 +58,8 @@ class Reason(StrEnum):
     GATEWAY_RECREATED = "GatewayRecreated"
     NOTICE = "Notice"
     DRAINING_OFF = "DrainingOff"
+    HTTP2_IDLE_TIMEOUT = "Http2IdleTimeout"  # idleInterval beyond the fixed 180 s HTTP/2 limit
+    INTERNET_BACKEND_TIMEOUT_CAP = "InternetBackendTimeoutCap"  # above 240 s to an internet backend
 
 
 Status = Literal["True", "False", "Unknown"]
@@ -129,9 +132,11 @@ def agic_mode(
     values: str,
     buffering_fix: str | None,
     managed_message: str,
+    shared: str = "",
 ) -> Condition:
     """GatewayConfigured of a route on a gateway AGIC manages. `buffering_fix`: the command
-    that turns the gateway's response buffering off, when it is on and the route needs it off."""
+    that turns the gateway's response buffering off, when it is on and the route needs it off;
+    `shared`: the other Services of those Ingresses, which AGIC gives the same values."""
     if service is None:
         return _condition(GATEWAY_CONFIGURED, False, Reason.MANAGED_BY_AGIC, managed_message)
     if not ingresses:
@@ -144,6 +149,8 @@ def agic_mode(
             f"{service}: nothing carries the stream's timeout",
         )
     carried = f"Ingress {', '.join(ingresses)} carries {values}"
+    if shared:
+        carried += f" (AGIC applies them to every Service of the Ingress: {shared})"
     if buffering_fix is not None:
         return _condition(
             GATEWAY_CONFIGURED,

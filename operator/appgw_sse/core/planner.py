@@ -103,6 +103,22 @@ class Plan:
         """One line for logs, Events and conditions: each change as `field before -> after`."""
         return "; ".join(f"{c.label} {c.before} -> {c.after}" for c in self.changes)
 
+    def summary_for(self, route: str) -> str:
+        """The changes `route` needs, the others left out: a route that leaves a field to
+        others (responseBuffering Unmanaged) is not credited with changing it."""
+        return "; ".join(
+            f"{c.label} {c.before} -> {c.after}" for c in self.changes if route in c.routes
+        )
+
+    @property
+    def attributed(self) -> str:
+        """Each change with the routes that need it, for the log."""
+        return "; ".join(
+            f"{c.label} {c.before} -> {c.after} for "
+            + (f"routes {', '.join(c.routes)}" if c.routes else "no route (restored)")
+            for c in self.changes
+        )
+
     def without(self, held: set[Place], previous: Ledger) -> "Plan":
         """This plan minus the changes to `held`; their ownership stays as it was."""
         if not held:
@@ -254,6 +270,7 @@ def _route_notices(
                     message=f"idleInterval {format_duration(route.idle_seconds)} is longer than "
                     "HTTP/2 clients survive (the gateway's HTTP/2 frontend idle timeout is a "
                     "fixed 180s): send heartbeat comments at least every 170s",
+                    reason=Reason.HTTP2_IDLE_TIMEOUT,
                 )
             )
         for setting in route.backend_settings:
@@ -264,6 +281,7 @@ def _route_notices(
                         route=route.key,
                         message=f"{setting} requestTimeout {timeouts[setting]}s exceeds the 240s "
                         "that holds towards internet-facing backends in its pool",
+                        reason=Reason.INTERNET_BACKEND_TIMEOUT_CAP,
                     )
                 )
     return notices

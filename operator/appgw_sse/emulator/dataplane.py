@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from appgw_sse.core.contract import ARM_DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPDATE_DRAIN_SECONDS
 from appgw_sse.emulator.state import Emulator, Operation
@@ -42,6 +43,10 @@ _NOT_FORWARDED = frozenset(
         "content-length",
     }
 )
+# What aiohttp's client would add on its own: an honest proxy sends only what the client sent.
+_NOT_INVENTED = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
+# Set on a proxied request whose backend sent no Server header: the response gets none either.
+_NO_SERVER = "appgw_sse.no_server"
 T = TypeVar("T")
 
 
@@ -168,6 +173,7 @@ class DataPlane:
         # Bytes pass through as the backend sent them (gzip included): no decompression.
         self._session = aiohttp.ClientSession(
             auto_decompress=False,
+            skip_auto_headers=_NOT_INVENTED,
             timeout=aiohttp.ClientTimeout(total=None),
             connector=aiohttp.TCPConnector(limit=0),
         )
@@ -180,6 +186,7 @@ class DataPlane:
                 continue
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", functools.partial(self._serve, key))
+            app.on_response_prepare.append(_drop_own_server_header)
             # A client that goes away cancels its proxy, which closes the backend request.
             runner = web.AppRunner(
                 app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
@@ -315,7 +322,7 @@ class DataPlane:
     ) -> web.StreamResponse:
         assert self._session is not None
         loop = asyncio.get_running_loop()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+        headers = forwarded_headers(request)
         body = await request.read()
         last_byte = loop.time()
         try:
@@ -331,6 +338,7 @@ class DataPlane:
         except (aiohttp.ClientError, OSError) as exc:
             return _plain(502, f"the backend could not be reached: {exc}")
         response = web.StreamResponse(status=backend.status, reason=backend.reason)
+        request[_NO_SERVER] = hdrs.SERVER not in backend.headers
         for name, value in backend.headers.items():
             if name.lower() not in _NOT_FORWARDED:
                 response.headers.add(name, value)
@@ -366,6 +374,35 @@ class DataPlane:
             if read is not None:
                 read.cancel()
             backend.release()
+
+
+def forwarded_headers(request: web.Request) -> CIMultiDict[str]:
+    """The request's headers as the gateway forwards them: every end-to-end header as sent,
+    repeats kept, plus the X-Forwarded-For (client IP:port, appended), X-Forwarded-Proto,
+    X-Forwarded-Port and X-Original-Host the gateway inserts."""
+    headers = CIMultiDict(
+        (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED
+    )
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if peer:
+        client = f"{peer[0]}:{peer[1]}"
+        forwarded = ", ".join(headers.getall(hdrs.X_FORWARDED_FOR, []))
+        headers.popall(hdrs.X_FORWARDED_FOR, None)
+        headers[hdrs.X_FORWARDED_FOR] = f"{forwarded}, {client}" if forwarded else client
+    headers[hdrs.X_FORWARDED_PROTO] = request.scheme
+    if sockname:
+        headers["X-Forwarded-Port"] = str(sockname[1])
+    if hdrs.HOST in request.headers:
+        headers["X-Original-Host"] = request.headers[hdrs.HOST]
+    return headers
+
+
+async def _drop_own_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp names itself in a Server header when the response has none: a proxied
+    response carries the backend's Server header or none."""
+    if request.get(_NO_SERVER):
+        response.headers.popall(hdrs.SERVER, None)
 
 
 def _plain(status: int, message: str) -> web.Response:

@@ -401,6 +401,10 @@ def build_crd() -> Schema:
                             "name": "Timeout",
                             "type": "integer",
                             "jsonPath": ".status.requestTimeoutSeconds",
+                            "description": "The request timeout this route needs, in seconds "
+                            "(its requestTimeout, else derived from idleInterval), not what the "
+                            "gateway holds: a gateway setting may hold more (another route's "
+                            "need, or the value found there); see status.gateway.backendSettings.",
                         },
                         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
                         {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -56,17 +57,18 @@ class ApiServerBuild:
         return f"real kube-apiserver {self.version} ({self.origin})"
 
 
-def start_script() -> Path | None:
-    """../shared/k8s/start-apiserver beside this checkout or the working directory (or the
-    script `APPGW_SSE_START_APISERVER` names)."""
+def _script_places(roots: Sequence[Path] | None) -> list[Path]:
     named = os.environ.get("APPGW_SSE_START_APISERVER")
     if named:
-        return Path(named) if Path(named).is_file() else None
-    roots = (Path.cwd(), CHECKOUT)
-    return next(
-        (p for r in roots if (p := r.parent / "shared" / "k8s" / "start-apiserver").is_file()),
-        None,
-    )
+        return [Path(named)]
+    roots = roots if roots is not None else (Path.cwd(), CHECKOUT)
+    return [r.resolve().parent / "shared" / "k8s" / "start-apiserver" for r in roots]
+
+
+def start_script(roots: Sequence[Path] | None = None) -> Path | None:
+    """../shared/k8s/start-apiserver beside this checkout or the working directory (`roots`),
+    or the script `APPGW_SSE_START_APISERVER` names."""
+    return next((p for p in _script_places(roots) if p.is_file()), None)
 
 
 def pinned_assets() -> Path | None:
@@ -79,17 +81,16 @@ def pinned_assets() -> Path | None:
     return cache / "appgw-sse" / "envtest" / found.group(1).removeprefix("v")
 
 
-def missing() -> str | None:
-    """Why no real API server can start here (None: one can)."""
+def missing(roots: Sequence[Path] | None = None) -> str | None:
+    """Why no real API server can start here, naming what is missing (None: one can)."""
     if os.environ.get("APPGW_SSE_KUBE") == "standin":
         return "APPGW_SSE_KUBE=standin"
-    if start_script() is None:
-        return "no ../shared/k8s/start-apiserver beside this checkout"
-    needed = ["xz", "openssl", "curl"]
-    if _assets() is None:
-        needed.append("etcd")
+    script = start_script(roots)
+    if script is None:
+        return "no " + " or ".join(dict.fromkeys(str(p) for p in _script_places(roots)))
+    needed = ["xz", "openssl", "curl"] if _assets() else ["etcd", "xz", "openssl", "curl"]
     absent = [tool for tool in needed if shutil.which(tool) is None]
-    return f"{', '.join(absent)} not on PATH" if absent else None
+    return f"{script} needs {', '.join(absent)}, not on PATH" if absent else None
 
 
 def _assets() -> Path | None:

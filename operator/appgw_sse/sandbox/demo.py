@@ -11,8 +11,11 @@ Time is compressed so the whole run takes well under a minute: the seeded reques
 
 import asyncio
 import contextlib
+import importlib.util
+import itertools
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -22,9 +25,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import kubernetes
 from aiohttp import web
@@ -126,7 +129,11 @@ class EmulatorProcess:
     """`appgw-sse emulator` as a process: its ready line, its admin API, its request log."""
 
     def __init__(
-        self, workdir: Path, seeds: list[Path], lro_seconds: float = 1.0, stderr: int | None = None
+        self,
+        workdir: Path,
+        seeds: list[Path],
+        lro_seconds: float = 1.0,
+        stderr: int | IO[Any] | None = None,
     ) -> None:
         self.process = subprocess.Popen(
             [
@@ -145,7 +152,10 @@ class EmulatorProcess:
             text=True,
         )
         assert self.process.stdout is not None
-        self.ready: dict[str, Any] = json.loads(self.process.stdout.readline())
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the emulator exited with status {self.process.wait()}")
+        self.ready: dict[str, Any] = json.loads(line)
         self.url: str = self.ready["url"]
         self._ssl = ssl.create_default_context(cafile=self.ready["ca_bundle"])
 
@@ -181,9 +191,13 @@ def kubernetes_api(workdir: Path) -> Iterator[tuple[Path, str, bool]]:
             capture_output=True,
             text=True,
             timeout=120,
-            check=True,
             env={**os.environ, **build.environment()},
         )
+        if started.returncode != 0:
+            raise RuntimeError(
+                f"{build.script} exited with status {started.returncode}: "
+                + " ".join(started.stderr.split()[-60:])
+            )
         ready = json.loads(started.stdout.strip().splitlines()[-1])
         try:
             yield Path(ready["kubeconfig"]), f"the {build.describe()}", True
@@ -197,7 +211,7 @@ def kubernetes_api(workdir: Path) -> Iterator[tuple[Path, str, bool]]:
     with KubeApi([ResourceDef.from_crd(build_crd())], workdir) as api:
         yield (
             api.kubeconfig,
-            f"the embedded Kubernetes API stand-in (no real API server: {apiserver.missing()})",
+            f"the embedded Kubernetes API stand-in ({apiserver.missing()})",
             False,
         )
 
@@ -234,10 +248,15 @@ def route_manifest(gateway_id: str) -> dict[str, Any]:
     }
 
 
-def wait_ready(client: kubernetes.client.ApiClient) -> dict[str, Any]:
+def wait_ready(
+    client: kubernetes.client.ApiClient, alive: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
+    """The route once Ready for its generation; `alive` raises when what should make it Ready
+    is gone, so a dead operator is said at once rather than at the deadline."""
     custom = kubernetes.client.CustomObjectsApi(client)
 
     def ready() -> dict[str, Any] | None:
+        alive()
         route = dict(
             custom.get_namespaced_custom_object(  # type: ignore[call-overload]
                 API_GROUP, API_VERSION, NAMESPACE, PLURAL, "notifications"
@@ -275,6 +294,13 @@ def listen(url: str, label: str) -> doctor.Report:
     return report
 
 
+def outcome(report: doctor.Report) -> str:
+    """A few words for what the client got: "buffered, then cut", "live"."""
+    codes = {f.code for f in report.problems}
+    words = [code for code in ("buffered", "cut") if code in codes]
+    return ", then ".join(words) if words else "broken" if codes else "live"
+
+
 def timeline(before: doctor.Report, after: doctor.Report, step: float = 0.5) -> str:
     """Side by side: what reached the client in each half second, before and after."""
 
@@ -285,7 +311,8 @@ def timeline(before: doctor.Report, after: doctor.Report, step: float = 0.5) -> 
         ended = obs.ended_at is not None and start <= obs.ended_at < start + step
         return mark + (f" x {obs.end}" if ended else "")
 
-    lines = [f"{'t (s)':>6}  {'before: buffered, cut':<28}{'after: live'}"]
+    head = f"before: {outcome(before)}"
+    lines = [f"{'t (s)':>6}  {head:<28}after: {outcome(after)}"]
     t = 0.0
     while t < LISTEN_SECONDS:
         lines.append(f"{t:6.1f}  {row(before, t):<28}{row(after, t)}")
@@ -294,103 +321,267 @@ def timeline(before: doctor.Report, after: doctor.Report, step: float = 0.5) -> 
     return "\n".join(lines)
 
 
-def plot(result: DemoResult, path: Path) -> None:
+@dataclass(frozen=True)
+class Lane:
+    """One run as the plot draws it."""
+
+    label: str  # "before: buffered, then cut"
+    bursts: list[tuple[float, int]]  # (arrival, events that arrived together)
+    sent: list[float]  # when the backend sent each event (a delay of 0 included)
+    silences: list[tuple[float, float]]  # the backend's silences (from, to), by the send times
+    cut_at: float | None  # when the connection was cut
+
+
+def lanes(result: DemoResult) -> list[Lane]:
+    """What the plot shows, computed apart from drawing it."""
+    found = []
+    for name, report in (("before", result.before), ("after", result.after)):
+        events = report.obs.events
+        sent = sorted(e.at - d for e, d in zip(events, report.delays, strict=True) if d is not None)
+        # The backend's silences: between sends, and from the last send to the stream's end.
+        ends = [*sent, report.obs.stopped_at] if sent else []
+        silences = [(a, b) for a, b in itertools.pairwise(ends) if b - a >= SILENCE / 2]
+        found.append(
+            Lane(
+                label=f"{name}: {outcome(report)}",
+                bursts=[(b.at, b.size) for b in report.bursts],
+                sent=sent,
+                silences=silences,
+                cut_at=report.obs.ended_at if report.obs.end == "cut" else None,
+            )
+        )
+    return found
+
+
+def plot(result: DemoResult, path: Path) -> Any:
+    """Draw the two runs into `path`; the matplotlib Figure drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axis = pyplot.subplots(figsize=(8, 3))
-    for row, (label, report) in enumerate((("before", result.before), ("after", result.after))):
-        sent = [e.at - d for e, d in zip(report.obs.events, report.delays, strict=True) if d]
+    figure, axis = pyplot.subplots(figsize=(9, 3.6))
+    drawn = lanes(result)
+    labelled: set[str] = set()
+
+    def once(label: str) -> str:
+        """A legend entry the first time only."""
+        first = label not in labelled
+        labelled.add(label)
+        return label if first else ""
+
+    for row, lane in enumerate(drawn):
+        y = 2.0 * row
+        for start, end in lane.silences:
+            axis.broken_barh([(start, end - start)], (y - 0.6, 1.6), color="0.92", zorder=0)
+            axis.text(
+                (start + end) / 2,
+                y + 0.4,
+                f"backend silent {end - start:.1f} s",
+                ha="center",
+                fontsize="x-small",
+                color="0.4",
+            )
+        # A burst is drawn as its events stacked at the moment they arrived together.
+        xs = [at for at, size in lane.bursts for _ in range(size)]
+        ys = [y + 0.09 * k for _, size in lane.bursts for k in range(size)]
+        axis.scatter(xs, ys, marker="s", s=12, color="tab:blue", label=once("reached the client"))
+        for at, size in lane.bursts:
+            if size > 1:
+                axis.annotate(f"{size} at once", (at + 0.1, y + 0.09 * size), fontsize="x-small")
         axis.scatter(
-            [e.at for e in report.obs.events],
-            [row] * len(report.obs.events),
-            marker="|",
-            s=300,
-            label=f"{label}: arrived",
+            lane.sent,
+            [y - 0.35] * len(lane.sent),
+            marker=".",
+            s=20,
+            color="tab:green",
+            label=once("sent by the backend"),
         )
-        axis.scatter(sent, [row + 0.25] * len(sent), marker=".", s=20, label=f"{label}: sent")
-        if report.obs.ended_at is not None:
-            axis.axvline(report.obs.ended_at, ymin=row / 2, ymax=(row + 1) / 2, color="red")
-    axis.set_yticks([0, 1], ["before", "after"])
-    axis.set_ylim(-0.5, 2.2)
+        if lane.cut_at is not None:
+            axis.vlines(lane.cut_at, y - 0.6, y + 1.0, color="red", label=once("connection cut"))
+    axis.set_yticks([2.0 * row for row in range(len(drawn))], [lane.label for lane in drawn])
+    axis.set_ylim(-1, 4.2)
+    axis.set_xlim(0, LISTEN_SECONDS)
     axis.set_xlabel("seconds since the request")
     axis.set_title("SSE through the emulated Application Gateway")
-    axis.legend(fontsize="small", loc="upper center", ncols=4)
+    axis.legend(fontsize="small", loc="upper center", ncols=3)
     figure.tight_layout()
     figure.savefig(path)
+    return figure
+
+
+@dataclass
+class Component:
+    """Something the demo started, and where it tells what it does."""
+
+    name: str
+    log: Path | None = None
+    process: "subprocess.Popen[Any] | None" = None
+
+    def exited(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+
+@dataclass
+class Sandbox:
+    """The components started so far; `failed`, the one a failure is blamed on."""
+
+    workdir: Path
+    components: list[Component] = field(default_factory=list)
+    failed: Component | None = None
+
+    def start(self, component: Component) -> Component:
+        self.components.append(component)
+        return component
+
+    def blame(self) -> None:
+        """The first component that exited, else the last one started (waited on)."""
+        exited = [c for c in self.components if c.exited() is not None]
+        self.failed = exited[0] if exited else self.components[-1] if self.components else None
+
+    def alive(self, component: Component) -> Callable[[], None]:
+        def check() -> None:
+            if (status := component.exited()) is not None:
+                raise RuntimeError(f"the {component.name} exited with status {status}")
+
+        return check
+
+
+def tail(path: Path, lines: int = 15) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
 
 
 def run(plot_path: Path | None = None) -> int:
+    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
+        print(
+            "appgw-sse demo: error: --plot needs matplotlib: pip install 'appgw-sse-operator[plot]'",
+            file=sys.stderr,
+        )
+        return 1
     _say(__doc__.strip().split("\n\n")[2] if __doc__ else "")
-    with tempfile.TemporaryDirectory(prefix="appgw-sse-demo-") as scratch:
-        workdir = Path(scratch)
-        with sample_backend() as backend, kubernetes_api(workdir) as (kubeconfig, served_by, real):
-            seed = workdir / "gateway.json"
-            seed.write_text(json.dumps(demo_gateway()))
-            emulator = EmulatorProcess(workdir, [seed], stderr=subprocess.DEVNULL)
-            operator: subprocess.Popen[bytes] | None = None
-            stack = contextlib.ExitStack()
-            try:
-                frontend = emulator.admin("POST", "backends", {POOL: backend})["frontends"]
-                gateway_id = demo_gateway()["id"]
-                url = frontend[gateway_id.rsplit("/", 1)[-1]] + PATH
-                _say(f"\nKubernetes: {served_by}")
-                _say(f"gateway {gateway_id.rsplit('/', 1)[-1]}: frontend {url}, backend {backend}")
-                _say(f"seeded: response buffering on, {SETTING} requestTimeout {SEEDED_TIMEOUT}s")
-                client = kubernetes.config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-                prepare_cluster(client, real)
-                log = stack.enter_context((workdir / "operator.log").open("w"))
-                operator = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "appgw_sse",
-                        "run",
-                        "--allowed-gateway",
-                        "*",
-                        "--debounce",
-                        "1s",
-                        "--no-probe",
-                        "--arm-endpoint",
-                        emulator.ready["url"],
-                        "--arm-ca-bundle",
-                        emulator.ready["ca_bundle"],
-                        "--arm-token-file",
-                        emulator.ready["token_file"],
-                    ],
-                    env=dict(
-                        os.environ, KUBECONFIG=str(kubeconfig), POD_NAMESPACE=OPERATOR_NAMESPACE
-                    ),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                before = listen(url, "before any SseRoute")
-                _say(
-                    f"\n--- kubectl apply: SseRoute shop/notifications, idleInterval {SILENCE:.0f}s ---"
-                )
-                kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
-                    API_GROUP, API_VERSION, NAMESPACE, PLURAL, route_manifest(gateway_id)
-                )
-                started = time.monotonic()
-                route = wait_ready(client)
-                ready = next(c for c in route["status"]["conditions"] if c["type"] == "Ready")
-                _say(
-                    f"Ready after {time.monotonic() - started:.1f} s ({emulator.puts()} PUT): "
-                    f"{ready['message']}"
-                )
-                after = listen(url, "with the SseRoute applied")
-            finally:
-                if operator is not None:
-                    operator.send_signal(signal.SIGTERM)
-                    operator.wait(timeout=30)
-                emulator.stop()
-                stack.close()
-    result = DemoResult(before, after)
-    _say("\n--- timeline ---\n" + timeline(before, after))
-    _say(f"\nbefore: {before.verdict}\nafter:  {after.verdict}")
+    sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="appgw-sse-demo-")))
+    try:
+        result = _run(sandbox)
+    except Exception as exc:  # the cause and the log that tells why, not a traceback
+        _say(f"\ndemo failed: {exc}" if str(exc) else f"\ndemo failed: {type(exc).__name__}")
+        failed = sandbox.failed
+        if failed is not None and failed.log is not None:
+            _say(f"last lines of the {failed.name}'s log ({failed.log}):")
+            for line in tail(failed.log):
+                _say(f"  {line}")
+        _say(f"the logs are kept in {sandbox.workdir}")
+        return 1
+    shutil.rmtree(sandbox.workdir, ignore_errors=True)
+    _say("\n--- timeline ---\n" + timeline(result.before, result.after))
+    _say(f"\nbefore: {result.before.verdict}\nafter:  {result.after.verdict}")
     if plot_path is not None:
         plot(result, plot_path)
         _say(f"plot: {plot_path}")
     return result.exit_code
+
+
+def _run(sandbox: Sandbox) -> DemoResult:
+    workdir = sandbox.workdir
+    kube = sandbox.start(Component("Kubernetes API", workdir / "apiserver" / "apiserver.log"))
+    try:
+        with (
+            sample_backend() as backend,
+            kubernetes_api(workdir) as (kubeconfig, served_by, real),
+            contextlib.ExitStack() as stack,
+        ):
+            if not real:
+                kube.log = None  # the stand-in runs in this process
+            try:
+                seed = workdir / "gateway.json"
+                seed.write_text(json.dumps(demo_gateway()))
+                emulator_log = stack.enter_context((workdir / "emulator.log").open("w"))
+                started = sandbox.start(Component("emulator", workdir / "emulator.log"))
+                emulator = EmulatorProcess(workdir, [seed], stderr=emulator_log)
+                started.process = emulator.process
+                stack.callback(emulator.stop)
+                return _show(sandbox, stack, emulator, backend, kubeconfig, served_by, real)
+            except BaseException:
+                sandbox.blame()  # before anything is stopped
+                raise
+    except BaseException:
+        if sandbox.failed is None:  # the Kubernetes API did not start
+            sandbox.blame()
+        raise
+
+
+def _show(
+    sandbox: Sandbox,
+    stack: contextlib.ExitStack,
+    emulator: EmulatorProcess,
+    backend: str,
+    kubeconfig: Path,
+    served_by: str,
+    real: bool,
+) -> DemoResult:
+    frontend = emulator.admin("POST", "backends", {POOL: backend})["frontends"]
+    gateway_id = demo_gateway()["id"]
+    url = frontend[gateway_id.rsplit("/", 1)[-1]] + PATH
+    _say(f"\nKubernetes: {served_by}")
+    _say(f"gateway {gateway_id.rsplit('/', 1)[-1]}: frontend {url}, backend {backend}")
+    _say(f"seeded: response buffering on, {SETTING} requestTimeout {SEEDED_TIMEOUT}s")
+    client = kubernetes.config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    prepare_cluster(client, real)
+    log_path = sandbox.workdir / "operator.log"
+    log = stack.enter_context(log_path.open("w"))
+    operator = sandbox.start(Component("operator", log_path))
+    operator.process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "appgw_sse",
+            "run",
+            "--allowed-gateway",
+            "*",
+            "--debounce",
+            "1s",
+            "--no-probe",
+            # Any free port: a busy machine may have 8080 (the default) taken.
+            "--health-port",
+            "0",
+            "--arm-endpoint",
+            emulator.ready["url"],
+            "--arm-ca-bundle",
+            emulator.ready["ca_bundle"],
+            "--arm-token-file",
+            emulator.ready["token_file"],
+        ],
+        env=dict(os.environ, KUBECONFIG=str(kubeconfig), POD_NAMESPACE=OPERATOR_NAMESPACE),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    stack.callback(_stop, operator.process)
+    alive = sandbox.alive(operator)
+
+    def serving() -> bool:
+        alive()
+        # health.serve's line: the operator's startup got past its flags and kubeconfig.
+        return "serving /healthz" in log_path.read_text(errors="replace")
+
+    wait_until("the operator to start", serving, 30)
+    before = listen(url, "before any SseRoute")
+    _say(f"\n--- kubectl apply: SseRoute shop/notifications, idleInterval {SILENCE:.0f}s ---")
+    kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
+        API_GROUP, API_VERSION, NAMESPACE, PLURAL, route_manifest(gateway_id)
+    )
+    started = time.monotonic()
+    route = wait_ready(client, alive)
+    ready = next(c for c in route["status"]["conditions"] if c["type"] == "Ready")
+    _say(
+        f"Ready after {time.monotonic() - started:.1f} s ({emulator.puts()} PUT): "
+        f"{ready['message']}"
+    )
+    after = listen(url, "with the SseRoute applied")
+    return DemoResult(before, after)
+
+
+def _stop(process: "subprocess.Popen[Any]") -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
