@@ -9,6 +9,7 @@ for its generation, Failed exactly when Stalled is True, InProgress otherwise; a
 check must give Healthy, Degraded, Progressing for the same objects."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import yaml
 
 from appgw_sse.core.conditions import STALLED_REASONS
 from tests.support import gobuild
-from tests.support.e2e import Rig, route_manifest, wait_for
+from tests.support.e2e import Rig, gateway_id, route_manifest, wait_for
 
 pytestmark = pytest.mark.usefixtures("real_cluster")
 
@@ -103,35 +104,42 @@ def test_flux_applies_and_waits_and_argo_cd_agrees(rig: Rig, tmp_path: Path) -> 
     flux = Flux(rig, tmp_path)
     streams = route_manifest("streams")
     typo = route_manifest("typo", settings=("no-such-setting",))
+    elsewhere = route_manifest("elsewhere", gateway_id=gateway_id("agw-finance", "rg-finance"))
     # Valid for the CRD's schema, refused by its CEL rule and by the operator.
     invalid = route_manifest("invalid", requestTimeout="45s")
 
     # Applied before any operator runs: the CRD's status default (observedGeneration 0) keeps
     # kstatus from calling a route nobody reconciled Current.
-    first = flux.apply(streams, typo)
+    first = flux.apply(streams, typo, elsewhere)
     assert sorted((a["subject"], a["action"]) for a in first["applied"]) == [
+        ("SseRoute/shop/elsewhere", "created"),
         ("SseRoute/shop/streams", "created"),
         ("SseRoute/shop/typo", "created"),
     ]
-    assert flux.status(streams, typo) == {"streams": "InProgress", "typo": "InProgress"}
+    assert set(flux.status(streams, typo, elsewhere).values()) == {"InProgress"}
 
     refused = flux.apply(invalid)
-    if "error" in refused:  # a server that enforces CEL (1.25+) refuses it, naming the field
-        assert "spec.requestTimeout" in refused["error"], refused
+    version = re.match(r"v(\d+)\.(\d+)", rig.cluster.call("GET", "/version")["gitVersion"])
+    assert version is not None
+    if (int(version[1]), int(version[2])) >= (1, 25):
+        # The server enforces the CRD's CEL rules: Flux's apply fails, naming the field.
+        assert "spec.requestTimeout" in refused.get("error", ""), refused
         assert rig.route("shop", "invalid") is None
-        judged = [streams, typo]
+        judged = [streams, typo, elsewhere]
     else:  # an older server drops the rules: the operator refuses it (InvalidSpec)
-        judged = [streams, typo, invalid]
+        assert refused["applied"] == [{"subject": "SseRoute/shop/invalid", "action": "created"}]
+        judged = [streams, typo, elsewhere, invalid]
 
     rig.operator()
     waited = flux._run("-status-of", judged, "-wait", "90s")
     # WaitForSet stops once every object is Current or Failed, and fails on the Failed ones.
     assert waited["waitError"] is not None and "typo" in waited["waitError"]
     verdicts = {s["object"]["metadata"]["name"]: s["status"] for s in waited["status"]}
-    assert verdicts == {"streams": "Current", "typo": "Failed"} | (
+    assert verdicts == {"streams": "Current", "typo": "Failed", "elsewhere": "Failed"} | (
         {"invalid": "Failed"} if invalid in judged else {}
     )
     assert rig.condition("shop", "typo")["reason"] == "BackendSettingsNotFound"
+    assert rig.condition("shop", "elsewhere")["reason"] == "GatewayNotAllowed"
     if invalid in judged:
         assert rig.condition("shop", "invalid")["reason"] == "InvalidSpec"
 
@@ -156,6 +164,14 @@ def test_flux_applies_and_waits_and_argo_cd_agrees(rig: Rig, tmp_path: Path) -> 
     assert flux.status(changed, wait="90s")["streams"] == "Current"
     ready = rig.wait_condition("shop", "streams", "True", "Applied")
     assert ready["observedGeneration"] == 2
+
+    # A change the gateway does not see (nothing to PUT) is still observed: Current again.
+    puts = rig.admin_puts()
+    unseen = route_manifest("streams", idle="90s", restoreOnDelete=False)
+    assert flux.apply(unseen)["applied"][0]["action"] == "configured"
+    assert flux.status(unseen, wait="60s")["streams"] == "Current"
+    assert flux.seen[-1]["object"]["status"]["observedGeneration"] == 3
+    assert rig.admin_puts() == puts
 
     # Field ownership: Flux owns what it applied, the operator only its status, finalizer and
     # progress annotations; nothing Flux applied is owned by anyone else.
@@ -187,7 +203,7 @@ def test_flux_applies_and_waits_and_argo_cd_agrees(rig: Rig, tmp_path: Path) -> 
     unwritten = {k: v for k, v in current.items() if k != "status"}
     judged_objects = [*flux.seen, {"status": "InProgress", "object": behind}]
     judged_objects.append({"status": "InProgress", "object": unwritten})
-    argo = argo_health(tmp_path, [s["object"] for s in judged_objects])
+    argo = argo_health(tmp_path, installed_health_check(rig), [s["object"] for s in judged_objects])
     for judged_object, health in zip(judged_objects, argo, strict=True):
         assert health["status"] == ARGO_FOR_KSTATUS[judged_object["status"]], (
             health,
@@ -195,12 +211,23 @@ def test_flux_applies_and_waits_and_argo_cd_agrees(rig: Rig, tmp_path: Path) -> 
         )
 
 
-def argo_health(workdir: Path, objects: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Argo CD's health of each object, from the check in deploy/argocd/ run by gopher-lua."""
-    script = workdir / "health.lua"
-    script.write_text(yaml.safe_load(ARGOCD_CM.read_text())["data"][HEALTH_KEY])
+def installed_health_check(rig: Rig) -> str:
+    """The check as the README installs it, into an argocd-cm that holds other settings."""
+    rig.kubectl("create", "namespace", "argocd")
+    rig.kubectl("create", "configmap", "argocd-cm", "-n", "argocd", "--from-literal=url=https://cd")
+    rig.kubectl("-n", "argocd", "patch", "configmap", "argocd-cm", "--patch-file", str(ARGOCD_CM))
+    installed = rig.get("/api/v1/namespaces/argocd/configmaps/argocd-cm")
+    assert installed is not None and installed["data"]["url"] == "https://cd"
+    script: str = installed["data"][HEALTH_KEY]
+    return script
+
+
+def argo_health(workdir: Path, script: str, objects: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Argo CD's health of each object, from the Lua `script` run by gopher-lua."""
+    lua = workdir / "health.lua"
+    lua.write_text(script)
     done = subprocess.run(
-        [str(gobuild.program("argohealth")), str(script)],
+        [str(gobuild.program("argohealth")), str(lua)],
         input="".join(json.dumps(o) + "\n" for o in objects),
         capture_output=True,
         text=True,
