@@ -20,12 +20,10 @@ import yaml
 from appgw_sse.core.conditions import STALLED_REASONS
 from tests.support import gobuild
 from tests.support.e2e import Rig, gateway_id, route_manifest, wait_for
+from tests.support.gitops import ARGO_FOR_KSTATUS, ARGOCD_CM, HEALTH_KEY, argo_health
 
 pytestmark = pytest.mark.usefixtures("real_cluster")
 
-ARGOCD_CM = Path(__file__).resolve().parents[1] / "deploy" / "argocd" / "argocd-cm.yaml"
-HEALTH_KEY = "resource.customizations.health.sse.appgw.dev_SseRoute"
-ARGO_FOR_KSTATUS = {"Current": "Healthy", "InProgress": "Progressing", "Failed": "Degraded"}
 FLUX = "kustomize-controller"
 
 
@@ -220,18 +218,3 @@ def installed_health_check(rig: Rig) -> str:
     assert installed is not None and installed["data"]["url"] == "https://cd"
     script: str = installed["data"][HEALTH_KEY]
     return script
-
-
-def argo_health(workdir: Path, script: str, objects: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Argo CD's health of each object, from the Lua `script` run by gopher-lua."""
-    lua = workdir / "health.lua"
-    lua.write_text(script)
-    done = subprocess.run(
-        [str(gobuild.program("argohealth")), str(lua)],
-        input="".join(json.dumps(o) + "\n" for o in objects),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return [json.loads(line) for line in done.stdout.splitlines()]
