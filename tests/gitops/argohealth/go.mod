@@ -1,3 +1,4 @@
+// gopher-lua at the version Argo CD pins (v1.1.1): the engine of its Lua health checks.
 module appgw-sse/tests/gitops/argohealth
 
 go 1.26.0

@@ -1,3 +1,7 @@
+// Flux's apply library as kustomize-controller uses it. fluxcd/pkg/ssa v0.78.0 is the newest
+// release whose go directive (1.26) the machine's Go builds (v0.79.0 and later need go 1.27);
+// it waits with Flux's fork of kstatus, github.com/fluxcd/cli-utils (v1.3.0), which replaced
+// sigs.k8s.io/cli-utils in Flux, on client-go v0.37.0 (Kubernetes 1.37).
 module appgw-sse/tests/gitops/fluxapply
 
 go 1.26.0
