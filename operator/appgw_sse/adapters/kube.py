@@ -23,6 +23,9 @@ from appgw_sse.core.ledger import Ledger
 log = logging.getLogger(__name__)
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "appgw-sse-operator"}
 _COMPONENT = "appgw-sse-operator"  # the source of our Events
+# Who owns the status in managedFields, beside the GitOps tool owning the spec (the client's
+# default would be its User-Agent, "OpenAPI-Generator").
+_FIELD_MANAGER = "appgw-sse-operator"
 _PENDING = "intent"  # the ConfigMap key of the pending ledger (its name in stored ledgers)
 
 
@@ -77,6 +80,7 @@ class Kube:
                     PLURAL,
                     name,
                     {"status": status},
+                    field_manager=_FIELD_MANAGER,
                     _preload_content=False,
                 )
             )

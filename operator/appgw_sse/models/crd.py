@@ -297,8 +297,8 @@ _CONDITION: Schema = {
     "properties": {
         "type": {
             "type": "string",
-            "description": "Accepted, GatewayConfigured, "
-            "BackendsAnnotated, BackendsConformant or Ready.",
+            "description": "Accepted, GatewayConfigured, BackendsAnnotated, BackendsConformant, "
+            "Ready, Reconciling or Stalled.",
         },
         "status": {
             "type": "string",
@@ -323,11 +323,14 @@ _CONDITION: Schema = {
 _STATUS: Schema = {
     "type": "object",
     "description": "What the operator observed and did.",
+    # A route the operator has not written yet reads as observedGeneration 0, so kstatus (Flux's
+    # health check) sees it as in progress: without any status it would call it Current.
+    "default": {"observedGeneration": 0},
     "properties": {
         "observedGeneration": {
             "type": "integer",
             "format": "int64",
-            "description": "The generation last reconciled.",
+            "description": "The generation the conditions speak for (0: not reconciled yet).",
         },
         "requestTimeoutSeconds": {
             "type": "integer",
@@ -361,7 +364,13 @@ _STATUS: Schema = {
         },
         "conditions": {
             "type": "array",
-            "description": "Accepted, GatewayConfigured, BackendsAnnotated and Ready.",
+            "description": "Accepted, GatewayConfigured, BackendsAnnotated, Ready (True when the "
+            "gateway holds what this generation needs), and, derived from Ready for kstatus "
+            "(Flux's health check), Reconciling (True while the work is in progress or retried) "
+            "and Stalled (True when it will not progress until the route, the gateway or the "
+            "operator's settings change: InvalidSpec, GatewayNotAllowed, GatewayNotFound, "
+            "BackendSettingsNotFound, UnsupportedSku, ManagedByAGIC, DriftConflict, DryRun, "
+            "ResponseBufferingEnabled); BackendsConformant is advisory.",
             "items": _CONDITION,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
