@@ -134,18 +134,18 @@ def _value(value: int | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value}s"
 
 
-def stream_check_words(route: SseRoute) -> str | None:
-    """What the operator will listen to for `route` (spec.streamCheck), in one line."""
-    check = route.spec.stream_check
-    if check is None:
+def _stream_check(route: SseRoute | None) -> dict[str, str] | None:
+    """What the operator will listen to for `route` (spec.streamCheck, defaults applied)."""
+    check = route.spec.stream_check if route is not None else None
+    if route is None or check is None:
         return None
     listen = format_duration(check.listen_seconds(route.spec.idle_seconds))
-    return f"{check.url} every {check.interval}, listening {listen} (StreamVerified)"
+    return {"url": check.url, "interval": check.interval, "listen": listen}
 
 
 def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
     lines: list[str] = []
-    checks = {route.key: stream_check_words(route) for route in routes}
+    checks = {route.key: _stream_check(route) for route in routes}
     planned = set()
     for plan in plans:
         planned |= set(plan.outcomes)
@@ -161,8 +161,12 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
         for key, outcome in plan.outcomes.items():
             mark = "ok" if outcome.reason is Reason.APPLIED else "!!"
             lines.append(f"  {mark} {key}: {outcome.reason.value}: {outcome.message}")
-            if checks.get(key):
-                lines.append(f"       stream check: {checks[key]}")
+            check = checks.get(key)
+            if check is not None:
+                lines.append(
+                    f"       stream check: {check['url']} every {check['interval']}, listening "
+                    f"{check['listen']} (StreamVerified)"
+                )
         lines += [
             f"  warning: {n.route + ': ' if n.route else ''}{n.message}" for n in plan.notices
         ]
@@ -186,14 +190,7 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
 
 def _outcome_data(outcome: RouteOutcome, route: SseRoute | None) -> dict[str, Any]:
     data: dict[str, Any] = {"reason": outcome.reason.value, "message": outcome.message}
-    check = route.spec.stream_check if route is not None else None
-    data["streamCheck"] = None
-    if route is not None and check is not None:
-        data["streamCheck"] = {
-            "url": check.url,
-            "interval": check.interval,
-            "listen": format_duration(check.listen_seconds(route.spec.idle_seconds)),
-        }
+    data["streamCheck"] = _stream_check(route)
     for field in FIELDS:
         values = {p.setting: v for p, v in outcome.values.items() if p.field is field}
         data[field.plan_key] = values if field.per_setting else values.get(None)
