@@ -34,7 +34,11 @@ def _plan(args: argparse.Namespace) -> int:
     except review.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(review.render_json(plans) if args.output == "json" else review.render_text(plans, routes))
+    print(
+        review.render_json(plans, routes)
+        if args.output == "json"
+        else review.render_text(plans, routes)
+    )
     unconfigurable = review.unconfigurable_routes(plans, routes)
     if unconfigurable:
         print(
@@ -238,6 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         probe=not args.no_probe,
         probe_interval=args.probe_interval,
+        stream_check_interval=args.stream_check_interval,
         arm=ArmSettings(
             endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
             ca_bundle=args.arm_ca_bundle,
@@ -370,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often backend pods' response headers are probed",
     )
     flag("--no-probe", switch=True, help="never probe backend pods")
+    flag(
+        "--stream-check-interval",
+        **duration,
+        shown="each route's spec.streamCheck.interval",
+        help="for tests and emulators only: run every route's stream check this often, below "
+        "the 1m floor the CRD enforces",
+    )
     flag(
         "--arm-endpoint",
         metavar="URL",

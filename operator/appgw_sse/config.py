@@ -15,4 +15,5 @@ class OperatorConfig:
     dry_run: bool = False
     probe_interval: float = 60.0
     probe: bool = True
+    stream_check_interval: float | None = None  # tests/emulators: replaces each route's interval
     arm: ArmSettings = field(default_factory=ArmSettings)

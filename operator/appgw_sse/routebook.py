@@ -57,6 +57,7 @@ class RouteRecord:
     written: dict[str, Any] | None = None  # the status last written (skip identical writes)
     notices: set[str] = field(default_factory=set)  # messages already posted as Events
     status_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reported: asyncio.Condition = field(default_factory=asyncio.Condition)  # after each report
 
     @property
     def key(self) -> str:
@@ -73,6 +74,10 @@ class RouteRecord:
     @property
     def serves_pods(self) -> bool:
         return self.spec is not None and self.spec.backend is not None
+
+    @property
+    def checks_stream(self) -> bool:
+        return self.spec is not None and self.spec.stream_check is not None
 
 
 @dataclass(frozen=True)
@@ -267,7 +272,8 @@ class RouteBook:
                 updates,
                 record.generation,
                 _now(),
-                drop=frozenset() if record.serves_pods else cond.BACKEND_CONDITIONS,
+                drop=(frozenset() if record.serves_pods else cond.BACKEND_CONDITIONS)
+                | (frozenset() if record.checks_stream else {cond.STREAM_VERIFIED}),
             )
             status = SseRouteStatus(
                 observed_generation=record.generation,
@@ -279,7 +285,8 @@ class RouteBook:
                 conditions=conditions,
             ).model_dump(mode="json", by_alias=True, exclude_none=True)
             comparable = _comparable(status)
-            if comparable == record.written:
-                return
-            await self.kube.patch_route_status(record.namespace, record.name, status)
-            record.conditions, record.written = conditions, comparable
+            if comparable != record.written:
+                await self.kube.patch_route_status(record.namespace, record.name, status)
+                record.conditions, record.written = conditions, comparable
+        async with record.reported:
+            record.reported.notify_all()

@@ -17,6 +17,7 @@ ACCEPTED = "Accepted"
 GATEWAY_CONFIGURED = "GatewayConfigured"
 BACKENDS_ANNOTATED = "BackendsAnnotated"
 BACKENDS_CONFORMANT = "BackendsConformant"  # advisory: not part of Ready
+STREAM_VERIFIED = "StreamVerified"  # advisory: not part of Ready
 READY = "Ready"
 # kstatus (Flux's health check) reads these two, not Ready: see `_progress`.
 RECONCILING = "Reconciling"
@@ -58,6 +59,17 @@ class Reason(StrEnum):
     CONFORMANT = "Conformant"
     NON_CONFORMANT = "NonConformant"
     PROBING = "Probing"
+    # StreamVerified: the stream check's verdict
+    LIVE = "Live"
+    BUFFERED = "Buffered"
+    CUT = "Cut"
+    COMPRESSED = "Compressed"
+    UNREACHABLE = "Unreachable"
+    NO_RESPONSE = "NoResponse"
+    HTTP_ERROR = "HttpError"
+    NOT_EVENT_STREAM = "NotEventStream"
+    SILENT = "Silent"
+    NOT_LIVE = "NotLive"  # a problem without a verdict of its own
     # Events only
     GATEWAY_RECREATED = "GatewayRecreated"
     NOTICE = "Notice"
@@ -255,6 +267,34 @@ def backends_conformant(verdicts: Mapping[str, str | None], conformant: str) -> 
         Reason.CONFORMANT,
         f"{len(verdicts)} pod(s) send the SSE headers",
     )
+
+
+# -- StreamVerified ------------------------------------------------------------------------
+
+# The problem codes of `appgw-sse doctor`'s analysis, the most telling first, and the verdict
+# each one gives. Compression before buffering: compressed output is why events were held.
+_STREAM_VERDICTS = (
+    ("unreachable", Reason.UNREACHABLE),
+    ("no-response", Reason.NO_RESPONSE),
+    ("status", Reason.HTTP_ERROR),
+    ("cut", Reason.CUT),
+    ("content-encoding", Reason.COMPRESSED),
+    ("buffered", Reason.BUFFERED),
+    ("content-length", Reason.BUFFERED),
+    ("content-type", Reason.NOT_EVENT_STREAM),
+    ("silent", Reason.SILENT),
+)
+
+
+def stream_verified(problems: Sequence[str], evidence: str) -> Condition:
+    """The stream check's verdict from the problem codes the doctor found (none: Live), with
+    its evidence as the message."""
+    verdict = (
+        next((reason for code, reason in _STREAM_VERDICTS if code in problems), Reason.NOT_LIVE)
+        if problems
+        else Reason.LIVE
+    )
+    return _condition(STREAM_VERIFIED, verdict is Reason.LIVE, verdict, evidence)
 
 
 # -- merging --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
 from appgw_sse.pods import PodReconciler, ProbeSettings
 from appgw_sse.reconciler import GatewayReconciler
 from appgw_sse.routebook import RouteBook
+from appgw_sse.streamcheck import StreamChecker
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     probe = ProbeSettings(enabled=config.probe, interval=config.probe_interval)
     memo["book"], memo["gateways"] = book, gateways
     pods = memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
+    memo["streams"] = StreamChecker(book, kube, interval=config.stream_check_interval)
     server = ApiServer.from_configuration()
     watches = [
         ListWatch(server, path, sink)
@@ -89,6 +91,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
     await asyncio.gather(*memo["tasks"], return_exceptions=True)
     metrics.ROUTES.source = tuple
+    await memo["streams"].close()
     await memo["pods"].close()
     await memo["gateways"].close()
 

@@ -279,6 +279,55 @@ _SPEC: Schema = {
             "description": "On deletion, put back the values the operator changed when no other "
             "route needs them and nobody changed them since.",
         },
+        "streamCheck": {
+            "type": "object",
+            "description": "Optional: the operator listens to the stream through the gateway as "
+            "clients do (as `appgw-sse doctor` does), every interval, and reports the verdict "
+            "in the advisory condition StreamVerified (not part of Ready): Live, or why not "
+            "(Buffered, Cut, Compressed, Unreachable, NoResponse, HttpError, NotEventStream, "
+            "Silent), with the evidence as its message and an Event when it changes. It catches "
+            "what the gateway's settings cannot show: a WAF, CDN or proxy in front that "
+            "buffers, the app's compression, heartbeats slower than a timeout.",
+            "required": ["url"],
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "maxLength": c.MAX_STREAM_CHECK_URL_LENGTH,
+                    "pattern": c.STREAM_CHECK_URL_PATTERN,
+                    "description": "The stream's URL as clients open it, through the gateway "
+                    "(http:// or https://, visible ASCII; percent-encode anything else). It "
+                    "must be reachable from the operator's pod and need no credentials.",
+                },
+                "interval": {
+                    **_duration(
+                        "How often to check, from the start of one check to the start of the "
+                        "next. Go style ('5m', '1h'); from 1m to 24h; default 5m."
+                    ),
+                    "default": c.STREAM_CHECK_DEFAULT_INTERVAL,
+                    "x-kubernetes-validations": [
+                        _rule(
+                            f"duration(self) >= duration("
+                            f"'{c.MIN_STREAM_CHECK_INTERVAL_SECONDS}s') && duration(self) <= "
+                            f"duration('{c.MAX_STREAM_CHECK_INTERVAL_SECONDS}s')",
+                            "streamCheck.interval must be from 1m to 24h",
+                        )
+                    ],
+                },
+                "listen": {
+                    **_duration(
+                        "How long each check listens. Default: twice idleInterval, at most 10m, so a live "
+                        "stream shows at least one whole silence. From 1s to 10m."
+                    ),
+                    "x-kubernetes-validations": [
+                        _rule(
+                            f"duration(self) >= duration('{c.MIN_STREAM_CHECK_LISTEN_SECONDS}s') && "
+                            f"duration(self) <= duration('{c.MAX_STREAM_CHECK_LISTEN_SECONDS}s')",
+                            "streamCheck.listen must be from 1s to 10m",
+                        )
+                    ],
+                },
+            },
+        },
     },
     "x-kubernetes-validations": [
         _rule(
@@ -298,7 +347,7 @@ _CONDITION: Schema = {
         "type": {
             "type": "string",
             "description": "Accepted, GatewayConfigured, BackendsAnnotated, BackendsConformant, "
-            "Ready, Reconciling or Stalled.",
+            "StreamVerified, Ready, Reconciling or Stalled.",
         },
         "status": {
             "type": "string",
@@ -370,7 +419,8 @@ _STATUS: Schema = {
             "and Stalled (True when it will not progress until the route, the gateway or the "
             "operator's settings change: InvalidSpec, GatewayNotAllowed, GatewayNotFound, "
             "BackendSettingsNotFound, UnsupportedSku, ManagedByAGIC, DriftConflict, DryRun, "
-            "ResponseBufferingEnabled); BackendsConformant is advisory.",
+            "ResponseBufferingEnabled); advisory: BackendsConformant (spec.backend.port) and "
+            "StreamVerified (spec.streamCheck).",
             "items": _CONDITION,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
