@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from appgw_sse.adapters.errors import TransientGatewayError
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.conditions import Condition, Reason
 from appgw_sse.core.fields import REQUEST_TIMEOUT
@@ -313,3 +314,57 @@ async def test_a_long_put_says_applying_and_a_short_one_does_not(
     gateways.hold.set()
     await running
     assert condition(kube.written[-1][1]) == ("True", "Applied", 2)
+
+
+# -- a finalizer is released only after its restore is on the gateway -----------------------
+
+
+async def test_a_route_deleted_during_a_pass_is_released_only_by_a_pass_that_restores_it(
+    reconciler: GatewayReconciler,
+    book: RouteBook,
+    gateways: FakeGateways,
+    kube: FakeKube,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await book.observe(route(1, idle="100s"))
+    await reconciler.reconcile(KEY)
+    gateways.hold = asyncio.Event()
+    await book.observe(route(2, idle="110s"))  # needs 165 s
+    running = asyncio.create_task(reconciler.reconcile(KEY))
+    await gateways.in_flight.wait()
+    await book.observe(route(2, idle="110s", metadata={"deletionTimestamp": "now"}))
+    released = asyncio.create_task(reconciler.released("ns", "r"))
+    gateways.hold.set()
+    await running
+    assert gateways.timeout() == 165  # this pass applied the route's value: no release
+    gateways.hold = None
+    gateways.failure = TransientGatewayError(Reason.AZURE_ERROR, "InternalServerError", "boom", 15)
+    with caplog.at_level(logging.WARNING):
+        assert await reconciler.reconcile(KEY) == 15
+    assert not released.done()
+    assert "routes ns/r (deleted, waiting for the restore)" in caplog.text
+    waiting = next(c for c in kube.last_status("r")["conditions"] if c["type"] == "Ready")
+    assert waiting["status"] == "False" and "finalizer is released once" in waiting["message"]
+    gateways.failure = None
+    await reconciler.reconcile(KEY)
+    await asyncio.wait_for(released, 1)
+    assert gateways.timeout() == 30
+    assert KEY not in kube.ledgers
+
+
+async def test_a_gateway_with_a_ledger_and_no_route_is_restored_by_its_own_pass(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    assert gateways.timeout() == 68
+    restarted = RouteBook(kube, ("*",))  # a restart; the route's finalizer was removed by hand
+    config = OperatorConfig(allowed_gateways=("*",), debounce=3600)
+    worker = GatewayReconciler(config, restarted, gateways, kube)
+    try:
+        worker.restore_orphans([GID, gateway_id("other")], routed={gateway_id("other").lower()})
+        await worker.reconcile(KEY)  # the pass restore_orphans marked it for
+        assert gateways.timeout() == 30
+        assert KEY not in kube.ledgers
+    finally:
+        await worker.close()

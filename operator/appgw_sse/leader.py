@@ -6,10 +6,15 @@ and writing nothing. The holder renews every `retry_period`; if no renewal succe
 takes the Lease once its record has not changed for `duration`, measured on its own clock
 (from when it last saw the record change), so clock skew between nodes does not matter. Every
 write carries the resourceVersion read, so two standbys never both win.
+
+No renewal outlives the renew deadline: each request is bounded by the time left until it
+(socket timeouts, and none of the client's retries), and the holder stops as soon as that time
+is up, whatever the request in flight is doing. Writers check the same clock (`fence`).
 """
 
 import asyncio
 import concurrent.futures
+import copy
 import datetime
 import functools
 import logging
@@ -26,6 +31,9 @@ from kubernetes.client import V1Lease
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse.adapters.kube import load_config
+from appgw_sse.fence import Fence, LeadershipLost
+
+__all__ = ["LeaderElector", "LeadershipLost", "LeaseSettings", "default_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +60,6 @@ class LeaseSettings:
     retry_period: float = 2.0
 
 
-class LeadershipLost(Exception):
-    pass
-
-
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ApiException):
         return f"{exc.status} {exc.reason}"
@@ -74,14 +78,20 @@ class LeaderElector:
         if client is None:
             load_config()
             client = kubernetes.client.ApiClient()
-        self.api = kubernetes.client.CoordinationV1Api(client)
+        # A client of its own without urllib3's retries: three of them at a 5 s timeout each
+        # let one renewal hang 22 s, past the 15 s Lease.
+        configuration = copy.copy(client.configuration)
+        configuration.retries = False
+        self.api = kubernetes.client.CoordinationV1Api(kubernetes.client.ApiClient(configuration))
+        self.fence = Fence(settings.identity, settings.renew_deadline)
         # Its own connection and thread: renewals never queue behind a burst of status or pod
         # patches in the shared pool, which could cost the Lease.
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
         self._lease: V1Lease | None = None  # as last read or written
         self._observed: tuple[str, object] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0  # monotonic time it was first seen
-        # A hung request must not outlast the renew deadline unnoticed.
+        # While standing by, a hung request must not outlast the renew deadline unnoticed;
+        # while holding, each is bounded by the time left until the renew deadline instead.
         self._timeout = settings.renew_deadline / 2
 
     async def acquire(self) -> None:
@@ -102,21 +112,38 @@ class LeaderElector:
             await asyncio.sleep(self.settings.retry_period)
 
     async def hold(self) -> None:
-        """Renew until a renewal has failed for renew_deadline; then raise LeadershipLost."""
-        last_renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(self.settings.retry_period)
-            try:
-                if await self._renew():
-                    last_renewed = time.monotonic()
+        """Renew every retry_period; raise LeadershipLost once the Lease was taken over or the
+        renew deadline has passed since the last renewal sent that succeeded (a request still
+        in flight then is abandoned: it can only fail, on its timeout or on a conflict)."""
+        try:
+            while True:
+                await asyncio.sleep(min(self.settings.retry_period, self.fence.remaining()))
+                left = self.fence.remaining()
+                if left <= 0:
+                    raise LeadershipLost(
+                        f"lease {self.settings.name} not renewed for "
+                        f"{self.settings.renew_deadline:g}s"
+                    )
+                sent = time.monotonic()
+                try:
+                    async with asyncio.timeout(left):
+                        renewed = await self._renew(deadline=sent + left)
+                except TimeoutError:
+                    log.warning("lease %s: renewal timed out", self.settings.name)
                     continue
-                raise LeadershipLost(f"lease {self.settings.name} was taken over")
-            except _FAILURES as exc:
-                log.warning("lease %s: renewal failed: %s", self.settings.name, _describe(exc))
-            if time.monotonic() - last_renewed > self.settings.renew_deadline:
-                raise LeadershipLost(
-                    f"lease {self.settings.name} not renewed for {self.settings.renew_deadline:.0f}s"
-                )
+                except _FAILURES as exc:
+                    log.warning("lease %s: renewal failed: %s", self.settings.name, _describe(exc))
+                    continue
+                if not renewed:
+                    raise LeadershipLost(f"lease {self.settings.name} was taken over")
+                self._renewed(sent)
+        except LeadershipLost as exc:
+            self.fence.lose(str(exc))
+            raise
+
+    def _renewed(self, sent: float) -> None:
+        spec = self._lease.spec if self._lease is not None else None
+        self.fence.renewed(sent, (spec.lease_transitions or 0) if spec is not None else 0)
 
     async def release(self) -> None:
         """Hand the Lease over at once (a standby need not wait for it to expire)."""
@@ -132,22 +159,32 @@ class LeaderElector:
 
     # -- the record ---------------------------------------------------------------------------
 
-    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        call = functools.partial(method, *args, _request_timeout=self._timeout, **kwargs)
+    async def _call(
+        self, method: Callable[..., T], *args: Any, deadline: float | None = None, **kwargs: Any
+    ) -> T:
+        """One request in the lease thread; with a deadline (monotonic), its timeouts end
+        there, so the thread never carries on past it."""
+        timeout = self._timeout if deadline is None else max(deadline - time.monotonic(), 0.01)
+        call = functools.partial(method, *args, _request_timeout=timeout, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
-    async def _read(self) -> V1Lease | None:
+    async def _read(self, deadline: float | None = None) -> V1Lease | None:
         # A list by name answers an absent Lease with an empty list rather than a 404.
         found = await self._call(
             self.api.list_namespaced_lease,
             self.settings.namespace,
             field_selector=f"metadata.name={self.settings.name}",
+            deadline=deadline,
         )
         return found.items[0] if found.items else None
 
-    async def _replace(self, lease: V1Lease) -> None:
+    async def _replace(self, lease: V1Lease, deadline: float | None = None) -> None:
         self._lease = await self._call(
-            self.api.replace_namespaced_lease, self.settings.name, self.settings.namespace, lease
+            self.api.replace_namespaced_lease,
+            self.settings.name,
+            self.settings.namespace,
+            lease,
+            deadline=deadline,
         )
 
     def _spec(self, previous: V1Lease | None) -> dict[str, object]:
@@ -173,6 +210,7 @@ class LeaderElector:
     async def _try_acquire(self) -> str | None:
         """Take the Lease if it is free or expired; the holder afterwards."""
         lease = await self._read()
+        sent = time.monotonic()  # the renewTime written below is no earlier than this
         if lease is None:
             body = V1Lease.model_validate(
                 {
@@ -188,6 +226,7 @@ class LeaderElector:
                 if exc.status == 409:  # another replica created it first
                     return None
                 raise
+            self._renewed(sent)
             return self.settings.identity
         spec = lease.spec
         assert spec is not None and lease.metadata is not None
@@ -225,9 +264,10 @@ class LeaderElector:
             if exc.status == 409:  # another replica took it between our read and write
                 return None
             raise
+        self._renewed(sent)
         return self.settings.identity
 
-    async def _renew(self) -> bool:
+    async def _renew(self, deadline: float) -> bool:
         """Renew on the resourceVersion last written; False when someone else holds it now."""
         assert self._lease is not None and self._lease.metadata is not None
         body = V1Lease.model_validate(
@@ -241,11 +281,11 @@ class LeaderElector:
             }
         )
         try:
-            await self._replace(body)
+            await self._replace(body, deadline)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            current = await self._read()
+            current = await self._read(deadline)
             if (
                 current is None
                 or current.spec is None

@@ -55,6 +55,16 @@ class LedgerPort(IngressPort, Protocol):
     async def delete_ledger(self, gateway_id: str) -> None: ...
 
 
+def _named(records: list[RouteRecord]) -> str:
+    """The routes of a pass for a log line, the deleted ones marked as waiting for it."""
+    return (
+        ", ".join(
+            f"{r.key} (deleted, waiting for the restore)" if r.deleting else r.key for r in records
+        )
+        or "none"
+    )
+
+
 class GatewayReconciler:
     def __init__(
         self, config: OperatorConfig, book: RouteBook, gateways: GatewayPort, kube: LedgerPort
@@ -64,6 +74,7 @@ class GatewayReconciler:
         self._released: dict[str, asyncio.Event] = {}
         self._drift: dict[str, DriftTracker] = {}
         self._agic: set[str] = set()  # gateway keys last seen tagged by AGIC
+        self._orphans: dict[str, str] = {}  # gateway key -> id: a ledger and no route
         book.listen(self.route_changed)
 
     # -- scheduling -----------------------------------------------------------------------
@@ -93,6 +104,29 @@ class GatewayReconciler:
     def _release(self, record: RouteRecord) -> None:
         self._released.setdefault(record.key, asyncio.Event()).set()
 
+    def _release_all(self, records: list[RouteRecord]) -> None:
+        for record in records:
+            self._release(record)
+
+    def _gateway_id(self, gateway_key: str, records: list[RouteRecord]) -> str:
+        """The gateway's id as spelled by its routes, or by its ledger when none is left."""
+        spelled = (r.intent.gateway_id for r in records if r.intent)
+        return next(spelled, self._orphans.get(gateway_key, gateway_key))
+
+    def restore_orphans(self, ledger_gateways: list[str], routed: set[str]) -> None:
+        """Give a pass to every gateway with a ledger that no route refers to (`routed`:
+        gateway keys of the routes listed): after a restart nothing else would, and its
+        originals would stay unrestored."""
+        for gateway_id in ledger_gateways:
+            key = gateway_id.lower()
+            if key not in routed and not self.book.on_gateway(key):
+                log.info(
+                    "gateway %s has a ledger but no route: a pass restores it",
+                    name_from_id(gateway_id),
+                )
+                self._orphans[key] = gateway_id
+                self.mark(key)
+
     async def resync(self) -> None:
         """Every --resync, read each gateway that has routes once (drift check)."""
         while True:
@@ -109,7 +143,7 @@ class GatewayReconciler:
     async def _pass(self, gateway_key: str) -> float | None:
         """reconcile(), timed, with every line it logs naming the gateway and its routes."""
         records = self.book.on_gateway(gateway_key)
-        gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
+        gateway_id = self._gateway_id(gateway_key, records)
         with (
             logs.context(gateway=gateway_id, routes=sorted(r.key for r in records)),
             metrics.RECONCILE_SECONDS.time(),
@@ -121,14 +155,18 @@ class GatewayReconciler:
         if self.book.unobserved(("gateway", gateway_key)):
             return 1.0
         records = self.book.on_gateway(gateway_key)
-        gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
+        gateway_id = self._gateway_id(gateway_key, records)
+        # The deleted routes this pass plans without: only they are released when it ends. A
+        # route deleted meanwhile (`deleting` changes in place) is planned without, and
+        # released, by the next pass: this one may just have applied its value.
+        deleting = [r for r in records if r.deleting]
         confirmed, pending = await self.kube.load_ledger(gateway_id)
         active = [r for r in records if not r.deleting]
         # A deleted route on an AGIC gateway may still have Ingress annotations to restore.
         on_ingresses = any(r.intent and r.intent.backend_service for r in records)
         if not active and confirmed.is_empty and pending is None and not on_ingresses:
-            for record in records:
-                self._release(record)
+            self._orphans.pop(gateway_key, None)
+            self._release_all(deleting)
             return None
         name = name_from_id(gateway_id)
         # The requirements this pass plans: outcomes are reported for these, and a route whose
@@ -162,9 +200,7 @@ class GatewayReconciler:
                 # Never PUT: AGIC would revert it, and each revert ends streams.
                 self._agic.add(gateway_key)
                 await self._agic_mode(gateway_key, records, plan, snapshot.document, planned)
-                for record in records:
-                    if record.deleting:
-                        self._release(record)
+                self._release_all(deleting)
                 return None
             self._agic.discard(gateway_key)
             plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
@@ -181,28 +217,27 @@ class GatewayReconciler:
             log.warning(
                 "gateway %s (routes %s): %s; retrying in %.0fs",
                 name,
-                ", ".join(r.key for r in active),
+                _named(records),
                 exc,
                 exc.delay or 0,
             )
-            await self._fail(active, exc, planned)
+            await self._fail(active, exc, planned, deleting)
             return float(exc.delay or 1.0)
         except TerminalGatewayError as exc:
-            log.error("gateway %s (routes %s): %s", name, ", ".join(r.key for r in active), exc)
-            await self._fail(active, exc, planned)
+            log.error("gateway %s (routes %s): %s", name, _named(records), exc)
+            await self._fail(active, exc, planned, deleting)
             if exc.reason is Reason.GATEWAY_NOT_FOUND:
                 if not active:
                     # Gone, and no route needs it: a gateway made again under its id is a new
                     # instance that this ledger says nothing about.
                     await self.kube.delete_ledger(gateway_id)
                     log.info("gateway %s is gone and no route needs it: ledger deleted", name)
-                for record in records:
-                    if record.deleting:
-                        self._release(record)
+                self._release_all(deleting)
             return None
-        for record in records:
-            if record.deleting:
-                self._release(record)
+        # The restore of every route in `deleting` is on the gateway: applied and verified
+        # by this pass, or found there.
+        self._orphans.pop(gateway_key, None)
+        self._release_all(deleting)
         return None
 
     async def _agic_mode(
@@ -416,20 +451,27 @@ class GatewayReconciler:
             )
 
     async def _fail(
-        self, records: list[RouteRecord], error: GatewayError, planned: Mapping[str, RouteIntent]
+        self,
+        records: list[RouteRecord],
+        error: GatewayError,
+        planned: Mapping[str, RouteIntent],
+        deleting: list[RouteRecord],
     ) -> None:
+        """Report a failed pass; on a deleted route, that its finalizer waits for the restore."""
         message = str(error)
         if isinstance(error, TransientGatewayError):  # say when, e.g. while awaiting a role
             message += f"; retrying in {error.delay or 1:g}s"
-        for record in records:
+        waiting = "deleted: its finalizer is released once the gateway is restored without it; "
+        for record in [*records, *deleting]:
             if record.intent is None:
                 continue
+            prefix = waiting if record.deleting else ""
             await self.book.write_status(
                 record,
                 [
                     *cond.accepted(record.intent_generation, record.generation),
-                    cond.gateway_failed(error.reason, message),
+                    cond.gateway_failed(error.reason, prefix + message),
                 ],
                 computed_for=planned.get(record.key),
             )
-            await self.book.post_once(record, "Warning", error.reason, str(error))
+            await self.book.post_once(record, "Warning", error.reason, prefix + str(error))

@@ -187,9 +187,13 @@ class RouteBook:
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
-            # Invalid input changes nothing: the last valid requirements stay in force.
-            await self.write_status(record, [cond.invalid_spec(str(exc))])
-            await self.kube.post_event(record.ref, "Warning", cond.Reason.INVALID_SPEC, str(exc))
+            # Invalid input changes nothing: the last valid requirements stay in force. A
+            # deleted route gets no status: the write would race kopf's finalizer patch (422).
+            if not record.deleting:
+                await self.write_status(record, [cond.invalid_spec(str(exc))])
+                await self.kube.post_event(
+                    record.ref, "Warning", cond.Reason.INVALID_SPEC, str(exc)
+                )
             kept = {record.gateway_key} if record.deleting and record.gateway_key else set()
             return self._emit(RouteChange(record, frozenset(kept), requirements_changed=False))
         record.restore_on_delete = spec.restore_on_delete

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import TerminalGatewayError
+from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError
 from appgw_sse.core import agic
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
@@ -22,6 +22,7 @@ class FakeGateways:
     def __init__(self, document: dict[str, Any] | None) -> None:
         self.document = document
         self.hold: asyncio.Event | None = None
+        self.failure: GatewayError | None = None  # every PUT fails with it while set
         self.in_flight = asyncio.Event()
         self.puts = 0
         self.reads = 0
@@ -44,6 +45,8 @@ class FakeGateways:
     async def apply(self, plan: Plan, snapshot: Snapshot | None = None) -> dict[str, Any]:
         assert self.document is not None and plan.holds_in(self.document)
         self.puts += 1
+        if self.failure is not None:
+            raise self.failure
         self.in_flight.set()
         if self.hold is not None:
             await self.hold.wait()
