@@ -368,3 +368,28 @@ async def test_a_gateway_with_a_ledger_and_no_route_is_restored_by_its_own_pass(
         assert KEY not in kube.ledgers
     finally:
         await worker.close()
+
+
+async def test_an_ingress_list_failure_is_a_condition_on_the_routes_that_need_ingresses(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    assert gateways.document is not None
+    gateways.document["tags"] = {
+        "managed-by-k8s-ingress": "1.8.1",
+        "ingress-for-aks-cluster-id": "/subscriptions/x/aks",
+    }
+    kube.ingress_failure = "could not list the Ingresses of namespace ns: 403 Forbidden"
+    await book.observe(body("plain"))  # no serviceName: never needs an Ingress
+    await book.observe(body("served", backend={"serviceName": "svc"}))
+    assert await reconciler.reconcile(KEY) == 30  # tried again, no traceback
+    assert condition(kube.last_status("plain"), "GatewayConfigured")[:2] == (
+        "False",
+        "ManagedByAGIC",
+    )
+    failed = next(
+        c for c in kube.last_status("served")["conditions"] if c["type"] == "GatewayConfigured"
+    )
+    assert failed["reason"] == "IngressesUnavailable" and "403 Forbidden" in failed["message"]
+    kube.ingress_failure = None
+    assert await reconciler.reconcile(KEY) is None
+    assert condition(kube.last_status("served"), "GatewayConfigured")[1] == "IngressNotFound"

@@ -11,7 +11,12 @@ from typing import Any, Protocol
 
 from appgw_sse import logs, metrics
 from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
+from appgw_sse.adapters.errors import (
+    GatewayError,
+    IngressesUnavailable,
+    TerminalGatewayError,
+    TransientGatewayError,
+)
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core import agic
 from appgw_sse.core import conditions as cond
@@ -29,6 +34,8 @@ log = logging.getLogger(__name__)
 # A PUT usually settles within seconds; one still running after this long (minutes on Azure) is
 # worth a status write on each route it is for, before the one that reports its result.
 APPLYING_NOTICE_SECONDS = 5.0
+# An Ingress listing that failed (no networking API, no RBAC yet) is tried again after this.
+INGRESS_RETRY_SECONDS = 30.0
 
 
 class GatewayPort(Protocol):
@@ -199,9 +206,12 @@ class GatewayReconciler:
             if agic_tags(snapshot.document):
                 # Never PUT: AGIC would revert it, and each revert ends streams.
                 self._agic.add(gateway_key)
-                await self._agic_mode(gateway_key, records, plan, snapshot.document, planned)
-                self._release_all(deleting)
-                return None
+                failed = await self._agic_mode(
+                    gateway_key, records, plan, snapshot.document, planned
+                )
+                # A namespace whose Ingresses could not be listed has nothing restored yet.
+                self._release_all([r for r in deleting if r.namespace not in failed])
+                return INGRESS_RETRY_SECONDS if failed else None
             self._agic.discard(gateway_key)
             plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
             document = snapshot.document
@@ -247,11 +257,13 @@ class GatewayReconciler:
         plan: Plan,
         document: Mapping[str, Any],
         planned: Mapping[str, RouteIntent],
-    ) -> None:
+    ) -> dict[str, str]:
         """Carry the routes' values in AGIC's Ingress annotations, namespace by namespace, and
-        report (the gateway is only read)."""
+        report (the gateway is only read). The namespaces whose Ingresses could not be listed,
+        with why."""
         name = name_from_id(plan.gateway_id)
         served: dict[str, list[str]] = {}
+        failed: dict[str, str] = {}
         for namespace in sorted({r.namespace for r in records}):
             # Every route of the namespace on an AGIC gateway: they share its Ingresses.
             routes = [
@@ -262,8 +274,17 @@ class GatewayReconciler:
             release = any(
                 r.deleting and not r.restore_on_delete for r in records if r.namespace == namespace
             )
-            ingresses = await self.kube.list_agic_ingresses(namespace)
             ledger = await self.kube.load_ingress_ledger(namespace)
+            if ledger.is_empty and not any(r.backend_service for r in routes):
+                continue  # no route there names a Service: no Ingress carries anything
+            try:
+                ingresses = await self.kube.list_agic_ingresses(namespace)
+            except IngressesUnavailable as exc:
+                log.warning(
+                    "gateway %s (AGIC): %s; retrying in %gs", name, exc, INGRESS_RETRY_SECONDS
+                )
+                failed[namespace] = str(exc)
+                continue
             iplan = agic.plan_ingresses(routes, ingresses, ledger, release=release)
             if iplan.patches:
                 # Recorded first: a crash after any patch still knows every original value.
@@ -292,6 +313,21 @@ class GatewayReconciler:
             intent, outcome = record.intent, plan.outcomes.get(record.key)
             if record.deleting or intent is None:
                 continue
+            if intent.backend_service and record.namespace in failed:
+                await self.book.write_status(
+                    record,
+                    [
+                        *cond.accepted(record.intent_generation, record.generation),
+                        cond.gateway_failed(
+                            Reason.INGRESSES_UNAVAILABLE,
+                            f"{failed[record.namespace]}; retrying in {INGRESS_RETRY_SECONDS:g}s",
+                        ),
+                    ],
+                    gateway=gateway_status(document),
+                    computed_for=planned.get(record.key),
+                    mode="AGIC",
+                )
+                continue
             values = f"request-timeout {intent.request_timeout}s" + (
                 f", connection-draining-timeout {intent.drain_timeout}s"
                 if intent.drain_timeout
@@ -315,6 +351,7 @@ class GatewayReconciler:
                 mode="AGIC",
                 ingresses=served.get(record.key, []) if intent.backend_service else None,
             )
+        return failed
 
     async def _store_ledger(self, ledger: Ledger) -> None:
         """Save a confirmed ledger; one that owns nothing is deleted instead of kept."""

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError
+from appgw_sse.adapters.errors import GatewayError, IngressesUnavailable, TerminalGatewayError
 from appgw_sse.core import agic
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
@@ -71,6 +71,7 @@ class FakeKube:
         self.ingresses: dict[str, list[agic.Ingress]] = {}  # by namespace
         self.ingress_patches: list[tuple[str, dict[str, str | None]]] = []  # (Ingress, patch)
         self.ingress_ledgers: dict[str, agic.IngressLedger] = {}
+        self.ingress_failure: str | None = None  # listing Ingresses fails with it while set
         self.changed = asyncio.Condition()
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -101,6 +102,8 @@ class FakeKube:
             self.changed.notify_all()
 
     async def list_agic_ingresses(self, namespace: str) -> list[agic.Ingress]:
+        if self.ingress_failure is not None:
+            raise IngressesUnavailable(self.ingress_failure)
         return list(self.ingresses.get(namespace, []))
 
     async def patch_ingress_annotations(

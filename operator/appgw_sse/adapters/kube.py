@@ -16,6 +16,7 @@ import kubernetes
 from kubernetes.client import CoreV1Event, V1ConfigMap, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
+from appgw_sse.adapters.errors import IngressesUnavailable
 from appgw_sse.core.agic import Ingress, IngressLedger, agic_ingress
 from appgw_sse.core.contract import API_GROUP, API_VERSION, KIND, PLURAL
 from appgw_sse.core.ledger import Ledger
@@ -221,7 +222,13 @@ class Kube:
 
     async def list_agic_ingresses(self, namespace: str) -> list[Ingress]:
         """The Ingresses (networking.k8s.io/v1) of AGIC's class in the namespace."""
-        found = await asyncio.to_thread(self.networking.list_namespaced_ingress, namespace)
+        try:
+            found = await asyncio.to_thread(self.networking.list_namespaced_ingress, namespace)
+        except (ApiException, OSError) as exc:
+            detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+            raise IngressesUnavailable(
+                f"could not list the Ingresses of namespace {namespace}: {detail}"
+            ) from exc
         listing = self.networking.api_client.sanitize_for_serialization(found)
         items = listing.get("items") or []
         return [i for i in map(agic_ingress, items) if i is not None]

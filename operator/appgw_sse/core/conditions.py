@@ -40,6 +40,7 @@ class Reason(StrEnum):
     MANAGED_BY_AGIC = "ManagedByAGIC"
     INGRESSES_ANNOTATED = "IngressesAnnotated"  # AGIC mode
     INGRESS_NOT_FOUND = "IngressNotFound"  # AGIC mode
+    INGRESSES_UNAVAILABLE = "IngressesUnavailable"  # AGIC mode: they could not be listed
     RESPONSE_BUFFERING_ENABLED = "ResponseBufferingEnabled"  # AGIC mode
     THROTTLED = "Throttled"
     AZURE_AUTH_FAILED = "AzureAuthFailed"
