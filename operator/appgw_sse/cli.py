@@ -170,9 +170,9 @@ def _run(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.config import OperatorConfig
+    from appgw_sse.handlers import routes as handlers  # registers the handlers
     from appgw_sse.leader import LeaseSettings, default_identity
     from appgw_sse.running import operate
 
@@ -199,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         resync=args.resync,
         dry_run=args.dry_run,
         probe=not args.no_probe,
+        agic=not args.no_agic,
         probe_interval=args.probe_interval,
         arm=ArmSettings(
             endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
@@ -206,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
             token_file=args.arm_token_file,
         ),
     )
+    if config.agic:
+        handlers.watch_ingresses()
     lease = LeaseSettings(namespace=config.ledger_namespace, identity=default_identity())
     return asyncio.run(operate(config, args.health_port, lease))
 
@@ -299,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often backend pods' response headers are probed",
     )
     flag("--no-probe", switch=True, help="never probe backend pods")
+    flag(
+        "--no-agic",
+        switch=True,
+        help="AGIC mode off: never read or patch Ingresses (routes on AGIC gateways are told)",
+    )
     flag(
         "--arm-endpoint",
         metavar="URL",

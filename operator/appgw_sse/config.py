@@ -15,4 +15,5 @@ class OperatorConfig:
     dry_run: bool = False
     probe_interval: float = 60.0
     probe: bool = True
+    agic: bool = True  # AGIC mode: Ingresses are read and annotated
     arm: ArmSettings = field(default_factory=ArmSettings)

@@ -211,7 +211,7 @@ class GatewayReconciler:
                 )
                 # A namespace whose Ingresses could not be listed has nothing restored yet.
                 self._release_all([r for r in deleting if r.namespace not in failed])
-                return INGRESS_RETRY_SECONDS if failed else None
+                return INGRESS_RETRY_SECONDS if failed and self.config.agic else None
             self._agic.discard(gateway_key)
             plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
             document = snapshot.document
@@ -277,6 +277,9 @@ class GatewayReconciler:
             ledger = await self.kube.load_ingress_ledger(namespace)
             if ledger.is_empty and not any(r.backend_service for r in routes):
                 continue  # no route there names a Service: no Ingress carries anything
+            if not self.config.agic:
+                failed[namespace] = "AGIC mode is off (--no-agic, agic.enabled=false)"
+                continue
             try:
                 ingresses = await self.kube.list_agic_ingresses(namespace)
             except IngressesUnavailable as exc:
@@ -320,7 +323,12 @@ class GatewayReconciler:
                         *cond.accepted(record.intent_generation, record.generation),
                         cond.gateway_failed(
                             Reason.INGRESSES_UNAVAILABLE,
-                            f"{failed[record.namespace]}; retrying in {INGRESS_RETRY_SECONDS:g}s",
+                            failed[record.namespace]
+                            + (
+                                f"; retrying in {INGRESS_RETRY_SECONDS:g}s"
+                                if self.config.agic
+                                else ""
+                            ),
                         ),
                     ],
                     gateway=gateway_status(document),

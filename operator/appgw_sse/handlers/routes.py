@@ -119,10 +119,15 @@ async def route_event(
         await book.observe(body)
 
 
-@kopf.on.event("networking.k8s.io", "v1", "ingresses")
 async def ingress_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """AGIC mode: an Ingress changed, so its namespace's AGIC gateways are planned again."""
     memo["gateways"].ingress_changed(str(namespace))
+
+
+def watch_ingresses() -> None:
+    """Watch Ingresses (AGIC mode); not registered with --no-agic, whose RBAC has no rights
+    on them."""
+    kopf.on.event("networking.k8s.io", "v1", "ingresses")(ingress_event)
 
 
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
