@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from appgw_sse.emulator.server import token_fingerprint
-from tests.support.e2e import Operator, Rig, route_manifest, wait_for
+from tests.support.e2e import Operator, Rig, gateway_id, route_manifest, wait_for
 from tests.test_operability_e2e import lease_holder
 
 API = ("api-http",)
@@ -158,3 +158,19 @@ def paused_round(
     ]
     assert stale == [], json.dumps(stale)
     assert api_timeout(rig) == 20 and buffering(rig.emulator.gateway()) is True
+
+
+def test_a_gateway_granted_to_one_namespace_refuses_routes_of_another(rig: Rig) -> None:
+    rule = "partners=/subscriptions/*/resourceGroups/rg-finance/*"
+    rig.operator("--allowed-gateway", rule)
+    finance = gateway_id("agw-finance", "rg-finance")
+    rig.apply(
+        route_manifest("feed", namespace="partners", gateway_id=finance),
+        route_manifest("grab", namespace="shop", gateway_id=finance, idle="600s"),
+    )
+    rig.wait_condition("partners", "feed", "True", "Applied")
+    refused = rig.wait_condition("shop", "grab", "False", "GatewayNotAllowed", type_="Accepted")
+    assert f"--allowed-gateway {rule}" in refused["message"]
+    assert "routes in namespace shop may not use it" in refused["message"]
+    document = rig.emulator.gateway(finance)
+    assert timeouts(document)["notifications-http"] == 68  # the partners' need, not 600 s

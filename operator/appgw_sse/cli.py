@@ -172,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.config import OperatorConfig
+    from appgw_sse.core.policy import parse_rules
     from appgw_sse.handlers import routes as handlers  # registers the handlers
     from appgw_sse.leader import LeaseSettings, default_identity
     from appgw_sse.running import operate
@@ -182,6 +183,10 @@ def _run(args: argparse.Namespace) -> int:
     ]
     if not patterns:
         logging.getLogger(__name__).warning("no --allowed-gateway: no gateway will be written")
+    try:
+        parse_rules(patterns)
+    except ValueError as exc:
+        raise SystemExit(f"appgw-sse run: error: argument --allowed-gateway: {exc}") from None
     namespaces = args.namespace or [
         n.strip() for n in os.environ.get(_env("namespace"), "").split(",") if n.strip()
     ]
@@ -286,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--allowed-gateway",
         action="append",
         default=[],
-        metavar="PATTERN",
-        help="glob on gateway resource ids this operator may write (repeatable) "
+        metavar="[NAMESPACE=]PATTERN",
+        help="glob on gateway resource ids this operator may write (repeatable); with "
+        "NAMESPACE= (a glob too), only for the routes of matching namespaces "
         "[env APPGW_SSE_ALLOWED_GATEWAYS, separated by commas; default: none, nothing is written]",
     )
     flag = _env_flag_adder(run)
