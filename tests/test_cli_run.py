@@ -101,6 +101,7 @@ def test_help_shows_each_flags_env_twin_and_default(capsys: pytest.CaptureFixtur
         ("probe-interval", "1m"),
         ("dry-run", "off"),
         ("no-probe", "off"),
+        ("no-agic", "off"),
         ("arm-endpoint", "the public cloud"),
         ("arm-ca-bundle", "the system's CAs"),
         ("arm-token-file", "azure-identity"),
