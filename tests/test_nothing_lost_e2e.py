@@ -1,7 +1,10 @@
 """Nothing lost, no stale writer (issue 21): the faults a cluster produces, on the real API server
 and the emulator's fault injection: a route deleted during a pass, a restart, a paused leader."""
 
+import datetime
 import json
+import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -12,6 +15,7 @@ from tests.support.e2e import Operator, Rig, gateway_id, route_manifest, wait_fo
 from tests.test_operability_e2e import lease_holder
 
 API = ("api-http",)
+STOPPED = re.compile(r"^(\S+) ERROR .*not renewed for 10s: stopping all work now", re.M)
 
 
 def timeouts(document: dict[str, Any]) -> dict[str, int]:
@@ -173,3 +177,26 @@ def test_a_gateway_granted_to_one_namespace_refuses_routes_of_another(rig: Rig) 
     assert "routes in namespace shop may not use it" in refused["message"]
     document = rig.emulator.gateway(finance)
     assert timeouts(document)["notifications-http"] == 68  # the partners' need, not 600 s
+
+
+def test_no_renewal_outlives_the_lease_when_the_api_server_is_paused(rig: Rig) -> None:
+    operator = rig.operator()
+    wait_for("the operator to lead", lambda: lease_holder(rig) == "appgw-sse-operator-0")
+    wait_for("the operator working", lambda: "started: writing gateways" in operator.output())
+    apiserver = rig.cluster.pids[-1]
+    os.kill(apiserver, signal.SIGSTOP)  # every request now hangs, the renewals' too
+    paused = datetime.datetime.now(tz=datetime.UTC)
+    try:
+        line = wait_for(
+            "the leader to stop working",
+            lambda: STOPPED.search(operator.output()),
+            timeout=40,
+        )
+    finally:
+        os.kill(apiserver, signal.SIGCONT)
+    stopped = datetime.datetime.fromisoformat(line.group(1).replace("Z", "+00:00"))
+    print(f"API server paused: work stopped {(stopped - paused).total_seconds():.1f}s later")
+    # The last renewal that succeeded was sent at most a retry period (2 s) before the pause:
+    # work stops 10 s after it, before the 15 s Lease could pass to anyone else.
+    assert 7.0 <= (stopped - paused).total_seconds() < 12.0, stopped - paused
+    assert operator.process.wait(timeout=60) == 1
