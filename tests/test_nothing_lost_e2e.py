@@ -200,3 +200,17 @@ def test_no_renewal_outlives_the_lease_when_the_api_server_is_paused(rig: Rig) -
     # work stops 10 s after it, before the 15 s Lease could pass to anyone else.
     assert 7.0 <= (stopped - paused).total_seconds() < 12.0, stopped - paused
     assert operator.process.wait(timeout=60) == 1
+
+
+def test_deleting_an_invalid_route_restores_its_last_valid_values_without_a_4xx(rig: Rig) -> None:
+    rig.operator()
+    rig.apply(route_manifest("api", settings=API, idle="100s"))
+    rig.wait_condition("shop", "api", "True", "Applied")
+    # Only a CEL rule forbids 24h, which a 1.20 server drops: the operator refuses it.
+    rig.apply(route_manifest("api", settings=API, idle="24h"))
+    rig.wait_condition("shop", "api", "False", "InvalidSpec")
+    rig.kubectl("delete", "sser", "-n", "shop", "api", "--wait=false")
+    wait_for("the route released", lambda: rig.route("shop", "api") is None, timeout=60)
+    assert api_timeout(rig) == 20
+    # The rig's teardown fails on any 4xx the API server answered the operator (a 422 when a
+    # status write raced kopf's finalizer patch).
