@@ -21,6 +21,8 @@ class Fence:
     """Whether this process may write now, as leader `identity` of the `epoch`-th holding of
     the Lease (its leaseTransitions)."""
 
+    enforced = True
+
     def __init__(self, identity: str, renew_deadline: float) -> None:
         self.identity, self.renew_deadline = identity, renew_deadline
         self.epoch = 0
@@ -57,6 +59,8 @@ class Fence:
 
 class Unfenced(Fence):
     """For a process that writes without leader election (tests, one-shot commands)."""
+
+    enforced = False
 
     def __init__(self) -> None:
         super().__init__("unfenced", float("inf"))

@@ -285,7 +285,7 @@ class Kube:
         we were deposed (unless the Lease was recreated since: it still names us, as we knew
         it)."""
         self.fence.check()
-        if self._ledger_epochs.get(key, 0) <= self.fence.epoch:
+        if not self.fence.enforced or self._ledger_epochs.get(key, 0) <= self.fence.epoch:
             return
         found = await asyncio.to_thread(
             self.coordination.list_namespaced_lease,
