@@ -148,11 +148,36 @@ async def test_no_renewal_outlives_the_renew_deadline_when_the_api_server_hangs(
         assert 2.0 <= stopped - last_sent < settings.duration
         with pytest.raises(LeadershipLost):
             a.fence.check()  # and no writer may write any more
-        # The renewal in flight ended on its own timeout, at the deadline: the lease thread is
-        # free before the Lease ends, so no request of it can renew a Lease someone else holds.
+        # The renewal in flight ended on its own timeout, at the deadline: the renewal thread
+        # is free before the Lease ends, so no request of it renews a Lease someone else holds.
         loop = asyncio.get_running_loop()
         left = settings.duration - (time.monotonic() - last_sent)
-        await asyncio.wait_for(loop.run_in_executor(a._thread, lambda: None), left)
+        await asyncio.wait_for(loop.run_in_executor(a._holder, lambda: None), left)
+    finally:
+        server.closing.set()
+        server.shutdown()
+
+
+async def test_an_event_loop_busy_past_the_renew_deadline_keeps_the_lease() -> None:
+    server = ScriptedLeaseServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        configuration = kubernetes.client.Configuration(
+            host=f"http://127.0.0.1:{server.server_port}"
+        )
+        settings = LeaseSettings(
+            namespace=NAMESPACE, identity="a", duration=3, renew_deadline=2.0, retry_period=0.3
+        )
+        a = LeaderElector(settings, kubernetes.client.ApiClient(configuration))
+        await asyncio.wait_for(a.acquire(), 5)
+        holding = asyncio.create_task(a.hold())
+        await asyncio.sleep(0.1)
+        time.sleep(3)  # noqa: ASYNC251  (the loop blocked, as by a slow start, past the deadline)
+        a.fence.check()  # renewed meanwhile, by the renewal thread
+        assert not holding.done()
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
     finally:
         server.closing.set()
         server.shutdown()

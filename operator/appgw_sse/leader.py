@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class LeaderElector:
         # Its own connection and thread: renewals never queue behind a burst of status or pod
         # patches in the shared pool, which could cost the Lease.
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
+        self._holder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease-renew")
         self._lease: V1Lease | None = None  # as last read or written
         self._observed: tuple[str, object] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0  # monotonic time it was first seen
@@ -113,33 +115,36 @@ class LeaderElector:
 
     async def hold(self) -> None:
         """Renew every retry_period; raise LeadershipLost once the Lease was taken over or the
-        renew deadline has passed since the last renewal sent that succeeded (a request still
-        in flight then is abandoned: it can only fail, on its timeout or on a conflict)."""
+        renew deadline has passed since the last renewal sent that succeeded. The renewals run
+        in a thread of their own, as client-go's do in a goroutine: an event loop busy for
+        seconds (a slow start under CPU pressure) neither delays them nor costs the Lease."""
+        stop = threading.Event()
         try:
-            while True:
-                await asyncio.sleep(min(self.settings.retry_period, self.fence.remaining()))
-                left = self.fence.remaining()
-                if left <= 0:
-                    raise LeadershipLost(
-                        f"lease {self.settings.name} not renewed for "
-                        f"{self.settings.renew_deadline:g}s"
-                    )
-                sent = time.monotonic()
-                try:
-                    async with asyncio.timeout(left):
-                        renewed = await self._renew(deadline=sent + left)
-                except TimeoutError:
-                    log.warning("lease %s: renewal timed out", self.settings.name)
-                    continue
-                except _FAILURES as exc:
-                    log.warning("lease %s: renewal failed: %s", self.settings.name, _describe(exc))
-                    continue
-                if not renewed:
-                    raise LeadershipLost(f"lease {self.settings.name} was taken over")
-                self._renewed(sent)
+            await asyncio.get_running_loop().run_in_executor(self._holder, self._hold, stop)
         except LeadershipLost as exc:
             self.fence.lose(str(exc))
             raise
+        finally:
+            stop.set()  # e.g. cancelled on a normal stop: the thread ends at its next wait
+
+    def _hold(self, stop: threading.Event) -> None:
+        """The renewal loop (in the holder thread) until `stop` or LeadershipLost. Each request
+        ends, on its socket timeouts, by the renew deadline: none can renew a Lease past it."""
+        while not stop.wait(max(min(self.settings.retry_period, self.fence.remaining()), 0.0)):
+            left = self.fence.remaining()
+            if left <= 0:
+                raise LeadershipLost(
+                    f"lease {self.settings.name} not renewed for {self.settings.renew_deadline:g}s"
+                )
+            sent = time.monotonic()
+            try:
+                renewed = self._renew(deadline=sent + left)
+            except _FAILURES as exc:
+                log.warning("lease %s: renewal failed: %s", self.settings.name, _describe(exc))
+                continue
+            if not renewed:
+                raise LeadershipLost(f"lease {self.settings.name} was taken over")
+            self._renewed(sent)
 
     def _renewed(self, sent: float) -> None:
         spec = self._lease.spec if self._lease is not None else None
@@ -159,18 +164,21 @@ class LeaderElector:
 
     # -- the record ---------------------------------------------------------------------------
 
-    async def _call(
+    def _request(
         self, method: Callable[..., T], *args: Any, deadline: float | None = None, **kwargs: Any
     ) -> T:
-        """One request in the lease thread; with a deadline (monotonic), its timeouts end
-        there, so the thread never carries on past it."""
+        """One request; with a deadline (monotonic), its timeouts end there."""
         timeout = self._timeout if deadline is None else max(deadline - time.monotonic(), 0.01)
-        call = functools.partial(method, *args, _request_timeout=timeout, **kwargs)
+        return method(*args, _request_timeout=timeout, **kwargs)
+
+    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One request in the lease thread (acquiring, releasing)."""
+        call = functools.partial(self._request, method, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
-    async def _read(self, deadline: float | None = None) -> V1Lease | None:
+    def _read_now(self, deadline: float | None = None) -> V1Lease | None:
         # A list by name answers an absent Lease with an empty list rather than a 404.
-        found = await self._call(
+        found = self._request(
             self.api.list_namespaced_lease,
             self.settings.namespace,
             field_selector=f"metadata.name={self.settings.name}",
@@ -178,14 +186,20 @@ class LeaderElector:
         )
         return found.items[0] if found.items else None
 
-    async def _replace(self, lease: V1Lease, deadline: float | None = None) -> None:
-        self._lease = await self._call(
+    def _replace_now(self, lease: V1Lease, deadline: float | None = None) -> None:
+        self._lease = self._request(
             self.api.replace_namespaced_lease,
             self.settings.name,
             self.settings.namespace,
             lease,
             deadline=deadline,
         )
+
+    async def _read(self) -> V1Lease | None:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._read_now)
+
+    async def _replace(self, lease: V1Lease) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._replace_now, lease)
 
     def _spec(self, previous: V1Lease | None) -> dict[str, object]:
         now = _now()
@@ -267,7 +281,7 @@ class LeaderElector:
         self._renewed(sent)
         return self.settings.identity
 
-    async def _renew(self, deadline: float) -> bool:
+    def _renew(self, deadline: float) -> bool:
         """Renew on the resourceVersion last written; False when someone else holds it now."""
         assert self._lease is not None and self._lease.metadata is not None
         body = V1Lease.model_validate(
@@ -281,11 +295,11 @@ class LeaderElector:
             }
         )
         try:
-            await self._replace(body, deadline)
+            self._replace_now(body, deadline)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            current = await self._read(deadline)
+            current = self._read_now(deadline)
             if (
                 current is None
                 or current.spec is None
