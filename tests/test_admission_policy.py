@@ -60,7 +60,7 @@ def capable(tmp_path: Path) -> Iterator[Cluster]:
             pytest.skip(
                 f"API server {version} has no admissionregistration.k8s.io/v1 "
                 "ValidatingAdmissionPolicy (GA in 1.30): the chart skips it there, with a NOTES "
-                "line; set KUBEBUILDER_ASSETS to a 1.30+ kube-apiserver to run this"
+                "line; run with KUBEBUILDER_ASSETS (or KUBE_APISERVER and ETCD) naming 1.30+ binaries"
             )
         yield cluster
 
