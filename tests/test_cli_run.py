@@ -108,6 +108,7 @@ def test_help_shows_each_flags_env_twin_and_default(capsys: pytest.CaptureFixtur
         ("dry-run", "off"),
         ("no-probe", "off"),
         ("stream-check-interval", "each route's spec.streamCheck.interval"),
+        ("no-agic", "off"),
         ("arm-endpoint", "the public cloud"),
         ("arm-ca-bundle", "the system's CAs"),
         ("arm-token-file", "azure-identity"),

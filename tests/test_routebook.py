@@ -67,8 +67,18 @@ async def test_an_invalid_generation_is_reported_and_keeps_the_last_valid_requir
     assert record.intent is not None and record.intent.request_timeout == 68
     assert condition(kube.statuses[-1], "Accepted") == ("False", "InvalidSpec", 2)
     assert [e[1] for e in kube.events] == [cond.Reason.INVALID_SPEC]
+    written = len(kube.statuses)
     deleted = await book.observe(deleting(on("first", generation=2, idleInterval="soon")))
     assert deleted is not None and deleted.gateways == {FIRST}  # its values must be restored
+    # No status on a deleted route: the write would race kopf's finalizer patch (422).
+    assert len(kube.statuses) == written
+
+
+async def test_an_invalid_route_deleted_at_once_gets_no_status(
+    book: RouteBook, kube: FakeKube
+) -> None:
+    await book.observe(deleting(on("first", idleInterval="soon")))
+    assert (kube.statuses, kube.events) == ([], [])
 
 
 async def test_a_gateway_not_allowed_is_refused_and_needs_no_gateway_pass(

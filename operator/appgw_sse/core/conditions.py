@@ -46,6 +46,7 @@ class Reason(StrEnum):
     INGRESSES_ANNOTATED = "IngressesAnnotated"  # AGIC mode
     INGRESS_NOT_FOUND = "IngressNotFound"  # AGIC mode
     INGRESS_SHARED = "IngressShared"  # AGIC mode, Events: the values reach other Services too
+    INGRESSES_UNAVAILABLE = "IngressesUnavailable"  # AGIC mode: they could not be listed
     RESPONSE_BUFFERING_ENABLED = "ResponseBufferingEnabled"  # AGIC mode
     THROTTLED = "Throttled"
     AZURE_AUTH_FAILED = "AzureAuthFailed"
@@ -131,11 +132,9 @@ def invalid_spec(problems: str) -> Condition:
     return _condition(ACCEPTED, False, Reason.INVALID_SPEC, problems)
 
 
-def gateway_not_allowed(gateway_id: str) -> Condition:
-    message = (
-        f"gateway {gateway_id} matches no --allowed-gateway pattern; the operator never writes it"
-    )
-    return _condition(ACCEPTED, False, Reason.GATEWAY_NOT_ALLOWED, message)
+def gateway_not_allowed(why: str) -> Condition:
+    """Accepted=False: `why` (core.policy.refusal) names the rules that refuse it."""
+    return _condition(ACCEPTED, False, Reason.GATEWAY_NOT_ALLOWED, why)
 
 
 # -- GatewayConfigured ----------------------------------------------------------------------
