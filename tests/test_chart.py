@@ -529,12 +529,12 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         yield Path(info["kubeconfig"])
     finally:
-        # Stopped as the suite stops its servers; one that outstays a busy machine's 30 s
-        # is killed, not left running.
+        # Stopped as the suite stops its servers; one still draining after 5 s (a current
+        # kube-apiserver can take 30 s on a busy machine) is killed, not left running.
         for pid in info["pids"]:
             os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
-            wait_until("the API server and etcd to stop", lambda: not running(info["pids"]), 30)
+            wait_until("the API server and etcd to stop", lambda: not running(info["pids"]), 5)
         for pid in running(info["pids"]):
             os.kill(pid, signal.SIGKILL)
 

@@ -167,10 +167,12 @@ async def test_a_gone_gateway_keeps_its_ledger_only_while_a_route_needs_it(
     await reconciler.reconcile(KEY)
     assert condition(kube.statuses[-1]) == ("False", "GatewayNotFound", 1)
     assert KEY in kube.ledgers  # the route still needs the gateway
+    writes = len(kube.written)
     await book.observe(route(1, metadata={"deletionTimestamp": "now"}))
     await reconciler.reconcile(KEY)
     await asyncio.wait_for(reconciler.released("ns", "r"), 1)
     assert KEY not in kube.ledgers
+    assert len(kube.written) == writes  # released at once, with no status write to race it
 
 
 # -- scheduling, drift and release ----------------------------------------------------------

@@ -235,8 +235,11 @@ class GatewayReconciler:
             return float(exc.delay or 1.0)
         except TerminalGatewayError as exc:
             log.error("gateway %s (routes %s): %s", name, _named(records), exc)
-            await self._fail(active, exc, planned, deleting)
-            if exc.reason is Reason.GATEWAY_NOT_FOUND:
+            gone = exc.reason is Reason.GATEWAY_NOT_FOUND
+            # A gone gateway has nothing to restore: its deleted routes are released below,
+            # not told to wait (a status write then only races kopf's finalizer patch).
+            await self._fail(active, exc, planned, [] if gone else deleting)
+            if gone:
                 if not active:
                     # Gone, and no route needs it: a gateway made again under its id is a new
                     # instance that this ledger says nothing about.
