@@ -279,11 +279,15 @@ class Bench:
         self.settled(column, sync)
 
         singles = Phase(
-            f"{size.singles} single changes a minute apart (minute = {size.minute:g} s)", []
+            f"{size.singles} single changes a minute apart",
+            [],
         )
         singles.began = time.time()
         for i in range(size.singles):
-            _sleep_until(singles.began + i * size.minute)
+            if i:
+                # A minute leaves each change's update and drain behind it: so must the
+                # compressed one, else one burst's stream ends would count as the next's.
+                _sleep_until(max(singles.bursts[-1] + size.minute, self.settle(column, singles.bursts[-1])))  # fmt: skip
             singles.bursts.append(time.time())
             self.patch_idle(ns, f"z{i:02d}", 100 + 10 * i)
         self.settled(column, singles)
@@ -300,14 +304,17 @@ class Bench:
         ), timeout=300)  # fmt: skip
         self.settled(column, deletions)
 
-    def settled(self, column: Column, phase: Phase) -> None:
-        """The phase ends once the operator is quiet, its last update's drain has run out and
-        every stream is connected again."""
+    def settle(self, column: Column, since: float) -> float:
+        """Once the changes made since `since` are over: every route Ready, the operator quiet,
+        its last update's drain run out and every stream connected again; that time."""
         until(f"{column.namespace} Ready", lambda: self.all_ready(column.namespace), timeout=300)
-        last = self.quiet_since(phase.began)
+        last = self.quiet_since(since)
         _sleep_until(last + self.size.drain + 1.0)
         until("every stream connected", lambda: all(c.connected for c in column.clients), 60)
-        phase.ended = time.time()
+        return time.time()
+
+    def settled(self, column: Column, phase: Phase) -> None:
+        phase.ended = self.settle(column, phase.bursts[-1])
         column.phases.append(phase)
         print(f"  {phase.name}: {phase.ended - phase.began:.0f} s", file=sys.stderr, flush=True)
 
@@ -454,12 +461,15 @@ def _ms(seconds: float) -> str:
 
 def render(size: Size, columns: list[Column], elapsed: float, build: str) -> tuple[str, bool]:
     main, other = columns
+    load = os.getloadavg()[0]
     lines = [
         f"streams: {'smoke' if size == SMOKE else 'full'} size, {size.streams} streams per "
         f"column, an event every {size.interval:g} s per stream; {build}; ARM emulator (PUT "
         f"{LRO_SECONDS:g} s), operator --no-probe; {os.cpu_count()} cores; {elapsed:.0f} s",
-        f"time compressed: drainTimeout {size.drain} s, a minute = {size.minute:g} s, PUTs take "
-        f"{LRO_SECONDS:g} s (Azure: minutes); retry: {size.retry_ms} ms",
+        f"time compressed: drainTimeout {size.drain} s; a minute = {size.minute:g} s (or until "
+        f"the previous change's update and drain are over, if later); PUTs take {LRO_SECONDS:g} s"
+        f" (Azure: minutes); the backend's retry: {size.retry_ms} ms; load average "
+        f"{load:.1f} at the end",
         "",
         f"| phase | figure | target | {COLUMNS[0][1]} | {COLUMNS[1][1]} | ratio |",
         "| --- | --- | --- | --- | --- | --- |",
