@@ -218,3 +218,29 @@ def test_version() -> None:
     result = appgw_sse("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == "appgw-sse 0.1.0"
+
+
+def test_plan_shows_each_routes_stream_check(tmp_path: Path) -> None:
+    gateway_id = example_gateway()["id"]
+    routes = tmp_path / "routes.yaml"
+    checked = route_yaml("checked", gateway_id, "notifications-http").replace(
+        "idleInterval: 45s}",
+        "idleInterval: 45s, streamCheck: {url: 'https://shop.example.com/events/orders'}}",
+    )
+    routes.write_text(checked + "---\n" + route_yaml("plain", gateway_id, "notifications-http"))
+    text = appgw_sse("plan", "-f", str(routes), "--gateway", GATEWAY)
+    assert text.returncode == 2, text.stderr
+    assert (
+        "stream check: https://shop.example.com/events/orders every 5m, listening 1m30s "
+        "(StreamVerified)" in text.stdout
+    )
+    assert text.stdout.count("stream check:") == 1
+    [plan] = json.loads(
+        appgw_sse("plan", "-f", str(routes), "--gateway", GATEWAY, "-o", "json").stdout
+    )
+    assert plan["outcomes"]["shop/checked"]["streamCheck"] == {
+        "url": "https://shop.example.com/events/orders",
+        "interval": "5m",
+        "listen": "1m30s",
+    }
+    assert plan["outcomes"]["shop/plain"]["streamCheck"] is None

@@ -12,13 +12,14 @@ import pytest
 from appgw_sse.cli import build_parser
 from tests.support.cluster import real_server, running
 
-DURATION_FLAGS = ("--resync", "--debounce", "--probe-interval")
+DURATION_FLAGS = ("--resync", "--debounce", "--probe-interval", "--stream-check-interval")
 
 
 def test_defaults() -> None:
     args = build_parser().parse_args(["run"])
     assert (args.resync, args.debounce, args.probe_interval) == (300.0, 2.0, 60.0)
     assert (args.dry_run, args.no_probe, args.arm_endpoint) == (False, False, None)
+    assert args.stream_check_interval is None  # each route's own spec.streamCheck.interval
 
 
 def test_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,6 +107,8 @@ def test_help_shows_each_flags_env_twin_and_default(capsys: pytest.CaptureFixtur
         ("probe-interval", "1m"),
         ("dry-run", "off"),
         ("no-probe", "off"),
+        ("stream-check-interval", "each route's spec.streamCheck.interval"),
+        ("no-agic", "off"),
         ("arm-endpoint", "the public cloud"),
         ("arm-ca-bundle", "the system's CAs"),
         ("arm-token-file", "azure-identity"),

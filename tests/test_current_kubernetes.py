@@ -116,3 +116,16 @@ def test_pod_security_restricted_admits_the_charts_pod(cluster: Cluster) -> None
     with pytest.raises(ApiException) as refused:
         cluster.call("POST", path, pod)
     assert refused.value.status == 403 and "restricted" in refused.value.body
+
+
+def test_kubectl_explain_teaches_the_stream_check(cluster: Cluster) -> None:
+    result = cluster.kubectl("explain", "sseroute.spec.streamCheck")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "StreamVerified (not part of Ready)" in text
+    for field, phrase in (
+        ("url", "as clients open it, through the gateway"),
+        ("interval", "from 1m to 24h; default 5m"),
+        ("listen", "Default: twice idleInterval, at most 10m"),
+    ):
+        assert field in text and phrase in text, (field, text)

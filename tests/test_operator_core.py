@@ -43,12 +43,85 @@ def test_ready_is_derived_and_transition_time_moves_only_on_flips() -> None:
     assert {x.type: x for x in flipped}["Accepted"].last_transition_time == "t1"
 
 
-def test_rejected_spec_makes_ready_false_with_its_reason() -> None:
+def test_rejected_spec_makes_ready_false_with_its_reason_and_stalls() -> None:
     result = merge_conditions([], [c("Accepted", "False", "InvalidSpec")], 1, "t")
-    assert [(x.type, x.status, x.reason) for x in result] == [
-        ("Accepted", "False", "InvalidSpec"),
-        ("Ready", "False", "InvalidSpec"),
+    assert [(x.type, x.status, x.reason, x.observed_generation) for x in result] == [
+        ("Accepted", "False", "InvalidSpec", 1),
+        ("Ready", "False", "InvalidSpec", 1),
+        ("Reconciling", "False", "InvalidSpec", 1),
+        ("Stalled", "True", "InvalidSpec", 1),
     ]
+
+
+def kstatus(conditions: tuple[Condition, ...]) -> tuple[str, str, str]:
+    """Ready, Reconciling and Stalled statuses."""
+    by_type = {x.type: x.status for x in conditions}
+    return by_type["Ready"], by_type["Reconciling"], by_type["Stalled"]
+
+
+@pytest.mark.parametrize(
+    ("accepted", "configured", "expected"),
+    [
+        (("True", "Accepted"), ("True", "Applied"), ("True", "False", "False")),
+        (("True", "Accepted"), ("True", "IngressesAnnotated"), ("True", "False", "False")),
+        (("True", "Accepted"), ("False", "Pending"), ("False", "True", "False")),
+        (("True", "Accepted"), ("False", "Applying"), ("False", "True", "False")),
+        (("True", "Accepted"), ("False", "Throttled"), ("False", "True", "False")),
+        (("True", "Accepted"), ("False", "AzureError"), ("False", "True", "False")),
+        (("True", "Accepted"), ("False", "AzureAuthFailed"), ("False", "True", "False")),
+        (("True", "Accepted"), ("False", "IngressNotFound"), ("False", "True", "False")),
+        (("True", "Accepted"), None, ("Unknown", "True", "False")),
+        (("False", "InvalidSpec"), None, ("False", "False", "True")),
+        (("False", "GatewayNotAllowed"), None, ("False", "False", "True")),
+        (("True", "Accepted"), ("False", "BackendSettingsNotFound"), ("False", "False", "True")),
+        (("True", "Accepted"), ("False", "GatewayNotFound"), ("False", "False", "True")),
+        (("True", "Accepted"), ("False", "UnsupportedSku"), ("False", "False", "True")),
+        (("True", "Accepted"), ("False", "ManagedByAGIC"), ("False", "False", "True")),
+        (("True", "Accepted"), ("False", "DriftConflict"), ("False", "False", "True")),
+        (("True", "Accepted"), ("False", "DryRun"), ("False", "False", "True")),
+        (("True", "Accepted"), ("False", "ResponseBufferingEnabled"), ("False", "False", "True")),
+        # A rejected generation stalls even while the previous one is applied.
+        (("False", "InvalidSpec"), ("True", "Applied"), ("False", "False", "True")),
+    ],
+)
+def test_reconciling_and_stalled_follow_ready(
+    accepted: tuple[str, str], configured: tuple[str, str] | None, expected: tuple[str, ...]
+) -> None:
+    updates = [c("Accepted", *accepted)] + (
+        [c("GatewayConfigured", *configured)] if configured else []
+    )
+    assert kstatus(merge_conditions([], updates, 3, "t")) == expected
+
+
+@given(
+    st.sampled_from(["True", "False", "Unknown"]),
+    st.sampled_from([r.value for r in Reason]),
+    st.sampled_from(["True", "False"]),
+)
+def test_exactly_one_kstatus_verdict(configured: str, reason: str, accepted: str) -> None:
+    """Current (neither True) exactly when Ready is True; else InProgress or Failed, never both;
+    all three speak for the generation they were derived in."""
+    updates = [c("Accepted", accepted, "Accepted"), c("GatewayConfigured", configured, reason)]
+    result = merge_conditions([], updates, 7, "t")
+    ready, reconciling, stalled = kstatus(result)
+    assert (reconciling, stalled).count("True") == (0 if ready == "True" else 1)
+    derived = [x for x in result if x.type in ("Ready", "Reconciling", "Stalled")]
+    assert {x.observed_generation for x in derived} == {7}
+    assert len({x.reason for x in derived}) == 1
+
+
+def test_reconciling_moves_its_transition_time_only_when_it_flips() -> None:
+    pending = merge_conditions(
+        [], [c("Accepted", "True"), c("GatewayConfigured", "False", "Pending")], 1, "t1"
+    )
+    applying = merge_conditions(pending, [c("GatewayConfigured", "False", "Applying")], 1, "t2")
+    applied = merge_conditions(applying, [c("GatewayConfigured", "True", "Applied")], 1, "t3")
+    times = [
+        {x.type: x.last_transition_time for x in r}["Reconciling"]
+        for r in (pending, applying, applied)
+    ]
+    assert times == ["t1", "t1", "t3"]
+    assert {x.type: x.last_transition_time for x in applied}["Stalled"] == "t1"
 
 
 CONFIRMED = owning(a=(30, 68))

@@ -7,11 +7,9 @@ import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from appgw_sse.models.crd import build_crd
 from tests.support.e2e import GATEWAY_ID, Rig, gateway_id, route_manifest, wait_for
 
 
@@ -191,7 +189,7 @@ def test_invalid_spec_is_reported_and_changes_nothing(rig: Rig) -> None:
             "apply", "-f", "-", stdin=json.dumps(route_manifest("notifications", idle="24h"))
         )
         assert refused.returncode != 0 and "spec.idleInterval" in refused.stderr
-        rig.kubectl("apply", "-f", "-", stdin=json.dumps(without_cel_rules(build_crd())))
+        rig.install_crd_without_cel_rules()
     rig.apply(route_manifest("notifications", idle="24h"))
     ready = rig.wait_condition("shop", "notifications", "False", "InvalidSpec")
     assert ready["status"] == "False" and "spec.idleInterval" in ready["message"]
@@ -377,12 +375,3 @@ def test_ready_never_claims_a_generation_the_gateway_does_not_hold(rig: Rig) -> 
     assert rig.route("shop", "notifications")["status"]["gateway"]["backendSettings"] == [
         {"name": "notifications-http", "requestTimeout": 180, "connectionDraining": 0}
     ]
-
-
-def without_cel_rules(node: Any) -> Any:
-    """A CRD as it was before it had CEL rules."""
-    if isinstance(node, dict):
-        return {k: without_cel_rules(v) for k, v in node.items() if k != "x-kubernetes-validations"}
-    if isinstance(node, list):
-        return [without_cel_rules(v) for v in node]
-    return node

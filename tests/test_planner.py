@@ -331,7 +331,8 @@ def draining(document: dict, setting: str, seconds: int, enabled: bool = True) -
 def test_drain_timeout_enables_draining_and_is_recorded() -> None:
     plan = plan_gateway(GID, [route("r", drain=120)], gateway_document({"a": 300}, buffering=False))
     assert changes(plan) == [("a", 0, 120, "apply")]
-    assert plan.ledger.owned == {DRAIN_A: Owned(0, 120)}
+    # The setting had no connectionDraining at all: recorded, to restore it so.
+    assert plan.ledger.owned == {DRAIN_A: Owned(0, 120, original_absent=True)}
     written = plan.apply_to(gateway_document({"a": 300}, buffering=False))
     setting = written["properties"]["backendHttpSettingsCollection"][0]["properties"]
     assert setting["connectionDraining"] == {"enabled": True, "drainTimeoutInSec": 120}
@@ -395,3 +396,29 @@ def test_a_ledger_owning_draining_round_trips_and_omits_it_when_empty() -> None:
     ledger = Ledger(gateway_id=GID).with_owned({DRAIN_A: Owned(0, 120)})
     assert Ledger.from_json(ledger.to_json()) == ledger
     assert "connectionDraining" not in Ledger(gateway_id=GID).to_data()
+
+
+def test_draining_absent_at_first_is_restored_absent() -> None:
+    original = gateway_document({"a": 300}, buffering=False)
+    applied = plan_gateway(GID, [route("r", drain=45)], original)
+    stored = Ledger.from_json(applied.ledger.to_json())  # through the ConfigMap
+    assert stored == applied.ledger
+    assert json.loads(applied.ledger.to_json())["connectionDraining"]["a"] == {
+        "original": 0,
+        "applied": 45,
+        "originalAbsent": True,
+    }
+    document = applied.apply_to(original)
+    raised = plan_gateway(GID, [route("r", drain=90)], document, stored)  # still absent first
+    assert raised.ledger.owned[DRAIN_A] == Owned(0, 90, original_absent=True)
+    restore = plan_gateway(GID, [], document, stored)
+    assert [c.absent_after for c in restore.changes if c.field is CONNECTION_DRAINING] == [True]
+    assert restore.apply_to(document) == original  # the original shape, not enabled: false
+    # A disabled block that was there stays a block, disabled.
+    disabled = draining(original, "a", 30, enabled=False)
+    kept = plan_gateway(GID, [route("r", drain=45)], disabled)
+    assert not kept.ledger.owned[DRAIN_A].original_absent
+    applied_there = kept.apply_to(disabled)
+    back = plan_gateway(GID, [], applied_there, kept.ledger).apply_to(applied_there)
+    setting = back["properties"]["backendHttpSettingsCollection"][0]["properties"]
+    assert setting["connectionDraining"]["enabled"] is False

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from appgw_sse.adapters.errors import TransientGatewayError
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core import agic
 from appgw_sse.core.conditions import Condition, Reason
@@ -361,3 +362,82 @@ async def test_on_an_agic_gateway_the_other_services_of_a_shared_ingress_are_nam
     assert "Ingress web also routes to Service api" in configured["message"]
     [(_, message)] = [(r, m) for _, r, m in kube.events if r == "IngressShared"]
     assert message.endswith("other Services: Ingress web also routes to Service api")
+
+
+# -- a finalizer is released only after its restore is on the gateway -----------------------
+
+
+async def test_a_route_deleted_during_a_pass_is_released_only_by_a_pass_that_restores_it(
+    reconciler: GatewayReconciler,
+    book: RouteBook,
+    gateways: FakeGateways,
+    kube: FakeKube,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await book.observe(route(1, idle="100s"))
+    await reconciler.reconcile(KEY)
+    gateways.hold = asyncio.Event()
+    await book.observe(route(2, idle="110s"))  # needs 165 s
+    running = asyncio.create_task(reconciler.reconcile(KEY))
+    await gateways.in_flight.wait()
+    await book.observe(route(2, idle="110s", metadata={"deletionTimestamp": "now"}))
+    released = asyncio.create_task(reconciler.released("ns", "r"))
+    gateways.hold.set()
+    await running
+    assert gateways.timeout() == 165  # this pass applied the route's value: no release
+    gateways.hold = None
+    gateways.failure = TransientGatewayError(Reason.AZURE_ERROR, "InternalServerError", "boom", 15)
+    with caplog.at_level(logging.WARNING):
+        assert await reconciler.reconcile(KEY) == 15
+    assert not released.done()
+    assert "routes ns/r (deleted, waiting for the restore)" in caplog.text
+    waiting = next(c for c in kube.last_status("r")["conditions"] if c["type"] == "Ready")
+    assert waiting["status"] == "False" and "finalizer is released once" in waiting["message"]
+    gateways.failure = None
+    await reconciler.reconcile(KEY)
+    await asyncio.wait_for(released, 1)
+    assert gateways.timeout() == 30
+    assert KEY not in kube.ledgers
+
+
+async def test_a_gateway_with_a_ledger_and_no_route_is_restored_by_its_own_pass(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    assert gateways.timeout() == 68
+    restarted = RouteBook(kube, ("*",))  # a restart; the route's finalizer was removed by hand
+    config = OperatorConfig(allowed_gateways=("*",), debounce=3600)
+    worker = GatewayReconciler(config, restarted, gateways, kube)
+    try:
+        worker.restore_orphans([GID, gateway_id("other")], routed={gateway_id("other").lower()})
+        await worker.reconcile(KEY)  # the pass restore_orphans marked it for
+        assert gateways.timeout() == 30
+        assert KEY not in kube.ledgers
+    finally:
+        await worker.close()
+
+
+async def test_an_ingress_list_failure_is_a_condition_on_the_routes_that_need_ingresses(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    assert gateways.document is not None
+    gateways.document["tags"] = {
+        "managed-by-k8s-ingress": "1.8.1",
+        "ingress-for-aks-cluster-id": "/subscriptions/x/aks",
+    }
+    kube.ingress_failure = "could not list the Ingresses of namespace ns: 403 Forbidden"
+    await book.observe(body("plain"))  # no serviceName: never needs an Ingress
+    await book.observe(body("served", backend={"serviceName": "svc"}))
+    assert await reconciler.reconcile(KEY) == 30  # tried again, no traceback
+    assert condition(kube.last_status("plain"), "GatewayConfigured")[:2] == (
+        "False",
+        "ManagedByAGIC",
+    )
+    failed = next(
+        c for c in kube.last_status("served")["conditions"] if c["type"] == "GatewayConfigured"
+    )
+    assert failed["reason"] == "IngressesUnavailable" and "403 Forbidden" in failed["message"]
+    kube.ingress_failure = None
+    assert await reconciler.reconcile(KEY) is None
+    assert condition(kube.last_status("served"), "GatewayConfigured")[1] == "IngressNotFound"

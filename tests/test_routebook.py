@@ -67,8 +67,18 @@ async def test_an_invalid_generation_is_reported_and_keeps_the_last_valid_requir
     assert record.intent is not None and record.intent.request_timeout == 68
     assert condition(kube.statuses[-1], "Accepted") == ("False", "InvalidSpec", 2)
     assert [e[1] for e in kube.events] == [cond.Reason.INVALID_SPEC]
+    written = len(kube.statuses)
     deleted = await book.observe(deleting(on("first", generation=2, idleInterval="soon")))
     assert deleted is not None and deleted.gateways == {FIRST}  # its values must be restored
+    # No status on a deleted route: the write would race kopf's finalizer patch (422).
+    assert len(kube.statuses) == written
+
+
+async def test_an_invalid_route_deleted_at_once_gets_no_status(
+    book: RouteBook, kube: FakeKube
+) -> None:
+    await book.observe(deleting(on("first", idleInterval="soon")))
+    assert (kube.statuses, kube.events) == ([], [])
 
 
 async def test_a_gateway_not_allowed_is_refused_and_needs_no_gateway_pass(
@@ -130,3 +140,30 @@ async def test_a_restarted_book_trusts_what_the_stored_status_says_of_this_gener
     assert record is not None
     await behind.write_status(record.record, [ANNOTATED])
     assert condition(kube.last_status("r"), cond.GATEWAY_CONFIGURED) == ("False", "Pending", 3)
+
+
+async def test_observed_generation_never_claims_work_not_done_for_it(
+    book: RouteBook, kube: FakeKube
+) -> None:
+    """kstatus (Flux) reads a route whose status.observedGeneration is its generation and that
+    has neither Reconciling nor Stalled True as Current: every write for a new generation before
+    the gateway holds its requirements must say Reconciling."""
+    await book.observe(on("first"))
+    record = book.routes["ns/r"]
+    configured = cond.planned(cond.Reason.APPLIED, "a requestTimeout 68s")
+    first_intent = record.intent
+    await book.write_status(record, [*cond.accepted(1, 1), configured], computed_for=first_intent)
+    assert condition(kube.statuses[-1], cond.RECONCILING) == ("False", "Applied", 1)
+
+    await book.observe(on("first", generation=2, idleInterval="90s"))
+    await book.write_status(record, [ANNOTATED])  # e.g. the pod worker, first
+    # A gateway pass planned from generation 1's requirements, finishing late.
+    await book.write_status(record, [*cond.accepted(2, 2), configured], computed_for=first_intent)
+    assert len(kube.statuses) == 3  # both writes for generation 2 landed
+    for written in kube.statuses[1:]:
+        assert written["observedGeneration"] == 2
+        assert condition(written, cond.RECONCILING) == ("True", "Pending", 2)
+        assert condition(written, cond.STALLED)[0] == "False"
+    await book.write_status(record, [*cond.accepted(2, 2), configured], computed_for=record.intent)
+    assert condition(kube.statuses[-1], cond.RECONCILING) == ("False", "Applied", 2)
+    assert condition(kube.statuses[-1], cond.STALLED) == ("False", "Applied", 2)

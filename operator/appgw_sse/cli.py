@@ -34,7 +34,11 @@ def _plan(args: argparse.Namespace) -> int:
     except review.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    print(review.render_json(plans) if args.output == "json" else review.render_text(plans, routes))
+    print(
+        review.render_json(plans, routes)
+        if args.output == "json"
+        else review.render_text(plans, routes)
+    )
     unconfigurable = review.unconfigurable_routes(plans, routes)
     if unconfigurable:
         print(
@@ -208,9 +212,10 @@ def _run(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
     from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.config import OperatorConfig
+    from appgw_sse.core.policy import parse_rules
+    from appgw_sse.handlers import routes as handlers  # registers the handlers
     from appgw_sse.leader import LeaseSettings, default_identity
     from appgw_sse.running import StartupError, operate
 
@@ -220,6 +225,10 @@ def _run(args: argparse.Namespace) -> int:
     ]
     if not patterns:
         logging.getLogger(__name__).warning("no --allowed-gateway: no gateway will be written")
+    try:
+        parse_rules(patterns)
+    except ValueError as exc:
+        raise SystemExit(f"appgw-sse run: error: argument --allowed-gateway: {exc}") from None
     namespaces = args.namespace or [
         n.strip() for n in os.environ.get(_env("namespace"), "").split(",") if n.strip()
     ]
@@ -237,7 +246,9 @@ def _run(args: argparse.Namespace) -> int:
         resync=args.resync,
         dry_run=args.dry_run,
         probe=not args.no_probe,
+        agic=not args.no_agic,
         probe_interval=args.probe_interval,
+        stream_check_interval=args.stream_check_interval,
         arm=ArmSettings(
             endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
             ca_bundle=args.arm_ca_bundle,
@@ -248,6 +259,8 @@ def _run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"appgw-sse run: error: {problem}", file=sys.stderr)
         return EXIT_ERROR
+    if config.agic:
+        handlers.watch_ingresses()
     lease = LeaseSettings(namespace=config.ledger_namespace, identity=default_identity())
     try:
         return asyncio.run(operate(config, args.health_port, lease))
@@ -354,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--allowed-gateway",
         action="append",
         default=[],
-        metavar="PATTERN",
-        help="glob on gateway resource ids this operator may write (repeatable) "
+        metavar="[NAMESPACE=]PATTERN",
+        help="glob on gateway resource ids this operator may write (repeatable); with "
+        "NAMESPACE= (a glob too), only for the routes of matching namespaces "
         "[env APPGW_SSE_ALLOWED_GATEWAYS, separated by commas; default: none, nothing is written]",
     )
     flag = _env_flag_adder(run)
@@ -370,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often backend pods' response headers are probed",
     )
     flag("--no-probe", switch=True, help="never probe backend pods")
+    flag(
+        "--stream-check-interval",
+        **duration,
+        shown="each route's spec.streamCheck.interval",
+        help="for tests and emulators only: run every route's stream check this often, below "
+        "the 1m floor the CRD enforces",
+    )
+    flag(
+        "--no-agic",
+        switch=True,
+        help="AGIC mode off: never read or patch Ingresses (routes on AGIC gateways are told)",
+    )
     flag(
         "--arm-endpoint",
         metavar="URL",

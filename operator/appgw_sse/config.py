@@ -15,4 +15,6 @@ class OperatorConfig:
     dry_run: bool = False
     probe_interval: float = 60.0
     probe: bool = True
+    stream_check_interval: float | None = None  # tests/emulators: replaces each route's interval
+    agic: bool = True  # AGIC mode: Ingresses are read and annotated
     arm: ArmSettings = field(default_factory=ArmSettings)

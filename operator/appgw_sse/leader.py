@@ -6,15 +6,21 @@ and writing nothing. The holder renews every `retry_period`; if no renewal succe
 takes the Lease once its record has not changed for `duration`, measured on its own clock
 (from when it last saw the record change), so clock skew between nodes does not matter. Every
 write carries the resourceVersion read, so two standbys never both win.
+
+No renewal outlives the renew deadline: each request is bounded by the time left until it
+(socket timeouts, and none of the client's retries), and the holder stops as soon as that time
+is up, whatever the request in flight is doing. Writers check the same clock (`fence`).
 """
 
 import asyncio
 import concurrent.futures
+import copy
 import datetime
 import functools
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +32,9 @@ from kubernetes.client import V1Lease
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse.adapters.kube import load_config
+from appgw_sse.fence import Fence, LeadershipLost
+
+__all__ = ["LeaderElector", "LeadershipLost", "LeaseSettings", "default_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +59,6 @@ class LeaseSettings:
     duration: int = 15  # client-go's defaults; the Lease counts whole seconds
     renew_deadline: float = 10.0
     retry_period: float = 2.0
-
-
-class LeadershipLost(Exception):
-    pass
 
 
 class NamespaceNotFound(Exception):
@@ -82,14 +87,21 @@ class LeaderElector:
         if client is None:
             load_config()
             client = kubernetes.client.ApiClient()
-        self.api = kubernetes.client.CoordinationV1Api(client)
+        # A client of its own without urllib3's retries: three of them at a 5 s timeout each
+        # let one renewal hang 22 s, past the 15 s Lease.
+        configuration = copy.copy(client.configuration)
+        configuration.retries = False
+        self.api = kubernetes.client.CoordinationV1Api(kubernetes.client.ApiClient(configuration))
+        self.fence = Fence(settings.identity, settings.renew_deadline)
         # Its own connection and thread: renewals never queue behind a burst of status or pod
         # patches in the shared pool, which could cost the Lease.
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease")
+        self._holder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease-renew")
         self._lease: V1Lease | None = None  # as last read or written
         self._observed: tuple[str, object] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0  # monotonic time it was first seen
-        # A hung request must not outlast the renew deadline unnoticed.
+        # While standing by, a hung request must not outlast the renew deadline unnoticed;
+        # while holding, each is bounded by the time left until the renew deadline instead.
         self._timeout = settings.renew_deadline / 2
 
     async def acquire(self) -> None:
@@ -110,21 +122,41 @@ class LeaderElector:
             await asyncio.sleep(self.settings.retry_period)
 
     async def hold(self) -> None:
-        """Renew until a renewal has failed for renew_deadline; then raise LeadershipLost."""
-        last_renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(self.settings.retry_period)
+        """Renew every retry_period; raise LeadershipLost once the Lease was taken over or the
+        renew deadline has passed since the last renewal sent that succeeded. The renewals run
+        in a thread of their own, as client-go's do in a goroutine: an event loop busy for
+        seconds (a slow start under CPU pressure) neither delays them nor costs the Lease."""
+        stop = threading.Event()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._holder, self._hold, stop)
+        except LeadershipLost as exc:
+            self.fence.lose(str(exc))
+            raise
+        finally:
+            stop.set()  # e.g. cancelled on a normal stop: the thread ends at its next wait
+
+    def _hold(self, stop: threading.Event) -> None:
+        """The renewal loop (in the holder thread) until `stop` or LeadershipLost. Each request
+        ends, on its socket timeouts, by the renew deadline: none can renew a Lease past it."""
+        while not stop.wait(max(min(self.settings.retry_period, self.fence.remaining()), 0.0)):
+            left = self.fence.remaining()
+            if left <= 0:
+                raise LeadershipLost(
+                    f"lease {self.settings.name} not renewed for {self.settings.renew_deadline:g}s"
+                )
+            sent = time.monotonic()
             try:
-                if await self._renew():
-                    last_renewed = time.monotonic()
-                    continue
-                raise LeadershipLost(f"lease {self.settings.name} was taken over")
+                renewed = self._renew(deadline=sent + left)
             except _FAILURES as exc:
                 log.warning("lease %s: renewal failed: %s", self.settings.name, _describe(exc))
-            if time.monotonic() - last_renewed > self.settings.renew_deadline:
-                raise LeadershipLost(
-                    f"lease {self.settings.name} not renewed for {self.settings.renew_deadline:.0f}s"
-                )
+                continue
+            if not renewed:
+                raise LeadershipLost(f"lease {self.settings.name} was taken over")
+            self._renewed(sent)
+
+    def _renewed(self, sent: float) -> None:
+        spec = self._lease.spec if self._lease is not None else None
+        self.fence.renewed(sent, (spec.lease_transitions or 0) if spec is not None else 0)
 
     async def release(self) -> None:
         """Hand the Lease over at once (a standby need not wait for it to expire)."""
@@ -140,23 +172,42 @@ class LeaderElector:
 
     # -- the record ---------------------------------------------------------------------------
 
+    def _request(
+        self, method: Callable[..., T], *args: Any, deadline: float | None = None, **kwargs: Any
+    ) -> T:
+        """One request; with a deadline (monotonic), its timeouts end there."""
+        timeout = self._timeout if deadline is None else max(deadline - time.monotonic(), 0.01)
+        return method(*args, _request_timeout=timeout, **kwargs)
+
     async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        call = functools.partial(method, *args, _request_timeout=self._timeout, **kwargs)
+        """One request in the lease thread (acquiring, releasing)."""
+        call = functools.partial(self._request, method, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
-    async def _read(self) -> V1Lease | None:
+    def _read_now(self, deadline: float | None = None) -> V1Lease | None:
         # A list by name answers an absent Lease with an empty list rather than a 404.
-        found = await self._call(
+        found = self._request(
             self.api.list_namespaced_lease,
             self.settings.namespace,
             field_selector=f"metadata.name={self.settings.name}",
+            deadline=deadline,
         )
         return found.items[0] if found.items else None
 
-    async def _replace(self, lease: V1Lease) -> None:
-        self._lease = await self._call(
-            self.api.replace_namespaced_lease, self.settings.name, self.settings.namespace, lease
+    def _replace_now(self, lease: V1Lease, deadline: float | None = None) -> None:
+        self._lease = self._request(
+            self.api.replace_namespaced_lease,
+            self.settings.name,
+            self.settings.namespace,
+            lease,
+            deadline=deadline,
         )
+
+    async def _read(self) -> V1Lease | None:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._read_now)
+
+    async def _replace(self, lease: V1Lease) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._replace_now, lease)
 
     def _spec(self, previous: V1Lease | None) -> dict[str, object]:
         now = _now()
@@ -181,6 +232,7 @@ class LeaderElector:
     async def _try_acquire(self) -> str | None:
         """Take the Lease if it is free or expired; the holder afterwards."""
         lease = await self._read()
+        sent = time.monotonic()  # the renewTime written below is no earlier than this
         if lease is None:
             body = V1Lease.model_validate(
                 {
@@ -198,6 +250,7 @@ class LeaderElector:
                 if exc.status == 404:  # a create answers 404 only for a missing namespace
                     raise NamespaceNotFound(self.settings.namespace) from None
                 raise
+            self._renewed(sent)
             return self.settings.identity
         spec = lease.spec
         assert spec is not None and lease.metadata is not None
@@ -235,9 +288,10 @@ class LeaderElector:
             if exc.status == 409:  # another replica took it between our read and write
                 return None
             raise
+        self._renewed(sent)
         return self.settings.identity
 
-    async def _renew(self) -> bool:
+    def _renew(self, deadline: float) -> bool:
         """Renew on the resourceVersion last written; False when someone else holds it now."""
         assert self._lease is not None and self._lease.metadata is not None
         body = V1Lease.model_validate(
@@ -251,11 +305,11 @@ class LeaderElector:
             }
         )
         try:
-            await self._replace(body)
+            self._replace_now(body, deadline)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            current = await self._read()
+            current = self._read_now(deadline)
             if (
                 current is None
                 or current.spec is None

@@ -66,6 +66,18 @@ GATEWAY_UPDATE_SECONDS = Histogram(
     buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 2400, 3600),
     registry=REGISTRY,
 )
+STREAM_CHECKS = Counter(
+    "appgw_sse_stream_check",
+    "Stream checks (spec.streamCheck) by verdict: the reason of StreamVerified, e.g. Live",
+    ["verdict"],
+    registry=REGISTRY,
+)
+STREAM_CHECK_FIRST_EVENT_SECONDS = Histogram(
+    "appgw_sse_stream_check_first_event_seconds",
+    "Stream checks: from the request through the gateway to the first event (checks that got one)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "appgw_sse_leader",
     "1 while this replica holds the lease and does the work, 0 while it stands by",

@@ -11,7 +11,12 @@ from typing import Any, Protocol
 
 from appgw_sse import logs, metrics
 from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
+from appgw_sse.adapters.errors import (
+    GatewayError,
+    IngressesUnavailable,
+    TerminalGatewayError,
+    TransientGatewayError,
+)
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core import agic
 from appgw_sse.core import conditions as cond
@@ -29,6 +34,8 @@ log = logging.getLogger(__name__)
 # A PUT usually settles within seconds; one still running after this long (minutes on Azure) is
 # worth a status write on each route it is for, before the one that reports its result.
 APPLYING_NOTICE_SECONDS = 5.0
+# An Ingress listing that failed (no networking API, no RBAC yet) is tried again after this.
+INGRESS_RETRY_SECONDS = 30.0
 
 
 class GatewayPort(Protocol):
@@ -55,6 +62,16 @@ class LedgerPort(IngressPort, Protocol):
     async def delete_ledger(self, gateway_id: str) -> None: ...
 
 
+def _named(records: list[RouteRecord]) -> str:
+    """The routes of a pass for a log line, the deleted ones marked as waiting for it."""
+    return (
+        ", ".join(
+            f"{r.key} (deleted, waiting for the restore)" if r.deleting else r.key for r in records
+        )
+        or "none"
+    )
+
+
 class GatewayReconciler:
     def __init__(
         self, config: OperatorConfig, book: RouteBook, gateways: GatewayPort, kube: LedgerPort
@@ -64,6 +81,7 @@ class GatewayReconciler:
         self._released: dict[str, asyncio.Event] = {}
         self._drift: dict[str, DriftTracker] = {}
         self._agic: set[str] = set()  # gateway keys last seen tagged by AGIC
+        self._orphans: dict[str, str] = {}  # gateway key -> id: a ledger and no route
         book.listen(self.route_changed)
 
     # -- scheduling -----------------------------------------------------------------------
@@ -93,6 +111,29 @@ class GatewayReconciler:
     def _release(self, record: RouteRecord) -> None:
         self._released.setdefault(record.key, asyncio.Event()).set()
 
+    def _release_all(self, records: list[RouteRecord]) -> None:
+        for record in records:
+            self._release(record)
+
+    def _gateway_id(self, gateway_key: str, records: list[RouteRecord]) -> str:
+        """The gateway's id as spelled by its routes, or by its ledger when none is left."""
+        spelled = (r.intent.gateway_id for r in records if r.intent)
+        return next(spelled, self._orphans.get(gateway_key, gateway_key))
+
+    def restore_orphans(self, ledger_gateways: list[str], routed: set[str]) -> None:
+        """Give a pass to every gateway with a ledger that no route refers to (`routed`:
+        gateway keys of the routes listed): after a restart nothing else would, and its
+        originals would stay unrestored."""
+        for gateway_id in ledger_gateways:
+            key = gateway_id.lower()
+            if key not in routed and not self.book.on_gateway(key):
+                log.info(
+                    "gateway %s has a ledger but no route: a pass restores it",
+                    name_from_id(gateway_id),
+                )
+                self._orphans[key] = gateway_id
+                self.mark(key)
+
     async def resync(self) -> None:
         """Every --resync, read each gateway that has routes once (drift check)."""
         while True:
@@ -109,7 +150,7 @@ class GatewayReconciler:
     async def _pass(self, gateway_key: str) -> float | None:
         """reconcile(), timed, with every line it logs naming the gateway and its routes."""
         records = self.book.on_gateway(gateway_key)
-        gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
+        gateway_id = self._gateway_id(gateway_key, records)
         with (
             logs.context(gateway=gateway_id, routes=sorted(r.key for r in records)),
             metrics.RECONCILE_SECONDS.time(),
@@ -121,14 +162,18 @@ class GatewayReconciler:
         if self.book.unobserved(("gateway", gateway_key)):
             return 1.0
         records = self.book.on_gateway(gateway_key)
-        gateway_id = next((r.intent.gateway_id for r in records if r.intent), gateway_key)
+        gateway_id = self._gateway_id(gateway_key, records)
+        # The deleted routes this pass plans without: only they are released when it ends. A
+        # route deleted meanwhile (`deleting` changes in place) is planned without, and
+        # released, by the next pass: this one may just have applied its value.
+        deleting = [r for r in records if r.deleting]
         confirmed, pending = await self.kube.load_ledger(gateway_id)
         active = [r for r in records if not r.deleting]
         # A deleted route on an AGIC gateway may still have Ingress annotations to restore.
         on_ingresses = any(r.intent and r.intent.backend_service for r in records)
         if not active and confirmed.is_empty and pending is None and not on_ingresses:
-            for record in records:
-                self._release(record)
+            self._orphans.pop(gateway_key, None)
+            self._release_all(deleting)
             return None
         name = name_from_id(gateway_id)
         # The requirements this pass plans: outcomes are reported for these, and a route whose
@@ -161,11 +206,12 @@ class GatewayReconciler:
             if agic_tags(snapshot.document):
                 # Never PUT: AGIC would revert it, and each revert ends streams.
                 self._agic.add(gateway_key)
-                await self._agic_mode(gateway_key, records, plan, snapshot.document, planned)
-                for record in records:
-                    if record.deleting:
-                        self._release(record)
-                return None
+                failed = await self._agic_mode(
+                    gateway_key, records, plan, snapshot.document, planned
+                )
+                # A namespace whose Ingresses could not be listed has nothing restored yet.
+                self._release_all([r for r in deleting if r.namespace not in failed])
+                return INGRESS_RETRY_SECONDS if failed and self.config.agic else None
             self._agic.discard(gateway_key)
             plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
             document = snapshot.document
@@ -181,28 +227,27 @@ class GatewayReconciler:
             log.warning(
                 "gateway %s (routes %s): %s; retrying in %.0fs",
                 name,
-                ", ".join(r.key for r in active),
+                _named(records),
                 exc,
                 exc.delay or 0,
             )
-            await self._fail(active, exc, planned)
+            await self._fail(active, exc, planned, deleting)
             return float(exc.delay or 1.0)
         except TerminalGatewayError as exc:
-            log.error("gateway %s (routes %s): %s", name, ", ".join(r.key for r in active), exc)
-            await self._fail(active, exc, planned)
+            log.error("gateway %s (routes %s): %s", name, _named(records), exc)
+            await self._fail(active, exc, planned, deleting)
             if exc.reason is Reason.GATEWAY_NOT_FOUND:
                 if not active:
                     # Gone, and no route needs it: a gateway made again under its id is a new
                     # instance that this ledger says nothing about.
                     await self.kube.delete_ledger(gateway_id)
                     log.info("gateway %s is gone and no route needs it: ledger deleted", name)
-                for record in records:
-                    if record.deleting:
-                        self._release(record)
+                self._release_all(deleting)
             return None
-        for record in records:
-            if record.deleting:
-                self._release(record)
+        # The restore of every route in `deleting` is on the gateway: applied and verified
+        # by this pass, or found there.
+        self._orphans.pop(gateway_key, None)
+        self._release_all(deleting)
         return None
 
     async def _agic_mode(
@@ -212,12 +257,14 @@ class GatewayReconciler:
         plan: Plan,
         document: Mapping[str, Any],
         planned: Mapping[str, RouteIntent],
-    ) -> None:
+    ) -> dict[str, str]:
         """Carry the routes' values in AGIC's Ingress annotations, namespace by namespace, and
-        report (the gateway is only read)."""
+        report (the gateway is only read). The namespaces whose Ingresses could not be listed,
+        with why."""
         name = name_from_id(plan.gateway_id)
         served: dict[str, list[str]] = {}
         shared: dict[str, str] = {}  # route key -> the other Services its values reach
+        failed: dict[str, str] = {}
         for namespace in sorted({r.namespace for r in records}):
             # Every route of the namespace on an AGIC gateway: they share its Ingresses.
             routes = [
@@ -228,8 +275,20 @@ class GatewayReconciler:
             release = any(
                 r.deleting and not r.restore_on_delete for r in records if r.namespace == namespace
             )
-            ingresses = await self.kube.list_agic_ingresses(namespace)
             ledger = await self.kube.load_ingress_ledger(namespace)
+            if ledger.is_empty and not any(r.backend_service for r in routes):
+                continue  # no route there names a Service: no Ingress carries anything
+            if not self.config.agic:
+                failed[namespace] = "AGIC mode is off (--no-agic, agic.enabled=false)"
+                continue
+            try:
+                ingresses = await self.kube.list_agic_ingresses(namespace)
+            except IngressesUnavailable as exc:
+                log.warning(
+                    "gateway %s (AGIC): %s; retrying in %gs", name, exc, INGRESS_RETRY_SECONDS
+                )
+                failed[namespace] = str(exc)
+                continue
             iplan = agic.plan_ingresses(routes, ingresses, ledger, release=release)
             if iplan.patches:
                 # Recorded first: a crash after any patch still knows every original value.
@@ -260,6 +319,26 @@ class GatewayReconciler:
             intent, outcome = record.intent, plan.outcomes.get(record.key)
             if record.deleting or intent is None:
                 continue
+            if intent.backend_service and record.namespace in failed:
+                await self.book.write_status(
+                    record,
+                    [
+                        *cond.accepted(record.intent_generation, record.generation),
+                        cond.gateway_failed(
+                            Reason.INGRESSES_UNAVAILABLE,
+                            failed[record.namespace]
+                            + (
+                                f"; retrying in {INGRESS_RETRY_SECONDS:g}s"
+                                if self.config.agic
+                                else ""
+                            ),
+                        ),
+                    ],
+                    gateway=gateway_status(document),
+                    computed_for=planned.get(record.key),
+                    mode="AGIC",
+                )
+                continue
             values = f"request-timeout {intent.request_timeout}s" + (
                 f", connection-draining-timeout {intent.drain_timeout}s"
                 if intent.drain_timeout
@@ -284,6 +363,7 @@ class GatewayReconciler:
                 mode="AGIC",
                 ingresses=served.get(record.key, []) if intent.backend_service else None,
             )
+        return failed
 
     async def _store_ledger(self, ledger: Ledger) -> None:
         """Save a confirmed ledger; one that owns nothing is deleted instead of kept."""
@@ -426,20 +506,27 @@ class GatewayReconciler:
             )
 
     async def _fail(
-        self, records: list[RouteRecord], error: GatewayError, planned: Mapping[str, RouteIntent]
+        self,
+        records: list[RouteRecord],
+        error: GatewayError,
+        planned: Mapping[str, RouteIntent],
+        deleting: list[RouteRecord],
     ) -> None:
+        """Report a failed pass; on a deleted route, that its finalizer waits for the restore."""
         message = str(error)
         if isinstance(error, TransientGatewayError):  # say when, e.g. while awaiting a role
             message += f"; retrying in {error.delay or 1:g}s"
-        for record in records:
+        waiting = "deleted: its finalizer is released once the gateway is restored without it; "
+        for record in [*records, *deleting]:
             if record.intent is None:
                 continue
+            prefix = waiting if record.deleting else ""
             await self.book.write_status(
                 record,
                 [
                     *cond.accepted(record.intent_generation, record.generation),
-                    cond.gateway_failed(error.reason, message),
+                    cond.gateway_failed(error.reason, prefix + message),
                 ],
                 computed_for=planned.get(record.key),
             )
-            await self.book.post_once(record, "Warning", error.reason, str(error))
+            await self.book.post_once(record, "Warning", error.reason, prefix + str(error))

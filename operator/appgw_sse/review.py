@@ -9,6 +9,7 @@ import yaml
 
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
+from appgw_sse.core.duration import format_duration
 from appgw_sse.core.fields import FIELDS
 from appgw_sse.core.ledger import Ledger
 from appgw_sse.core.planner import Plan, RouteOutcome, plan_gateway
@@ -133,8 +134,18 @@ def _value(value: int | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value}s"
 
 
+def _stream_check(route: SseRoute | None) -> dict[str, str] | None:
+    """What the operator will listen to for `route` (spec.streamCheck, defaults applied)."""
+    check = route.spec.stream_check if route is not None else None
+    if route is None or check is None:
+        return None
+    listen = format_duration(check.listen_seconds(route.spec.idle_seconds))
+    return {"url": check.url, "interval": check.interval, "listen": listen}
+
+
 def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
     lines: list[str] = []
+    checks = {route.key: _stream_check(route) for route in routes}
     planned = set()
     for plan in plans:
         planned |= set(plan.outcomes)
@@ -150,6 +161,12 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
         for key, outcome in plan.outcomes.items():
             mark = "ok" if outcome.reason is Reason.APPLIED else "!!"
             lines.append(f"  {mark} {key}: {outcome.reason.value}: {outcome.message}")
+            check = checks.get(key)
+            if check is not None:
+                lines.append(
+                    f"       stream check: {check['url']} every {check['interval']}, listening "
+                    f"{check['listen']} (StreamVerified)"
+                )
         lines += [
             f"  warning: {n.route + ': ' if n.route else ''}{n.message}" for n in plan.notices
         ]
@@ -171,17 +188,20 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
     return "\n".join(lines)
 
 
-def _outcome_data(outcome: RouteOutcome) -> dict[str, Any]:
+def _outcome_data(outcome: RouteOutcome, route: SseRoute | None) -> dict[str, Any]:
     data: dict[str, Any] = {"reason": outcome.reason.value, "message": outcome.message}
+    data["streamCheck"] = _stream_check(route)
     for field in FIELDS:
         values = {p.setting: v for p, v in outcome.values.items() if p.field is field}
         data[field.plan_key] = values if field.per_setting else values.get(None)
     return data
 
 
-def render_json(plans: Sequence[Plan]) -> str:
+def render_json(plans: Sequence[Plan], routes: Sequence[SseRoute] = ()) -> str:
     """Each plan: its changes (each naming its field, and its backend setting or null), the
-    ledger to keep, each route's outcome with the values it would see, and the notices."""
+    ledger to keep, each route's outcome with the values it would see and its stream check,
+    and the notices."""
+    by_key = {route.key: route for route in routes}
     return json.dumps(
         [
             {
@@ -198,7 +218,9 @@ def render_json(plans: Sequence[Plan]) -> str:
                     for change in plan.changes
                 ],
                 "ledger": plan.ledger.to_data(),
-                "outcomes": {key: _outcome_data(o) for key, o in plan.outcomes.items()},
+                "outcomes": {
+                    key: _outcome_data(o, by_key.get(key)) for key, o in plan.outcomes.items()
+                },
                 "notices": [
                     {"level": n.level, "message": n.message, "route": n.route} for n in plan.notices
                 ],

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from appgw_sse.core import conditions as cond
 from appgw_sse.core.contract import FINALIZER
 from appgw_sse.core.planner import RouteIntent
-from appgw_sse.core.policy import gateway_allowed
+from appgw_sse.core.policy import parse_rules, refusal
 from appgw_sse.models.route import SpecError, SseRouteSpec, parse_spec
 from appgw_sse.models.status import BackendsStatus, SseRouteStatus
 
@@ -57,6 +57,7 @@ class RouteRecord:
     written: dict[str, Any] | None = None  # the status last written (skip identical writes)
     notices: set[str] = field(default_factory=set)  # messages already posted as Events
     status_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reported: asyncio.Condition = field(default_factory=asyncio.Condition)  # after each report
 
     @property
     def key(self) -> str:
@@ -73,6 +74,10 @@ class RouteRecord:
     @property
     def serves_pods(self) -> bool:
         return self.spec is not None and self.spec.backend is not None
+
+    @property
+    def checks_stream(self) -> bool:
+        return self.spec is not None and self.spec.stream_check is not None
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ def _now() -> str:
 
 class RouteBook:
     def __init__(self, kube: StatusPort, allowed_gateways: Sequence[str]) -> None:
-        self.kube, self.allowed_gateways = kube, allowed_gateways
+        self.kube, self.allowed_gateways = kube, parse_rules(allowed_gateways)
         self.routes: dict[str, RouteRecord] = {}
         self._listeners: list[Listener] = []
         # Routes kopf listed that carry our finalizer, by ("gateway", id) and ("namespace",
@@ -187,14 +192,19 @@ class RouteBook:
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
-            # Invalid input changes nothing: the last valid requirements stay in force.
-            await self.write_status(record, [cond.invalid_spec(str(exc))])
-            await self.kube.post_event(record.ref, "Warning", cond.Reason.INVALID_SPEC, str(exc))
+            # Invalid input changes nothing: the last valid requirements stay in force. A
+            # deleted route gets no status: the write would race kopf's finalizer patch (422).
+            if not record.deleting:
+                await self.write_status(record, [cond.invalid_spec(str(exc))])
+                await self.kube.post_event(
+                    record.ref, "Warning", cond.Reason.INVALID_SPEC, str(exc)
+                )
             kept = {record.gateway_key} if record.deleting and record.gateway_key else set()
             return self._emit(RouteChange(record, frozenset(kept), requirements_changed=False))
         record.restore_on_delete = spec.restore_on_delete
         record.intent_generation = record.generation
-        if gateway_allowed(spec.gateway.id, self.allowed_gateways):
+        refused_by = refusal(spec.gateway.id, record.namespace, self.allowed_gateways)
+        if refused_by is None:
             record.intent, record.spec = spec.intent(record.key), spec
             if taken_in and cond.configured_for_generation(record.conditions, record.generation):
                 # A restart: the stored GatewayConfigured speaks for these requirements, so
@@ -202,7 +212,7 @@ class RouteBook:
                 record.configured_for = record.intent
         else:
             record.intent, record.spec = None, None
-            refused = cond.gateway_not_allowed(spec.gateway.id)
+            refused = cond.gateway_not_allowed(refused_by)
             await self.write_status(record, [refused])
             await self.kube.post_event(record.ref, "Warning", refused.reason, refused.message)
         gateways = {g for g in (previous_gateway, record.gateway_key) if g}
@@ -267,7 +277,8 @@ class RouteBook:
                 updates,
                 record.generation,
                 _now(),
-                drop=frozenset() if record.serves_pods else cond.BACKEND_CONDITIONS,
+                drop=(frozenset() if record.serves_pods else cond.BACKEND_CONDITIONS)
+                | (frozenset() if record.checks_stream else {cond.STREAM_VERIFIED}),
             )
             status = SseRouteStatus(
                 observed_generation=record.generation,
@@ -279,7 +290,8 @@ class RouteBook:
                 conditions=conditions,
             ).model_dump(mode="json", by_alias=True, exclude_none=True)
             comparable = _comparable(status)
-            if comparable == record.written:
-                return
-            await self.kube.patch_route_status(record.namespace, record.name, status)
-            record.conditions, record.written = conditions, comparable
+            if comparable != record.written:
+                await self.kube.patch_route_status(record.namespace, record.name, status)
+                record.conditions, record.written = conditions, comparable
+        async with record.reported:
+            record.reported.notify_all()

@@ -88,7 +88,7 @@ async def _lead(
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
             standalone=True,
-            memo=kopf.Memo(config=config),
+            memo=kopf.Memo(config=config, fence=elector.fence),
             stop_flag=stopping,
             ready_flag=health.started,
         ),

@@ -4,6 +4,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from appgw_sse.fence import LeadershipLost
+
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,10 @@ class DebouncedWorkers:
             await self._quiet(dirty)
             try:
                 retry = await self._work(key)
+            except LeadershipLost as exc:
+                # Deposed: nothing more is written; the process stops and stands by again.
+                log.warning("%s %s: %s; stopping this worker", self._label, key, exc)
+                return
             except Exception:
                 log.exception(
                     "%s %s: reconciliation failed unexpectedly; retrying", self._label, key

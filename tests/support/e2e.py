@@ -21,6 +21,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse import EXAMPLES
+from appgw_sse.models.crd import build_crd
 from appgw_sse.sandbox.demo import EmulatorProcess, wait_until
 from tests.support import cluster as clusters
 from tests.support.cluster import OPERATOR_NAMESPACE, Cluster
@@ -238,6 +239,21 @@ class Rig:
     def events(self, namespace: str, reason: str | None = None) -> list[dict[str, Any]]:
         listing = self.get(f"/api/v1/namespaces/{namespace}/events") or {}
         return [e for e in listing.get("items", []) if reason is None or e.get("reason") == reason]
+
+    def install_crd_without_cel_rules(self) -> None:
+        """The CRD as it was before it had CEL rules (as clusters that kept an old one have):
+        a spec only a rule refuses then reaches the operator, which re-validates."""
+
+        def without_rules(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {
+                    k: without_rules(v) for k, v in node.items() if k != "x-kubernetes-validations"
+                }
+            if isinstance(node, list):
+                return [without_rules(v) for v in node]
+            return node
+
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(without_rules(build_crd())))
 
     def restart_apiserver(self) -> None:
         """The API server crashes and comes back. What the operator was told meanwhile

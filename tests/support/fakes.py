@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import TerminalGatewayError
+from appgw_sse.adapters.errors import GatewayError, IngressesUnavailable, TerminalGatewayError
 from appgw_sse.core import agic
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
@@ -22,6 +22,7 @@ class FakeGateways:
     def __init__(self, document: dict[str, Any] | None) -> None:
         self.document = document
         self.hold: asyncio.Event | None = None
+        self.failure: GatewayError | None = None  # every PUT fails with it while set
         self.in_flight = asyncio.Event()
         self.puts = 0
         self.reads = 0
@@ -44,6 +45,8 @@ class FakeGateways:
     async def apply(self, plan: Plan, snapshot: Snapshot | None = None) -> dict[str, Any]:
         assert self.document is not None and plan.holds_in(self.document)
         self.puts += 1
+        if self.failure is not None:
+            raise self.failure
         self.in_flight.set()
         if self.hold is not None:
             await self.hold.wait()
@@ -68,6 +71,7 @@ class FakeKube:
         self.ingresses: dict[str, list[agic.Ingress]] = {}  # by namespace
         self.ingress_patches: list[tuple[str, dict[str, str | None]]] = []  # (Ingress, patch)
         self.ingress_ledgers: dict[str, agic.IngressLedger] = {}
+        self.ingress_failure: str | None = None  # listing Ingresses fails with it while set
         self.changed = asyncio.Condition()
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -98,6 +102,8 @@ class FakeKube:
             self.changed.notify_all()
 
     async def list_agic_ingresses(self, namespace: str) -> list[agic.Ingress]:
+        if self.ingress_failure is not None:
+            raise IngressesUnavailable(self.ingress_failure)
         return list(self.ingresses.get(namespace, []))
 
     async def patch_ingress_annotations(

@@ -32,6 +32,7 @@ _LARGE: dict[str, Any] = {
     "THIRTY_THREE_HEADERS": {f"X-H{i}": "v" for i in range(33)},
     "PATH_OF_2_KB": "/" + "p" * 2048,
     "KEY_WITH_PREFIX_OF_254": "p" * 254 + "/app",
+    "URL_OF_3_KB": "https://shop.example.com/" + "e" * 3 * 1024,
 }
 
 
@@ -160,5 +161,29 @@ VALID_SPECS = [
     pytest.param(
         merge(BASE_SPEC, {"gateway": {"backendSettings": [f"s{i}" for i in range(50)]}}),
         id="50 settings",
+    ),
+    pytest.param(
+        merge(BASE_SPEC, {"streamCheck": {"url": "https://shop.example.com/events/orders"}}),
+        id="stream check with defaults",
+    ),
+    pytest.param(
+        merge(
+            BASE_SPEC,
+            {
+                "streamCheck": {
+                    "url": "http://10.0.0.4:8080/events?topic=a%20b",
+                    "interval": "1m",
+                    "listen": "10m",
+                }
+            },
+        ),
+        id="stream check at its bounds",
+    ),
+    pytest.param(
+        merge(
+            BASE_SPEC,
+            {"streamCheck": {"url": "https://a.example", "interval": "24h", "listen": "1s"}},
+        ),
+        id="stream check at its other bounds",
     ),
 ]

@@ -33,6 +33,7 @@ from appgw_sse.core.conditions import Reason
 from appgw_sse.core.document import name_from_id, split_gateway_id
 from appgw_sse.core.ledger import instance_of
 from appgw_sse.core.planner import Plan
+from appgw_sse.fence import Fence, LeadershipLost, Unfenced
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,18 @@ class _CountRequests(SansIOHTTPPolicy[HttpRequest, AsyncHttpResponse]):
         metrics.ARM_REQUESTS.labels(request.http_request.method, "error").inc()
 
 
+class _Fenced(SansIOHTTPPolicy[HttpRequest, AsyncHttpResponse]):
+    """Every write request, each retry included, only while this process leads: checked
+    immediately before it is sent."""
+
+    def __init__(self, fence: Fence) -> None:
+        self.fence = fence
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        if request.http_request.method not in ("GET", "HEAD"):
+            self.fence.check()
+
+
 def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> dict[str, Any]:
     return dict(pipeline_response.http_response.json())
 
@@ -140,8 +153,9 @@ def _raw_json(pipeline_response: Any, deserialized: Any, headers: Any) -> dict[s
 class AzureGateways:
     """Application Gateways over ARM; one SDK client per subscription, closed by close()."""
 
-    def __init__(self, settings: ArmSettings) -> None:
+    def __init__(self, settings: ArmSettings, fence: Fence | None = None) -> None:
         self.settings = settings
+        self.fence = fence or Unfenced()
         self._clients: dict[str, NetworkManagementClient] = {}
         # Consecutive authentication/authorization failures per (gateway, method): reading may be
         # allowed while writing is not, so a successful GET must not reset a failing PUT's wait.
@@ -167,7 +181,7 @@ class AzureGateways:
                 retry_total=self.settings.sdk_retries,
                 retry_backoff_factor=0.5,
                 retry_backoff_max=30,
-                per_retry_policies=[_CountRequests()],
+                per_retry_policies=[_CountRequests(), _Fenced(self.fence)],
             )
         return self._clients[key]
 
@@ -239,6 +253,7 @@ class AzureGateways:
         subscription, group, name = split_gateway_id(plan.gateway_id)
         operations = self._client(subscription).application_gateways
         routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
+        self.fence.check()
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.lro_timeout):
@@ -260,6 +275,9 @@ class AzureGateways:
                 routes,
                 time.monotonic() - started,
             )
+            raise
+        except LeadershipLost:
+            log.warning("gateway %s: PUT %s not sent: no longer the leader", name, plan.summary)
             raise
         except Exception as exc:
             error = self._failed(exc, plan.gateway_id, "PUT")

@@ -21,5 +21,10 @@ class TransientGatewayError(GatewayError):
         self.delay = delay
 
 
+class IngressesUnavailable(Exception):
+    """The Ingresses of a namespace could not be listed (no networking API, no RBAC, an API
+    server failure): AGIC-mode routes there get it as a condition, retried later."""
+
+
 class TerminalGatewayError(GatewayError):
     """Retrying the same request cannot help: validation, a missing gateway."""

@@ -16,14 +16,22 @@ import kubernetes
 from kubernetes.client import CoreV1Event, V1ConfigMap, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
+from appgw_sse.adapters.errors import IngressesUnavailable
 from appgw_sse.core.agic import Ingress, IngressLedger, agic_ingress
 from appgw_sse.core.contract import API_GROUP, API_VERSION, KIND, PLURAL
 from appgw_sse.core.ledger import Ledger
+from appgw_sse.fence import Fence, LeadershipLost, Unfenced
 
 log = logging.getLogger(__name__)
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "appgw-sse-operator"}
 _COMPONENT = "appgw-sse-operator"  # the source of our Events
+# Who owns the status in managedFields, beside the GitOps tool owning the spec (the client's
+# default would be its User-Agent, "OpenAPI-Generator").
+_FIELD_MANAGER = "appgw-sse-operator"
 _PENDING = "intent"  # the ConfigMap key of the pending ledger (its name in stored ledgers)
+# Who wrote a ledger ConfigMap: the Lease holder's identity and its holding (leaseTransitions).
+_HOLDER, _EPOCH = f"{API_GROUP}/lease-holder", f"{API_GROUP}/lease-transitions"
+_LEDGER_PREFIX = "appgw-sse-ledger-"
 
 
 def load_config() -> None:
@@ -35,7 +43,7 @@ def load_config() -> None:
 
 def ledger_name(gateway_id: str) -> str:
     digest = hashlib.sha256(gateway_id.lower().encode()).hexdigest()[:12]
-    return f"appgw-sse-ledger-{digest}"
+    return f"{_LEDGER_PREFIX}{digest}"
 
 
 def ingress_ledger_name(namespace: str) -> str:
@@ -57,14 +65,20 @@ def _resource_version(config_map: V1ConfigMap) -> str:
 
 
 class Kube:
-    def __init__(self, ledger_namespace: str) -> None:
+    def __init__(
+        self, ledger_namespace: str, fence: Fence | None = None, lease_name: str = ""
+    ) -> None:
         load_config()
-        self.ledger_namespace = ledger_namespace
+        self.ledger_namespace, self.lease_name = ledger_namespace, lease_name
+        self.fence = fence or Unfenced()
         self.core = kubernetes.client.CoreV1Api()
         self.custom = kubernetes.client.CustomObjectsApi()
         self.networking = kubernetes.client.NetworkingV1Api()
-        # The ledger ConfigMaps' resourceVersions as last read or written, by gateway id.
+        self.coordination = kubernetes.client.CoordinationV1Api()
+        # The ledger ConfigMaps' resourceVersions as last read or written, by gateway id, and
+        # the Lease holding that wrote each (as read).
         self._ledger_versions: dict[str, str] = {}
+        self._ledger_epochs: dict[str, int] = {}
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
@@ -77,6 +91,7 @@ class Kube:
                     PLURAL,
                     name,
                     {"status": status},
+                    field_manager=_FIELD_MANAGER,
                     _preload_content=False,
                 )
             )
@@ -168,11 +183,56 @@ class Kube:
     async def delete_ledger(self, gateway_id: str) -> None:
         await self._delete(gateway_id.lower(), ledger_name(gateway_id))
 
+    async def ledger_gateways(self) -> list[str]:
+        """The ids of the gateways that have a ledger."""
+        found = await asyncio.to_thread(
+            self.core.list_namespaced_config_map,
+            self.ledger_namespace,
+            label_selector=",".join(f"{k}={v}" for k, v in _MANAGED_BY.items()),
+        )
+        return [
+            (c.data or {})["gatewayId"]
+            for c in found.items
+            if c.metadata and str(c.metadata.name).startswith(_LEDGER_PREFIX)
+            if "gatewayId" in (c.data or {})
+        ]
+
+    async def routed_gateways(self, namespaces: Sequence[str]) -> set[str]:
+        """The gateways (lower-cased ids) that the SseRoutes in `namespaces` (none: all) name."""
+        listings: list[Any] = []
+        for namespace in namespaces or [""]:  # none: every namespace at once
+            listings.append(
+                await asyncio.to_thread(
+                    functools.partial(
+                        self.custom.list_namespaced_custom_object,
+                        API_GROUP,
+                        API_VERSION,
+                        namespace,
+                        PLURAL,
+                    )
+                    if namespace
+                    else functools.partial(
+                        self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL
+                    )
+                )
+            )
+        return {
+            str(((item.get("spec") or {}).get("gateway") or {}).get("id", "")).lower()
+            for listing in listings
+            for item in listing.get("items") or ()
+        }
+
     # -- AGIC mode: Ingress annotations, and their ledger ---------------------------------
 
     async def list_agic_ingresses(self, namespace: str) -> list[Ingress]:
         """The Ingresses (networking.k8s.io/v1) of AGIC's class in the namespace."""
-        found = await asyncio.to_thread(self.networking.list_namespaced_ingress, namespace)
+        try:
+            found = await asyncio.to_thread(self.networking.list_namespaced_ingress, namespace)
+        except (ApiException, OSError) as exc:
+            detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+            raise IngressesUnavailable(
+                f"could not list the Ingresses of namespace {namespace}: {detail}"
+            ) from exc
         listing = self.networking.api_client.sanitize_for_serialization(found)
         items = listing.get("items") or []
         return [i for i in map(agic_ingress, items) if i is not None]
@@ -214,16 +274,50 @@ class Kube:
         )
         if not found.items:
             self._ledger_versions.pop(key, None)
+            self._ledger_epochs.pop(key, None)
             return None
-        self._ledger_versions[key] = _resource_version(found.items[0])
-        return dict(found.items[0].data or {})
+        config_map = found.items[0]
+        self._ledger_versions[key] = _resource_version(config_map)
+        annotations = (config_map.metadata.annotations if config_map.metadata else None) or {}
+        self._ledger_epochs[key] = int(annotations.get(_EPOCH) or 0)
+        return dict(config_map.data or {})
+
+    async def _fenced(self, key: str, name: str) -> None:
+        """Right before a ledger write: raise LeadershipLost unless this process leads now. The
+        write itself is a compare-and-swap on the resourceVersion read, and each ledger carries
+        the holding that wrote it: one written by a later holding of the Lease than ours means
+        we were deposed (unless the Lease was recreated since: it still names us, as we knew
+        it)."""
+        self.fence.check()
+        if not self.fence.enforced or self._ledger_epochs.get(key, 0) <= self.fence.epoch:
+            return
+        found = await asyncio.to_thread(
+            self.coordination.list_namespaced_lease,
+            self.ledger_namespace,
+            field_selector=f"metadata.name={self.lease_name}",
+        )
+        spec = found.items[0].spec if found.items else None
+        if spec is None or (spec.holder_identity, spec.lease_transitions or 0) != (
+            self.fence.identity,
+            self.fence.epoch,
+        ):
+            reason = f"ledger {name} was written by a later leader: this one was deposed"
+            self.fence.lose(reason)
+            raise LeadershipLost(reason)
+        self.fence.check()
 
     async def _write(self, key: str, name: str, data: dict[str, str]) -> None:
         version = self._ledger_versions.get(key)
-        metadata = {"name": name, "namespace": self.ledger_namespace, "labels": _MANAGED_BY}
+        metadata = {
+            "name": name,
+            "namespace": self.ledger_namespace,
+            "labels": _MANAGED_BY,
+            "annotations": {_HOLDER: self.fence.identity, _EPOCH: str(self.fence.epoch)},
+        }
         body = V1ConfigMap.model_validate(
             {"metadata": {**metadata, "resourceVersion": version}, "data": data}
         )
+        await self._fenced(key, name)
         if version is None:
             written = await asyncio.to_thread(
                 self.core.create_namespaced_config_map, self.ledger_namespace, body
@@ -233,12 +327,15 @@ class Kube:
                 self.core.replace_namespaced_config_map, name, self.ledger_namespace, body
             )
         self._ledger_versions[key] = _resource_version(written)
+        self._ledger_epochs[key] = self.fence.epoch
 
     async def _delete(self, key: str, name: str) -> None:
         """Delete it if it was read or written (no request, and no 404, otherwise)."""
-        version = self._ledger_versions.pop(key, None)
+        version = self._ledger_versions.get(key)
         if version is None:
             return
+        await self._fenced(key, name)
+        del self._ledger_versions[key]
         await asyncio.to_thread(
             self.core.delete_namespaced_config_map,
             name,

@@ -1,7 +1,8 @@
 """Which conditions a route gets, decided here and only here, and the one list of reasons.
 
 Every function is pure: the workers call them with what they observed and write the result.
-Ready is derived by `merge_conditions` (lastTransitionTime moves only when a status flips).
+Ready, and from it Reconciling and Stalled, are derived by `merge_conditions`
+(lastTransitionTime moves only when a status flips).
 """
 
 from collections.abc import Mapping, Sequence
@@ -16,8 +17,12 @@ ACCEPTED = "Accepted"
 GATEWAY_CONFIGURED = "GatewayConfigured"
 BACKENDS_ANNOTATED = "BackendsAnnotated"
 BACKENDS_CONFORMANT = "BackendsConformant"  # advisory: not part of Ready
+STREAM_VERIFIED = "StreamVerified"  # advisory: not part of Ready
 READY = "Ready"
-_ORDER = (ACCEPTED, GATEWAY_CONFIGURED, BACKENDS_ANNOTATED, READY)
+# kstatus (Flux's health check) reads these two, not Ready: see `_progress`.
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+_ORDER = (ACCEPTED, GATEWAY_CONFIGURED, BACKENDS_ANNOTATED, READY, RECONCILING, STALLED)
 BACKEND_CONDITIONS = frozenset({BACKENDS_ANNOTATED, BACKENDS_CONFORMANT})
 
 
@@ -41,6 +46,7 @@ class Reason(StrEnum):
     INGRESSES_ANNOTATED = "IngressesAnnotated"  # AGIC mode
     INGRESS_NOT_FOUND = "IngressNotFound"  # AGIC mode
     INGRESS_SHARED = "IngressShared"  # AGIC mode, Events: the values reach other Services too
+    INGRESSES_UNAVAILABLE = "IngressesUnavailable"  # AGIC mode: they could not be listed
     RESPONSE_BUFFERING_ENABLED = "ResponseBufferingEnabled"  # AGIC mode
     THROTTLED = "Throttled"
     AZURE_AUTH_FAILED = "AzureAuthFailed"
@@ -54,6 +60,17 @@ class Reason(StrEnum):
     CONFORMANT = "Conformant"
     NON_CONFORMANT = "NonConformant"
     PROBING = "Probing"
+    # StreamVerified: the stream check's verdict
+    LIVE = "Live"
+    BUFFERED = "Buffered"
+    CUT = "Cut"
+    COMPRESSED = "Compressed"
+    UNREACHABLE = "Unreachable"
+    NO_RESPONSE = "NoResponse"
+    HTTP_ERROR = "HttpError"
+    NOT_EVENT_STREAM = "NotEventStream"
+    SILENT = "Silent"
+    NOT_LIVE = "NotLive"  # a problem without a verdict of its own
     # Events only
     GATEWAY_RECREATED = "GatewayRecreated"
     NOTICE = "Notice"
@@ -61,6 +78,26 @@ class Reason(StrEnum):
     HTTP2_IDLE_TIMEOUT = "Http2IdleTimeout"  # idleInterval beyond the fixed 180 s HTTP/2 limit
     INTERNET_BACKEND_TIMEOUT_CAP = "InternetBackendTimeoutCap"  # above 240 s to an internet backend
 
+
+# Ready's reasons that waiting does not cure: the route, the gateway or the operator's own
+# settings must change first (the operator still re-reads the gateway every --resync, and
+# clears Stalled when that happened). Every other reason of a Ready that is not True is work
+# in progress or retried on its own: Pending, Applying, Throttled, AzureError,
+# AzureAuthFailed (a role assignment takes minutes to propagate), IngressNotFound (the Ingress
+# is often applied with the route).
+STALLED_REASONS = frozenset(
+    {
+        Reason.INVALID_SPEC,
+        Reason.GATEWAY_NOT_ALLOWED,
+        Reason.GATEWAY_NOT_FOUND,
+        Reason.BACKEND_SETTINGS_NOT_FOUND,
+        Reason.UNSUPPORTED_SKU,
+        Reason.MANAGED_BY_AGIC,
+        Reason.DRIFT_CONFLICT,
+        Reason.DRY_RUN,
+        Reason.RESPONSE_BUFFERING_ENABLED,
+    }
+)
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -95,11 +132,9 @@ def invalid_spec(problems: str) -> Condition:
     return _condition(ACCEPTED, False, Reason.INVALID_SPEC, problems)
 
 
-def gateway_not_allowed(gateway_id: str) -> Condition:
-    message = (
-        f"gateway {gateway_id} matches no --allowed-gateway pattern; the operator never writes it"
-    )
-    return _condition(ACCEPTED, False, Reason.GATEWAY_NOT_ALLOWED, message)
+def gateway_not_allowed(why: str) -> Condition:
+    """Accepted=False: `why` (core.policy.refusal) names the rules that refuse it."""
+    return _condition(ACCEPTED, False, Reason.GATEWAY_NOT_ALLOWED, why)
 
 
 # -- GatewayConfigured ----------------------------------------------------------------------
@@ -233,6 +268,34 @@ def backends_conformant(verdicts: Mapping[str, str | None], conformant: str) -> 
     )
 
 
+# -- StreamVerified ------------------------------------------------------------------------
+
+# The problem codes of `appgw-sse doctor`'s analysis, the most telling first, and the verdict
+# each one gives. Compression before buffering: compressed output is why events were held.
+_STREAM_VERDICTS = (
+    ("unreachable", Reason.UNREACHABLE),
+    ("no-response", Reason.NO_RESPONSE),
+    ("status", Reason.HTTP_ERROR),
+    ("cut", Reason.CUT),
+    ("content-encoding", Reason.COMPRESSED),
+    ("buffered", Reason.BUFFERED),
+    ("content-length", Reason.BUFFERED),
+    ("content-type", Reason.NOT_EVENT_STREAM),
+    ("silent", Reason.SILENT),
+)
+
+
+def stream_verified(problems: Sequence[str], evidence: str) -> Condition:
+    """The stream check's verdict from the problem codes the doctor found (none: Live), with
+    its evidence as the message."""
+    verdict = (
+        next((reason for code, reason in _STREAM_VERDICTS if code in problems), Reason.NOT_LIVE)
+        if problems
+        else Reason.LIVE
+    )
+    return _condition(STREAM_VERIFIED, verdict is Reason.LIVE, verdict, evidence)
+
+
 # -- merging --------------------------------------------------------------------------------
 
 
@@ -244,11 +307,13 @@ def merge_conditions(
     drop: frozenset[str] = frozenset(),
 ) -> tuple[Condition, ...]:
     """Apply `updates` over `previous` (without the `drop` types), then derive Ready: True when
-    Accepted and GatewayConfigured both are."""
+    Accepted and GatewayConfigured both are; and from Ready, Reconciling and Stalled."""
     by_type = {c.type: c for c in previous if c.type not in drop}
     for update in updates:
         by_type[update.type] = _stamped(update, by_type.get(update.type), generation, now)
     by_type[READY] = _stamped(_ready(by_type), by_type.get(READY), generation, now)
+    for derived in _progress(by_type[READY]):
+        by_type[derived.type] = _stamped(derived, by_type.get(derived.type), generation, now)
     ordered = [by_type[t] for t in _ORDER if t in by_type]
     return tuple(ordered + [c for t, c in sorted(by_type.items()) if t not in _ORDER])
 
@@ -267,6 +332,20 @@ def _ready(by_type: Mapping[str, Condition]) -> Condition:
         status="Unknown",
         reason=Reason.PENDING,
         message="waiting for the gateway to be reconciled",
+    )
+
+
+def _progress(ready: Condition) -> tuple[Condition, Condition]:
+    """Reconciling and Stalled, the abnormal-true pair of kstatus, which Flux's health checks
+    read (with status.observedGeneration) instead of Ready: a route is Current there exactly
+    when Ready is True for its generation, Failed when Ready's reason is in STALLED_REASONS,
+    InProgress otherwise. Both carry Ready's reason and message."""
+    done = ready.status == "True"
+    stalled = not done and ready.reason in STALLED_REASONS
+    reconciling = "False" if done or stalled else "True"
+    return (
+        ready.model_copy(update={"type": RECONCILING, "status": reconciling}),
+        ready.model_copy(update={"type": STALLED, "status": "True" if stalled else "False"}),
     )
 
 

@@ -95,6 +95,19 @@ MAX_MATCH_LABELS: Final = 32
 MAX_MATCH_EXPRESSIONS: Final = 16
 MAX_MATCH_VALUES: Final = 64
 
+# spec.streamCheck: where and how often the operator listens through the gateway.
+STREAM_CHECK_DEFAULT_INTERVAL: Final = "5m"
+MIN_STREAM_CHECK_INTERVAL_SECONDS: Final = 60
+MAX_STREAM_CHECK_INTERVAL_SECONDS: Final = 24 * 3600
+MIN_STREAM_CHECK_LISTEN_SECONDS: Final = 1
+MAX_STREAM_CHECK_LISTEN_SECONDS: Final = 600  # also caps the default, twice idleInterval
+# An absolute http(s) URL in visible ASCII: a host part without '/', '?' or '#', then anything.
+STREAM_CHECK_URL_PATTERN: Final = (
+    r"^https?://[\x21\x22\x24-\x2E\x30-\x3E\x40-\x7E]+([/?#][\x21-\x7E]*)?$"
+)
+MAX_STREAM_CHECK_URL_LENGTH: Final = 2048
+MAX_STREAM_CHECKS_AT_ONCE: Final = 10  # listens across all routes
+
 PORT_NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$"  # IANA_SVC_NAME
 DURATION_PATTERN: Final = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
 MAX_DURATION_LENGTH: Final = 16

@@ -183,6 +183,22 @@ def with_connection_draining(document: Document, drains: Mapping[str, int]) -> d
     return result
 
 
+def connection_draining_absent(document: Document, setting: str) -> bool:
+    return any(
+        s["name"] == setting and "connectionDraining" not in (s.get("properties") or {})
+        for s in _settings(document)
+    )
+
+
+def without_connection_draining(document: Document, settings: set[str]) -> dict[str, Any]:
+    """A copy with the named settings' connectionDraining removed (as they were created)."""
+    result = copy.deepcopy(dict(document))
+    for setting in result.get("properties", {}).get("backendHttpSettingsCollection") or []:
+        if setting["name"] in settings:
+            (setting.get("properties") or {}).pop("connectionDraining", None)
+    return result
+
+
 def missing_settings(document: Document, names: Iterable[str]) -> list[str]:
     present = set(backend_setting_timeouts(document))
     return [name for name in names if name not in present]

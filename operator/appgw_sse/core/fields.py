@@ -52,6 +52,15 @@ class OwnedField(ABC):
     def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
         """A copy of the document with only these values changed."""
 
+    def absent(self, document: doc.Document, setting: str | None) -> bool:
+        """Whether the document has no property at all where this field lives (it reads as a
+        default); a restore puts it back absent, in its original shape."""
+        return False
+
+    def remove(self, document: doc.Document, settings: Iterable[str | None]) -> dict[str, Any]:
+        """A copy of the document without the property at these places."""
+        return dict(document)
+
     @abstractmethod
     def required_by(self, route: "RouteIntent") -> Value | None:
         """What one route requires (None: nothing)."""
@@ -241,6 +250,12 @@ class ConnectionDraining(_SecondsPerSetting):
 
     def show(self, value: Value) -> str:
         return f"{value}s" if value else "off"
+
+    def absent(self, document: doc.Document, setting: str | None) -> bool:
+        return setting is not None and doc.connection_draining_absent(document, setting)
+
+    def remove(self, document: doc.Document, settings: Iterable[str | None]) -> dict[str, Any]:
+        return doc.without_connection_draining(document, {s for s in settings if s is not None})
 
 
 RESPONSE_BUFFERING = ResponseBuffering()

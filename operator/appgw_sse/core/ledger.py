@@ -23,11 +23,15 @@ from pydantic.alias_generators import to_camel
 from appgw_sse.core.document import Document
 from appgw_sse.core.fields import FIELDS, Place, Value
 
+_ABSENT = ("originalAbsent",)
+
 
 @dataclass(frozen=True)
 class Owned:
     original: Value
     applied: Value
+    # The original was no property at all (read as a default): restored by removing it.
+    original_absent: bool = False
 
 
 def _order(place: Place) -> tuple[int, str]:
@@ -75,6 +79,7 @@ class Ledger:
         for field in FIELDS:
             entries = {
                 p.setting: {"original": o.original, "applied": o.applied}
+                | ({"originalAbsent": True} if o.original_absent else {})
                 for p, o in sorted(self.owned.items(), key=lambda i: _order(i[0]))
                 if p.field is field
             }
@@ -107,10 +112,18 @@ class Ledger:
             if not isinstance(entries, Mapping):
                 raise ValueError(f"{key}: must be an object")
             for setting, entry in entries.items():
-                if not isinstance(entry, Mapping) or set(entry) != {"original", "applied"}:
-                    raise ValueError(f"{key}: an entry must hold exactly original and applied")
+                if not isinstance(entry, Mapping) or not (
+                    {"original", "applied"} <= set(entry) <= {"original", "applied", *_ABSENT}
+                ):
+                    raise ValueError(
+                        f"{key}: an entry must hold original and applied (and originalAbsent)"
+                    )
+                if entry.get("originalAbsent", False) is not True and "originalAbsent" in entry:
+                    raise ValueError(f"{key}: originalAbsent can only be true")
                 owned[field.at(setting)] = Owned(
-                    field.parse(entry["original"]), field.parse(entry["applied"])
+                    field.parse(entry["original"]),
+                    field.parse(entry["applied"]),
+                    original_absent="originalAbsent" in entry,
                 )
         return cls(gateway_id=gateway_id, resource_guid=guid).with_owned(owned)
 

@@ -57,6 +57,7 @@ class Change:
     after: Value
     kind: ChangeKind
     routes: tuple[str, ...] = ()
+    absent_after: bool = False  # a restore to no property at all (its original shape)
 
     @property
     def field(self) -> OwnedField:
@@ -148,6 +149,9 @@ class Plan:
             values = {c.setting: c.after for c in self.changes if c.field is field}
             if values:
                 result = field.write(result, values)
+            absent = [c.setting for c in self.changes if c.field is field and c.absent_after]
+            if absent:
+                result = field.remove(result, absent)
         return result
 
 
@@ -330,8 +334,15 @@ def plan_gateway(
                 place, before, required.get(place), ledger.owned.get(place), place in let_go
             )
             final[place.setting] = decision.desired
+            entry = ledger.owned.get(place)
             if decision.owned is not None:
-                owned[place] = decision.owned
+                # Whether the original was no property at all: seen when first owned, kept.
+                absent = (
+                    entry.original_absent
+                    if entry is not None and decision.owned.original == entry.original
+                    else field.absent(document, place.setting)
+                )
+                owned[place] = dataclasses.replace(decision.owned, original_absent=absent)
             if decision.notice:
                 notices.append(Notice(level="Warning", message=decision.notice))
             if decision.desired != before and decision.kind is not None:
@@ -342,6 +353,10 @@ def plan_gateway(
                         after=decision.desired,
                         kind=decision.kind,
                         routes=tuple(contributors.get(place, ())),
+                        absent_after=decision.kind == "restore"
+                        and entry is not None
+                        and entry.original_absent
+                        and decision.desired == entry.original,
                     )
                 )
 

@@ -14,9 +14,11 @@ from appgw_sse.adapters.kube import Kube
 from appgw_sse.adapters.watch import ApiServer, ListWatch, collection_paths
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, PLURAL
+from appgw_sse.leader import LEASE_NAME
 from appgw_sse.pods import PodReconciler, ProbeSettings
 from appgw_sse.reconciler import GatewayReconciler
 from appgw_sse.routebook import RouteBook
+from appgw_sse.streamcheck import StreamChecker
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +52,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    kube = Kube(config.ledger_namespace)
+    fence = memo.get("fence")  # the leader's (see running.py)
+    kube = Kube(config.ledger_namespace, fence, LEASE_NAME)
     book = RouteBook(kube, config.allowed_gateways)
     book.listed = kwargs["listed_routes"]  # kopf passes each index by its handler's name
     try:
         book.posted = await kube.posted_messages(config.namespaces)
     except (ApiException, OSError) as exc:  # e.g. an older chart's RBAC: warnings come again
         log.warning("could not list the Events already posted: %s", exc)
-    gateways = GatewayReconciler(config, book, AzureGateways(config.arm), kube)
+    gateways = GatewayReconciler(config, book, AzureGateways(config.arm, fence), kube)
     probe = ProbeSettings(enabled=config.probe, interval=config.probe_interval)
     memo["book"], memo["gateways"] = book, gateways
     pods = memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
+    memo["streams"] = StreamChecker(book, kube, interval=config.stream_check_interval)
     server = ApiServer.from_configuration()
     watches = [
         ListWatch(server, path, sink)
@@ -70,6 +74,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     pods.listed = lambda: all(watch.listed.is_set() for watch in watches)
     memo["tasks"] = [
         asyncio.create_task(gateways.resync(), name="resync"),
+        asyncio.create_task(_restore_orphans(kube, gateways, config), name="orphan ledgers"),
         *(asyncio.create_task(watch.run(), name=f"watch {watch.path}") for watch in watches),
     ]
     metrics.ROUTES.source = book.routes.values
@@ -83,12 +88,25 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     )
 
 
+async def _restore_orphans(kube: Kube, gateways: GatewayReconciler, config: OperatorConfig) -> None:
+    """After a restart, a gateway with a ledger but no route left (e.g. its route's finalizer
+    was removed by hand) gets a pass that restores its originals: nothing else would mark it."""
+    try:
+        ledgers = await kube.ledger_gateways()
+        routed = await kube.routed_gateways(config.namespaces)
+    except (ApiException, OSError) as exc:
+        log.warning("could not look for ledgers without routes: %s", exc)
+        return
+    gateways.restore_orphans(ledgers, routed)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     for task in memo["tasks"]:
         task.cancel()
     await asyncio.gather(*memo["tasks"], return_exceptions=True)
     metrics.ROUTES.source = tuple
+    await memo["streams"].close()
     await memo["pods"].close()
     await memo["gateways"].close()
 
@@ -104,10 +122,15 @@ async def route_event(
         await book.observe(body)
 
 
-@kopf.on.event("networking.k8s.io", "v1", "ingresses")
 async def ingress_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """AGIC mode: an Ingress changed, so its namespace's AGIC gateways are planned again."""
     memo["gateways"].ingress_changed(str(namespace))
+
+
+def watch_ingresses() -> None:
+    """Watch Ingresses (AGIC mode); not registered with --no-agic, whose RBAC has no rights
+    on them."""
+    kopf.on.event("networking.k8s.io", "v1", "ingresses")(ingress_event)
 
 
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL)

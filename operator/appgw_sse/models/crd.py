@@ -279,6 +279,55 @@ _SPEC: Schema = {
             "description": "On deletion, put back the values the operator changed when no other "
             "route needs them and nobody changed them since.",
         },
+        "streamCheck": {
+            "type": "object",
+            "description": "Optional: the operator listens to the stream through the gateway as "
+            "clients do (as `appgw-sse doctor` does), every interval, and reports the verdict "
+            "in the advisory condition StreamVerified (not part of Ready): Live, or why not "
+            "(Buffered, Cut, Compressed, Unreachable, NoResponse, HttpError, NotEventStream, "
+            "Silent), with the evidence as its message and an Event when it changes. It catches "
+            "what the gateway's settings cannot show: a WAF, CDN or proxy in front that "
+            "buffers, the app's compression, heartbeats slower than a timeout.",
+            "required": ["url"],
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "maxLength": c.MAX_STREAM_CHECK_URL_LENGTH,
+                    "pattern": c.STREAM_CHECK_URL_PATTERN,
+                    "description": "The stream's URL as clients open it, through the gateway "
+                    "(http:// or https://, visible ASCII; percent-encode anything else). It "
+                    "must be reachable from the operator's pod and need no credentials.",
+                },
+                "interval": {
+                    **_duration(
+                        "How often to check, from the start of one check to the start of the "
+                        "next. Go style ('5m', '1h'); from 1m to 24h; default 5m."
+                    ),
+                    "default": c.STREAM_CHECK_DEFAULT_INTERVAL,
+                    "x-kubernetes-validations": [
+                        _rule(
+                            f"duration(self) >= duration("
+                            f"'{c.MIN_STREAM_CHECK_INTERVAL_SECONDS}s') && duration(self) <= "
+                            f"duration('{c.MAX_STREAM_CHECK_INTERVAL_SECONDS}s')",
+                            "streamCheck.interval must be from 1m to 24h",
+                        )
+                    ],
+                },
+                "listen": {
+                    **_duration(
+                        "How long each check listens. Default: twice idleInterval, at most 10m, so a live "
+                        "stream shows at least one whole silence. From 1s to 10m."
+                    ),
+                    "x-kubernetes-validations": [
+                        _rule(
+                            f"duration(self) >= duration('{c.MIN_STREAM_CHECK_LISTEN_SECONDS}s') && "
+                            f"duration(self) <= duration('{c.MAX_STREAM_CHECK_LISTEN_SECONDS}s')",
+                            "streamCheck.listen must be from 1s to 10m",
+                        )
+                    ],
+                },
+            },
+        },
     },
     "x-kubernetes-validations": [
         _rule(
@@ -297,8 +346,8 @@ _CONDITION: Schema = {
     "properties": {
         "type": {
             "type": "string",
-            "description": "Accepted, GatewayConfigured, "
-            "BackendsAnnotated, BackendsConformant or Ready.",
+            "description": "Accepted, GatewayConfigured, BackendsAnnotated, BackendsConformant, "
+            "StreamVerified, Ready, Reconciling or Stalled.",
         },
         "status": {
             "type": "string",
@@ -323,11 +372,14 @@ _CONDITION: Schema = {
 _STATUS: Schema = {
     "type": "object",
     "description": "What the operator observed and did.",
+    # A route the operator has not written yet reads as observedGeneration 0, so kstatus (Flux's
+    # health check) sees it as in progress: without any status it would call it Current.
+    "default": {"observedGeneration": 0},
     "properties": {
         "observedGeneration": {
             "type": "integer",
             "format": "int64",
-            "description": "The generation last reconciled.",
+            "description": "The generation the conditions speak for (0: not reconciled yet).",
         },
         "requestTimeoutSeconds": {
             "type": "integer",
@@ -361,7 +413,14 @@ _STATUS: Schema = {
         },
         "conditions": {
             "type": "array",
-            "description": "Accepted, GatewayConfigured, BackendsAnnotated and Ready.",
+            "description": "Accepted, GatewayConfigured, BackendsAnnotated, Ready (True when the "
+            "gateway holds what this generation needs), and, derived from Ready for kstatus "
+            "(Flux's health check), Reconciling (True while the work is in progress or retried) "
+            "and Stalled (True when it will not progress until the route, the gateway or the "
+            "operator's settings change: InvalidSpec, GatewayNotAllowed, GatewayNotFound, "
+            "BackendSettingsNotFound, UnsupportedSku, ManagedByAGIC, DriftConflict, DryRun, "
+            "ResponseBufferingEnabled); advisory: BackendsConformant (spec.backend.port) and "
+            "StreamVerified (spec.streamCheck).",
             "items": _CONDITION,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],

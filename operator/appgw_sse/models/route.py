@@ -49,12 +49,19 @@ from appgw_sse.core.contract import (
     MAX_MATCH_VALUES,
     MAX_REQUEST_TIMEOUT_SECONDS,
     MAX_SERVICE_NAME_LENGTH,
+    MAX_STREAM_CHECK_INTERVAL_SECONDS,
+    MAX_STREAM_CHECK_LISTEN_SECONDS,
+    MAX_STREAM_CHECK_URL_LENGTH,
     MIN_DRAIN_SECONDS,
     MIN_IDLE_SECONDS,
+    MIN_STREAM_CHECK_INTERVAL_SECONDS,
+    MIN_STREAM_CHECK_LISTEN_SECONDS,
     PORT_NAME_PATTERN,
     RESOURCE_GROUP_PATTERN,
     RESPONSE_BUFFERING_DISABLED,
     SERVICE_NAME_PATTERN,
+    STREAM_CHECK_DEFAULT_INTERVAL,
+    STREAM_CHECK_URL_PATTERN,
     SUBSCRIPTION_ID_PATTERN,
 )
 from appgw_sse.core.document import GATEWAY_ID_SHAPE
@@ -281,6 +288,55 @@ def _check_header_names(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
+StreamCheckUrl = Annotated[
+    str,
+    _syntax(
+        STREAM_CHECK_URL_PATTERN,
+        "must be an absolute http:// or https:// URL with a host, in visible ASCII "
+        "(percent-encode anything else)",
+        MAX_STREAM_CHECK_URL_LENGTH,
+    ),
+]
+
+
+class StreamCheck(_Model):
+    """Listen through the gateway as clients do, every `interval`, for `listen`."""
+
+    url: StreamCheckUrl
+    interval: Duration = STREAM_CHECK_DEFAULT_INTERVAL
+    listen: Duration | None = None  # None: twice idleInterval, at most 10m
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_in_range(cls, text: str) -> str:
+        seconds = parse_duration(text)
+        if not MIN_STREAM_CHECK_INTERVAL_SECONDS <= seconds <= MAX_STREAM_CHECK_INTERVAL_SECONDS:
+            raise ValueError(f"{text!r} must be from 1m to 24h")
+        return text
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_in_range(cls, text: str | None) -> str | None:
+        if text is not None and not (
+            MIN_STREAM_CHECK_LISTEN_SECONDS
+            <= parse_duration(text)
+            <= MAX_STREAM_CHECK_LISTEN_SECONDS
+        ):
+            raise ValueError(f"{text!r} must be from 1s to 10m")
+        return text
+
+    @property
+    def interval_seconds(self) -> int:
+        return parse_duration(self.interval)
+
+    def listen_seconds(self, idle_seconds: int) -> int:
+        """How long one check listens: `listen`, else twice the idle interval (at most 10m),
+        so that a stream which is live shows at least one whole silence."""
+        if self.listen is not None:
+            return parse_duration(self.listen)
+        return min(2 * idle_seconds, MAX_STREAM_CHECK_LISTEN_SECONDS)
+
+
 class SseRouteSpec(_Model):
     gateway: GatewayRef
     idle_interval: Duration
@@ -294,6 +350,7 @@ class SseRouteSpec(_Model):
         AfterValidator(_check_header_names),
     ] = Field(default_factory=lambda: dict(DEFAULT_HEADERS))
     restore_on_delete: StrictBool = DEFAULT_RESTORE_ON_DELETE
+    stream_check: StreamCheck | None = None
 
     @field_validator("idle_interval")
     @classmethod

@@ -87,9 +87,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch]
+{{- if .Values.agic.enabled }}
 # AGIC mode: Ingresses routing to a route's Service; patches touch only AGIC's three
 # appgw.ingress.kubernetes.io/ timeout and draining annotations.
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
   verbs: [list, watch, patch]
+{{- end }}
 {{- end -}}

@@ -1,0 +1,131 @@
+"""The chart's ValidatingAdmissionPolicy: the operator's service account may change only its own
+annotations on pods and AGIC's three on Ingresses (RBAC cannot limit a patch to annotations).
+Enforced by the API server itself: tested on one that has admissionregistration.k8s.io/v1."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from tests.support import chart
+from tests.support import cluster as clusters
+from tests.support.cluster import Cluster
+from tests.support.e2e import wait_for
+from tests.test_chart import parse_run
+
+AGIC = "appgw.ingress.kubernetes.io/request-timeout"
+
+
+def ingress_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        rule
+        for doc in docs
+        if doc["kind"] in ("ClusterRole", "Role")
+        for rule in doc["rules"]
+        if "ingresses" in rule.get("resources", [])
+    ]
+
+
+def test_agic_off_drops_the_ingress_rights_and_the_ingress_watch() -> None:
+    on = chart.render()
+    assert ingress_rules(on) and parse_run(on).no_agic is False
+    off = chart.render({"agic": {"enabled": False}, "namespaces": ["shop"]})
+    assert ingress_rules(off) == []
+    assert parse_run(off).no_agic is True
+
+
+def test_notes_say_when_the_cluster_cannot_enforce_the_policy() -> None:
+    # Rendered offline, as for a cluster without admissionregistration.k8s.io/v1 policies.
+    assert [d for d in chart.render() if "Admission" in d["kind"]] == []
+    notes = chart.notes()
+    assert "no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy" in notes
+    assert "operator's pod and Ingress patches" in notes
+    assert "operator's pod patches" in chart.notes({"agic": {"enabled": False}})
+
+
+@pytest.fixture
+def capable(tmp_path: Path) -> Iterator[Cluster]:
+    # ValidatingAdmissionPolicy is GA (admissionregistration.k8s.io/v1) since 1.30; the chart
+    # skips it below, with a NOTES line.
+    clusters.require_minor(30, "the admission policy")
+    with clusters.running(tmp_path) as cluster:
+        yield cluster
+
+
+# A release of its own beside the rig's RBAC: its service account is the operator here.
+RELEASE, NAMESPACE = "vap", "vap-system"
+OPERATOR = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-{chart.SERVICE_ACCOUNT}"
+
+
+def operator_patch(cluster: Cluster, kind: str, name: str, patch: dict[str, Any]) -> str:
+    """The operator's identity merge-patches an object in namespace vap (as the operator does,
+    without reading it first): "" when allowed, else the API server's refusal."""
+    client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
+    client.set_default_header("Impersonate-User", OPERATOR)
+    method = {
+        "pod": kubernetes.client.CoreV1Api(client).patch_namespaced_pod,
+        "ingress": kubernetes.client.NetworkingV1Api(client).patch_namespaced_ingress,
+    }[kind]
+    try:
+        method(name, "vap", patch, _content_type="application/merge-patch+json")
+    except ApiException as exc:
+        return f"{exc.status} {exc.body}"
+    finally:
+        client.close()
+    return ""
+
+
+def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
+    cluster = capable
+    installed = chart.install(
+        cluster.kubeconfig, {"crds": {"enabled": False}}, release=RELEASE, namespace=NAMESPACE
+    )
+    policy = [d for d in installed if d["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert len(policy) == 2
+    assert OPERATOR in json.dumps(policy)
+    assert cluster.kubectl("create", "namespace", "vap").returncode == 0
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "vap", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1"}]},
+    }
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "vap"},
+        "spec": {
+            "ingressClassName": "azure-application-gateway",
+            "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}},
+        },
+    }
+    created = cluster.kubectl("create", "-f", "-", stdin=yaml.safe_dump_all([pod, ingress]))
+    assert created.returncode == 0, created.stderr
+    image = {"spec": {"containers": [{"name": "web", "image": "evil:1"}]}}
+    refused = wait_for(
+        "the policy to be enforced", lambda: operator_patch(cluster, "pod", "web", image)
+    )
+    assert "annotations-only" in refused and "never the spec" in refused
+    ours = {"metadata": {"annotations": {"sse.appgw.dev/route": "shop.notifications"}}}
+    assert operator_patch(cluster, "pod", "web", ours) == ""
+    other = operator_patch(cluster, "pod", "web", {"metadata": {"annotations": {"x/y": "1"}}})
+    assert "x/y" in other
+    assert "never labels" in operator_patch(
+        cluster, "pod", "web", {"metadata": {"labels": {"app": "other"}}}
+    )
+    assert (
+        operator_patch(cluster, "ingress", "web", {"metadata": {"annotations": {AGIC: "90"}}}) == ""
+    )
+    assert "sse.appgw.dev/x" in operator_patch(
+        cluster, "ingress", "web", {"metadata": {"annotations": {"sse.appgw.dev/x": "1"}}}
+    )
+    # Anyone else is not bound by it.
+    admin = cluster.kubectl(
+        "patch", "pod", "web", "-n", "vap", "--type=merge", "-p", json.dumps(image)
+    )
+    assert admin.returncode == 0, admin.stderr  # a pod's image is mutable
