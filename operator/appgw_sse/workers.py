@@ -9,10 +9,18 @@ from appgw_sse.fence import LeadershipLost
 log = logging.getLogger(__name__)
 
 
+# A burst that never pauses for `debounce` (changes trickling in) is still worked this long
+# after its first mark.
+MAX_WAIT = 60.0
+
+
 class DebouncedWorkers:
-    """mark(key) wakes the key's worker; it waits `debounce` so a burst of marks becomes one
-    run of `work(key)`. A returned delay (or a crash, after `error_delay`) schedules a rerun.
-    Runs for one key never overlap; different keys run in parallel."""
+    """mark(key) wakes the key's worker; it runs `work(key)` once no mark came for `debounce`
+    (at the latest `max_wait` after the first), so a burst of marks becomes one run, also one
+    spread over longer than `debounce` such as a GitOps sync applying routes one by one: every
+    run of a gateway's worker may be a PUT, and every PUT ends live streams. A returned delay
+    (or a crash, after `error_delay`) schedules a rerun. Runs for one key never overlap;
+    different keys run in parallel."""
 
     def __init__(
         self,
@@ -20,12 +28,14 @@ class DebouncedWorkers:
         debounce: float,
         label: str,
         error_delay: float,
+        max_wait: float = MAX_WAIT,
     ) -> None:
-        self._work, self._debounce, self._label, self._error_delay = (
+        self._work, self._debounce, self._label, self._error_delay, self._max_wait = (
             work,
             debounce,
             label,
             error_delay,
+            max_wait,
         )
         self._dirty: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -44,8 +54,7 @@ class DebouncedWorkers:
         dirty = self._dirty[key]
         while True:
             await dirty.wait()
-            await asyncio.sleep(self._debounce)
-            dirty.clear()
+            await self._quiet(dirty)
             try:
                 retry = await self._work(key)
             except LeadershipLost as exc:
@@ -60,3 +69,20 @@ class DebouncedWorkers:
             if retry is not None:
                 await asyncio.sleep(max(retry, 1.0))
                 dirty.set()
+
+    async def _quiet(self, dirty: asyncio.Event) -> None:
+        """Return once no mark came for `debounce` (or `max_wait` passed), with `dirty` clear:
+        a mark from then on asks for another run."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self._max_wait, self._debounce)
+        while True:
+            dirty.clear()
+            window = min(self._debounce, deadline - loop.time())
+            if window <= 0:
+                return
+            try:
+                # Not wait_for: on 3.11 it can swallow a cancellation that races a mark.
+                async with asyncio.timeout(window):
+                    await dirty.wait()
+            except TimeoutError:
+                return
