@@ -5,11 +5,9 @@ published schemas, `helm install`/`helm uninstall` on a real kube-apiserver, `ku
 and hadolint on the Dockerfile."""
 
 import argparse
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 import tomllib
@@ -25,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appgw_sse.cli import build_parser
-from appgw_sse.sandbox.apiserver import missing as missing_apiserver
+from appgw_sse.sandbox import apiserver as apiserver_choice
 from appgw_sse.sandbox.demo import wait_until
 from tests.support import chart
 from tests.support import cluster as clusters
@@ -515,7 +513,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The suite's real API server (current when built, else v1.20.2), bare: no CRD, no RBAC."""
     build = clusters.real_server()
     if build is None:
-        pytest.skip(f"no real API server: {missing_apiserver()}")
+        pytest.skip(f"no real API server: {apiserver_choice.missing()}")
     workdir = tmp_path_factory.mktemp("apiserver")
     started = subprocess.run(
         [str(build.script), str(workdir)],
@@ -529,14 +527,8 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         yield Path(info["kubeconfig"])
     finally:
-        # Stopped as the suite stops its servers; one still draining after 5 s (a current
-        # kube-apiserver can take 30 s on a busy machine) is killed, not left running.
-        for pid in info["pids"]:
-            os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            wait_until("the API server and etcd to stop", lambda: not running(info["pids"]), 5)
-        for pid in running(info["pids"]):
-            os.kill(pid, signal.SIGKILL)
+        apiserver_choice.stop(info["pids"])
+        wait_until("the API server and etcd to stop", lambda: not running(info["pids"]), 30)
 
 
 @pytest.mark.floor

@@ -235,9 +235,7 @@ class RealCluster(Cluster):
 
     def close(self) -> None:
         super().close()
-        for pid in self.pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        apiserver.stop(self.pids)
 
 
 class StandInCluster(Cluster):

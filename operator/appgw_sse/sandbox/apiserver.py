@@ -9,9 +9,11 @@ what differs is the binaries it runs, chosen in this order:
 4. The floor: kube-apiserver v1.20.2 from ../shared/k8s, with the etcd on PATH.
 """
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,3 +124,13 @@ def real_apiserver() -> ApiServerBuild | None:
         )
     origin = "KUBEBUILDER_ASSETS" if os.environ.get("KUBEBUILDER_ASSETS") else "hack/envtest-assets"
     return ApiServerBuild(script, assets / "kube-apiserver", assets / "etcd", f"{origin}: {assets}")
+
+
+def stop(pids: Sequence[int]) -> None:
+    """Stop what the start script started ([etcd, kube-apiserver]). The API server is killed:
+    a current one shutting down gracefully keeps retrying an etcd that is gone and never
+    exits, and a sandbox's server has nothing to keep. etcd then stops on SIGTERM."""
+    etcd, *apiservers = pids
+    for pid, sig in [*((p, signal.SIGKILL) for p in apiservers), (etcd, signal.SIGTERM)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

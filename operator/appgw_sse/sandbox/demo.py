@@ -202,9 +202,7 @@ def kubernetes_api(workdir: Path) -> Iterator[tuple[Path, str, bool]]:
         try:
             yield Path(ready["kubeconfig"]), f"the {build.describe()}", True
         finally:
-            for pid in ready["pids"]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+            apiserver.stop(ready["pids"])
         return
     from appgw_sse.sandbox.kube_api import KubeApi, ResourceDef
 
