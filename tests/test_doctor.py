@@ -314,29 +314,26 @@ async def test_nothing_listening_is_exit_2() -> None:
     assert report.verdict.startswith("could not connect")
 
 
+async def doctor_json(url: str, *extra: str) -> tuple[int | None, dict[str, Any], str]:
+    """`appgw-sse doctor URL --duration 1s -o json` as a user runs it: its exit status, the
+    JSON it printed and what it said on stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "appgw_sse", "doctor", url, "--duration", "1s", *extra),
+        *("-o", "json"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        stdout, stderr = await process.communicate()
+    return process.returncode, json.loads(stdout), stderr.decode()
+
+
 async def test_cli_prints_json_on_stdout_and_progress_on_stderr() -> None:
     async with sse_server() as base:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "appgw_sse",
-            "doctor",
-            f"{base}/live",
-            "--duration",
-            "1s",
-            "--header",
-            "X-Probe: 1",
-            "-o",
-            "json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(30):
-            stdout, stderr = await process.communicate()
-    assert process.returncode == EXIT_HEALTHY, stderr.decode()
-    document = json.loads(stdout)
+        status, document, stderr = await doctor_json(f"{base}/live", "--header", "X-Probe: 1")
+    assert status == EXIT_HEALTHY, stderr
     assert document["verdict"] == "streams live" and document["exitCode"] == 0
-    assert "HTTP/1.1 200 OK" in stderr.decode()
+    assert "HTTP/1.1 200 OK" in stderr
 
 
 # -- every verdict renders as JSON ----------------------------------------------------------
@@ -493,21 +490,6 @@ async def test_a_504_through_the_gateway_names_the_requesttimeout() -> None:
 
 async def test_cli_json_when_no_event_arrives() -> None:
     async with sse_server() as base:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "appgw_sse",
-            "doctor",
-            f"{base}/quiet?count=0",
-            "--duration",
-            "1s",
-            "-o",
-            "json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(30):
-            stdout, stderr = await process.communicate()
-    assert process.returncode == EXIT_PROBLEMS, stderr.decode()
-    document = json.loads(stdout)
+        status, document, stderr = await doctor_json(f"{base}/quiet?count=0")
+    assert status == EXIT_PROBLEMS, stderr
     assert document["verdict"].startswith("no event in") and document["events"] == []

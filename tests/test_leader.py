@@ -7,7 +7,7 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,65 +122,65 @@ class _LeaseHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = _answer
 
 
-async def test_no_renewal_outlives_the_renew_deadline_when_the_api_server_hangs() -> None:
+# A 3 s Lease renewed every 0.3 s, to be given up 2 s after the last renewal sent.
+SHORT_LEASE = LeaseSettings(
+    namespace=NAMESPACE, identity="a", duration=3, renew_deadline=2.0, retry_period=0.3
+)
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[tuple[ScriptedLeaseServer, LeaderElector, asyncio.Task[None]]]:
+    """A scripted API server, and a leader holding SHORT_LEASE on it."""
     server = ScriptedLeaseServer()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         configuration = kubernetes.client.Configuration(
             host=f"http://127.0.0.1:{server.server_port}"
         )
-        settings = LeaseSettings(
-            namespace=NAMESPACE, identity="a", duration=3, renew_deadline=2.0, retry_period=0.3
-        )
-        a = LeaderElector(settings, kubernetes.client.ApiClient(configuration))
+        a = LeaderElector(SHORT_LEASE, kubernetes.client.ApiClient(configuration))
         await asyncio.wait_for(a.acquire(), 5)
         holding = asyncio.create_task(a.hold())
-        await asyncio.sleep(1)
-        assert not holding.done()
-        server.hang.set()  # every request from now on hangs
-        with pytest.raises(LeadershipLost, match="not renewed for 2s"):
-            await asyncio.wait_for(holding, 10)
-        stopped = time.monotonic()
-        last_sent = a.fence._renewed_at
-        assert last_sent is not None
-        # Stopped at the renew deadline, before the 3 s Lease ends (urllib3's retries of a
-        # hung request took 4 s at the old 1 s timeout).
-        assert 2.0 <= stopped - last_sent < settings.duration
-        with pytest.raises(LeadershipLost):
-            a.fence.check()  # and no writer may write any more
-        # The renewal in flight ended on its own timeout, at the deadline: the renewal thread
-        # is free before the Lease ends, so no request of it renews a Lease someone else holds.
-        loop = asyncio.get_running_loop()
-        left = settings.duration - (time.monotonic() - last_sent)
-        await asyncio.wait_for(loop.run_in_executor(a._holder, lambda: None), left)
-    finally:
-        server.closing.set()
-        server.shutdown()
-
-
-async def test_an_event_loop_busy_past_the_renew_deadline_keeps_the_lease() -> None:
-    server = ScriptedLeaseServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        configuration = kubernetes.client.Configuration(
-            host=f"http://127.0.0.1:{server.server_port}"
-        )
-        settings = LeaseSettings(
-            namespace=NAMESPACE, identity="a", duration=3, renew_deadline=2.0, retry_period=0.3
-        )
-        a = LeaderElector(settings, kubernetes.client.ApiClient(configuration))
-        await asyncio.wait_for(a.acquire(), 5)
-        holding = asyncio.create_task(a.hold())
-        await asyncio.sleep(0.1)
-        time.sleep(3)  # noqa: ASYNC251  (the loop blocked, as by a slow start, past the deadline)
-        a.fence.check()  # renewed meanwhile, by the renewal thread
-        assert not holding.done()
+        yield server, a, holding
         holding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, LeadershipLost):
             await holding
     finally:
         server.closing.set()
         server.shutdown()
+
+
+async def test_no_renewal_outlives_the_renew_deadline_when_the_api_server_hangs(
+    held: tuple[ScriptedLeaseServer, LeaderElector, asyncio.Task[None]],
+) -> None:
+    server, a, holding = held
+    await asyncio.sleep(1)
+    assert not holding.done()
+    server.hang.set()  # every request from now on hangs
+    with pytest.raises(LeadershipLost, match="not renewed for 2s"):
+        await asyncio.wait_for(holding, 10)
+    stopped = time.monotonic()
+    last_sent = a.fence._renewed_at
+    assert last_sent is not None
+    # Stopped at the renew deadline, before the 3 s Lease ends (urllib3's retries of a hung
+    # request took 4 s at the old 1 s timeout).
+    assert 2.0 <= stopped - last_sent < SHORT_LEASE.duration
+    with pytest.raises(LeadershipLost):
+        a.fence.check()  # and no writer may write any more
+    # The renewal in flight ended on its own timeout, at the deadline: the renewal thread is
+    # free before the Lease ends, so no request of it renews a Lease someone else holds.
+    loop = asyncio.get_running_loop()
+    left = SHORT_LEASE.duration - (time.monotonic() - last_sent)
+    await asyncio.wait_for(loop.run_in_executor(a._holder, lambda: None), left)
+
+
+async def test_an_event_loop_busy_past_the_renew_deadline_keeps_the_lease(
+    held: tuple[ScriptedLeaseServer, LeaderElector, asyncio.Task[None]],
+) -> None:
+    _, a, holding = held
+    await asyncio.sleep(0.1)
+    time.sleep(3)  # noqa: ASYNC251  (the loop blocked, as by a slow start, past the deadline)
+    a.fence.check()  # renewed meanwhile, by the renewal thread
+    assert not holding.done()
 
 
 def test_the_fence_closes_at_the_renew_deadline_measured_from_the_renewal_sent(
