@@ -531,11 +531,11 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         wait_until("the API server and etcd to stop", lambda: not running(info["pids"]), 30)
 
 
-@pytest.mark.floor
 def running(pids: list[int]) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
+@pytest.mark.floor
 def test_helm_install_upgrade_and_uninstall_on_a_real_api_server(
     apiserver: Path, tmp_path: Path
 ) -> None:
