@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import cluster as clusters
 from tests.support.cluster import ApiRequest, Cluster, audit_request, operator_user
-from tests.support.e2e import Emulator, Operator, gateway_id, route_manifest
+from tests.support.e2e import Emulator, Operator, gateway_id, route_manifest, route_ready
 
 from appgw_sse import EXAMPLES
 from appgw_sse.sandbox.demo import wait_until
@@ -628,15 +628,6 @@ def pod(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {"containers": [{"name": "app", "image": "web"}]},
     }
-
-
-def route_ready(route: dict[str, Any]) -> bool:
-    conditions = (route.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c["type"] == "Ready"), {})
-    return bool(
-        ready.get("status") == "True"
-        and ready.get("observedGeneration") == route["metadata"].get("generation")
-    )
 
 
 def timeout_of(route: dict[str, Any], setting: str) -> int | None:

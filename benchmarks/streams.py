@@ -42,7 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import cluster as clusters
 from tests.support.cluster import Cluster
-from tests.support.e2e import Emulator, Operator, extra_gateways, gateway_id, route_manifest
+from tests.support.e2e import (
+    Emulator,
+    Operator,
+    extra_gateways,
+    gateway_id,
+    route_manifest,
+    route_ready,
+)
 
 from appgw_sse import EXAMPLES
 from appgw_sse.sandbox.demo import wait_until
@@ -225,7 +232,7 @@ class Bench:
 
     def all_ready(self, namespace: str) -> bool:
         items = self.cluster.call("GET", ROUTES.format(namespace=namespace))["items"]
-        return bool(items) and all(_ready(r) for r in items)
+        return bool(items) and all(route_ready(r) for r in items)
 
     def arm(self, gateway: str, since: float) -> list[dict[str, Any]]:
         return [
@@ -385,15 +392,6 @@ async def _wait_async(what: str, check: Callable[[], bool], within: float) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
         await asyncio.sleep(0.1)
-
-
-def _ready(route: dict[str, Any]) -> bool:
-    conditions = (route.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c["type"] == "Ready"), {})
-    return bool(
-        ready.get("status") == "True"
-        and ready.get("observedGeneration") == route["metadata"].get("generation")
-    )
 
 
 # -- figures --------------------------------------------------------------------------------

@@ -296,6 +296,16 @@ def _logged_at(line: str) -> float:
     return datetime.fromisoformat(found.group(1) + "+00:00").timestamp() if found else 0.0
 
 
+def route_ready(route: dict[str, Any]) -> bool:
+    """Ready=True for the route's current generation."""
+    conditions = (route.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c["type"] == "Ready"), {})
+    return bool(
+        ready.get("status") == "True"
+        and ready.get("observedGeneration") == route["metadata"].get("generation")
+    )
+
+
 def route_manifest(
     name: str,
     namespace: str = "shop",
