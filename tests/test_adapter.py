@@ -15,7 +15,8 @@ from appgw_sse.adapters.errors import TerminalGatewayError, TransientGatewayErro
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.fields import REQUEST_TIMEOUT, RESPONSE_BUFFERING
-from appgw_sse.core.planner import Change, Plan, RouteIntent, plan_gateway
+from appgw_sse.core.intent import RouteIntent
+from appgw_sse.core.planner import Change, Plan, plan_gateway
 from appgw_sse.emulator.server import RunningEmulator, token_fingerprint
 from appgw_sse.reconciler import GatewayReconciler
 from appgw_sse.routebook import RouteBook

@@ -24,8 +24,9 @@ from appgw_sse.core.conditions import Reason
 from appgw_sse.core.document import agic_tags, name_from_id, response_buffering_enabled
 from appgw_sse.core.drift import DriftTracker
 from appgw_sse.core.fields import Place, gateway_status
+from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.ledger import Ledger, recover, recreated
-from appgw_sse.core.planner import Plan, RouteIntent, plan_gateway
+from appgw_sse.core.planner import Plan, plan_gateway
 from appgw_sse.routebook import RouteBook, RouteChange, RouteRecord
 from appgw_sse.workers import DebouncedWorkers
 

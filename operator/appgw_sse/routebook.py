@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from appgw_sse.core import conditions as cond
 from appgw_sse.core.contract import FINALIZER
-from appgw_sse.core.planner import RouteIntent
+from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.policy import parse_rules, refusal
 from appgw_sse.models.route import SpecError, SseRouteSpec, parse_spec
 from appgw_sse.models.status import BackendsStatus, SseRouteStatus

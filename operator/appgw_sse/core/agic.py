@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.planner import Notice, RouteIntent
+from appgw_sse.core.intent import RouteIntent
+from appgw_sse.core.planner import Notice
 
 PREFIX = "appgw.ingress.kubernetes.io/"
 REQUEST_TIMEOUT = PREFIX + "request-timeout"
