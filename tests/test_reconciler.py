@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from appgw_sse.adapters.errors import TransientGatewayError
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core import agic
 from appgw_sse.core.conditions import Condition, Reason
 from appgw_sse.core.fields import REQUEST_TIMEOUT
 from appgw_sse.models.status import BackendsStatus
+from appgw_sse.ports import TransientGatewayError
 from appgw_sse.reconciler import GatewayReconciler
 from appgw_sse.routebook import RouteBook
 from tests.support.fakes import FakeGateways, FakeKube, condition

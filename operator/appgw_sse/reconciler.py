@@ -7,16 +7,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from appgw_sse import logs, metrics
-from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import (
-    GatewayError,
-    IngressesUnavailable,
-    TerminalGatewayError,
-    TransientGatewayError,
-)
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core import agic
 from appgw_sse.core import conditions as cond
@@ -27,6 +20,15 @@ from appgw_sse.core.fields import Place, gateway_status
 from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.ledger import Ledger, recover, recreated
 from appgw_sse.core.planner import Plan, plan_gateway
+from appgw_sse.ports import (
+    GatewayError,
+    GatewayPort,
+    IngressesUnavailable,
+    LedgerPort,
+    Snapshot,
+    TerminalGatewayError,
+    TransientGatewayError,
+)
 from appgw_sse.routebook import RouteBook, RouteChange, RouteRecord
 from appgw_sse.workers import DebouncedWorkers
 
@@ -37,30 +39,6 @@ log = logging.getLogger(__name__)
 APPLYING_NOTICE_SECONDS = 5.0
 # An Ingress listing that failed (no networking API, no RBAC yet) is tried again after this.
 INGRESS_RETRY_SECONDS = 30.0
-
-
-class GatewayPort(Protocol):
-    async def wait_until_settled(self, gateway_id: str) -> Snapshot: ...
-    async def apply(self, plan: Plan, snapshot: Snapshot | None = None) -> dict[str, Any]: ...
-    async def close(self) -> None: ...
-
-
-class IngressPort(Protocol):
-    async def list_agic_ingresses(self, namespace: str) -> list[agic.Ingress]: ...
-    async def patch_ingress_annotations(
-        self, namespace: str, name: str, patch: dict[str, str | None]
-    ) -> None: ...
-    async def load_ingress_ledger(self, namespace: str) -> agic.IngressLedger: ...
-    async def save_ingress_ledger(self, ledger: agic.IngressLedger) -> None: ...
-
-
-class LedgerPort(IngressPort, Protocol):
-    async def post_event(
-        self, route: dict[str, Any], event_type: str, reason: str, message: str
-    ) -> None: ...
-    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]: ...
-    async def save_ledger(self, confirmed: Ledger, pending: Ledger | None = None) -> None: ...
-    async def delete_ledger(self, gateway_id: str) -> None: ...
 
 
 def _named(records: list[RouteRecord]) -> str:
