@@ -44,6 +44,7 @@ def test_the_core_modules_are_all_checked() -> None:
                 "appgw_sse.ports",
                 "appgw_sse.routebook",
                 "appgw_sse.reconciler",
+                "appgw_sse.agic_mode",
                 "appgw_sse.pods",
             ],
             ("azure", "kubernetes"),
