@@ -47,7 +47,7 @@ class Limit:
     advice: str
 
 
-# The idle limits an SSE stream meets on Application Gateway (see the README for sources).
+# The idle limits an SSE stream meets on Application Gateway (docs/doctor.md gives the sources).
 LIMITS = (
     Limit(30, "a 30 s requestTimeout (the default)", "raise it above your longest silence"),
     Limit(
