@@ -47,6 +47,7 @@ DEBOUNCE = 1.0  # the rig's --debounce
 LRO_SECONDS = 1.0
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 SHARED, OTHER, SAMPLED = "notifications-http", "chat-http", "api-http"
+GATEWAY_LABEL = "scale.appgw.dev/gateway"  # the index of a filled route's gateway
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ FULL = Size(
     samples=5,
     idle=60,
     resync=30,
-    rss=150,
+    rss=175,
 )
 SMOKE = Size(
     burst=10,
@@ -395,7 +396,9 @@ class Bench:
             count = per - taken if g == 0 else per
             for i in range(count):
                 setting = SHARED if g > 0 and i < per // 2 else OTHER
-                items.append(route_manifest(f"g{g}-{i:03d}", "scale", (setting,), "30s", gateway))
+                item = route_manifest(f"g{g}-{i:03d}", "scale", (setting,), "30s", gateway)
+                item["metadata"]["labels"] = {GATEWAY_LABEL: str(g)}  # to delete them together
+                items.append(item)
         started = time.time()
         self.create(items)
         names = {r["metadata"]["name"] for r in items}
@@ -603,6 +606,32 @@ class Bench:
             gets == n and puts == 0 and not writes,
         )
 
+    def delete_together(self) -> None:
+        """One gateway's routes deleted in one request (a deletecollection, as a namespace or
+        an app is torn down): one update restores the gateway and releases them all, however
+        many of kopf's workers wait for it."""
+        names = {f"g1-{i:03d}" for i in range(self.size.per_gateway)}
+        started = time.time()
+        self.cluster.call(
+            "DELETE", f"{ROUTES}/namespaces/scale/sseroutes?labelSelector={GATEWAY_LABEL}%3D1"
+        )
+        marked = time.time() - started  # the server marks them one by one
+        until(
+            f"{len(names)} deleted routes released",
+            lambda: not names & {r["metadata"]["name"] for r in self.routes("scale")},
+            timeout=900,
+            interval=1.0,
+        )
+        elapsed = time.time() - started
+        self.settle()
+        puts = sum(1 for r in self.arm(started) if r["method"] == "PUT")
+        self.row(
+            f"{len(names)} routes of one gateway deleted at once: PUTs",
+            "== 1",
+            f"{puts} (marked deleting over {marked:.1f} s, all released in {elapsed:.1f} s)",
+            puts == 1,
+        )
+
     def seed_pods(self) -> None:
         small, large = self.size.pods
         counts = {
@@ -655,9 +684,9 @@ def seeds(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def render(rows: list[Row], size: Size, elapsed: float) -> str:
+def render(rows: list[Row], size: Size, server: str, elapsed: float) -> str:
     lines = [
-        f"scale: {'smoke' if size == SMOKE else 'full'} size, real kube-apiserver v1.20.2 with "
+        f"scale: {'smoke' if size == SMOKE else 'full'} size, {server} with "
         f"audit log, ARM emulator (LRO {LRO_SECONDS:g} s), operator --debounce {DEBOUNCE:g}s "
         f"--no-probe; {os.cpu_count()} cores; {elapsed:.0f} s",
         "",
@@ -680,7 +709,8 @@ def main() -> int:
         help="write tracemalloc and py-spy profiles of the operator to DIR",
     )
     args = parser.parse_args()
-    if clusters.real_server() is None:
+    server = clusters.real_server()
+    if server is None:
         print("scale.py needs the real API server (../shared/k8s, etcd, xz)", file=sys.stderr)
         return 1
     size = SMOKE if args.smoke else FULL
@@ -722,6 +752,7 @@ def main() -> int:
                     bench.pods()
                     bench.footprint()
                     bench.restart_and_resync()
+                    bench.delete_together()
                 except BaseException:
                     if bench.operator is not None:  # what the operator said, before it is gone
                         print(bench.operator.output()[-6000:], file=sys.stderr)
@@ -731,7 +762,7 @@ def main() -> int:
                         bench.operator.stop()
         finally:
             emulator.stop()
-    print(render(bench.rows, size, time.time() - began))
+    print(render(bench.rows, size, server.describe(), time.time() - began))
     return 0 if all(row.met is not False for row in bench.rows) else 1
 
 

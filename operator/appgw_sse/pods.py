@@ -153,7 +153,7 @@ class PodReconciler:
         return {n for n, p in pods.items() if bk.selects(labels, p.labels)}, None
 
     async def reconcile(self, namespace: str) -> float | None:
-        if self.book.unobserved(("namespace", namespace)) or not self.listed():
+        if not self.book.listed() or not self.listed():
             return 1.0
         records = self.book.in_namespace(namespace)
         serving = [r for r in records if not r.deleting and r.serves_pods]

@@ -85,6 +85,15 @@ class StatusPort(Protocol):
     ) -> None: ...
 
 
+class FinalizerPort(Protocol):
+    async def patch_route_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> bool:
+        """Write the route's finalizers if it is still at `resource_version`; False when it
+        changed meanwhile (the watch brings the newer version) or is gone."""
+        ...
+
+
 class PodsPort(Protocol):
     async def patch_pod_annotations(
         self, namespace: str, name: str, patch: dict[str, str | None]

@@ -155,7 +155,7 @@ class GatewayReconciler:
     async def reconcile(self, gateway_key: str) -> float | None:
         """One pass over one gateway; the delay before a retry, or None when settled. The
         deleted routes whose restore is on the gateway are released here, and only here."""
-        if self.book.unobserved(("gateway", gateway_key)):
+        if not self.book.listed():
             return 1.0
         records = self.book.on_gateway(gateway_key)
         gateway_id = self._gateway_id(gateway_key, records)
@@ -261,7 +261,7 @@ class GatewayReconciler:
             await self._fail(routes.active, exc, routes.planned, routes.deleting)
             return _Ended()
         # The deleted routes are released, not told to wait (a status write then only races
-        # kopf's finalizer patch).
+        # the finalizer's removal).
         await self._fail(routes.active, exc, routes.planned, [])
         if not routes.active:
             # Gone, and no route needs it: a gateway made again under its id is a new instance

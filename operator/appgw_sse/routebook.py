@@ -1,6 +1,6 @@
 """The route book: what the operator knows of each SseRoute, and the one writer of its status.
 
-kopf's route events come in through observe() and forget(). Each returns the RouteChange it
+The route watch's events come in through observe() and forget(). Each returns the RouteChange it
 made and hands it to the listeners: the gateway and pod workers, which subscribe when they are
 constructed. Both workers report through write_status(), one at a time per route, each update
 merged over the other's conditions; a write that would change nothing is skipped.
@@ -125,9 +125,11 @@ class RouteBook:
         self.kube, self.allowed_gateways = kube, parse_rules(allowed_gateways)
         self.routes: dict[str, RouteRecord] = {}
         self._listeners: list[Listener] = []
-        # Routes kopf listed that carry our finalizer, by ("gateway", id) and ("namespace",
-        # name): kopf's index, filled from its first listing (see handlers.routes).
-        self.listed: Mapping[tuple[str, str], Any] = {}
+        # Whether every route of the route watch's first listing has been observed (see
+        # handlers.routes): until then, as after a restart, a pass would plan from part of the
+        # routes, and could lower a value one of the others still needs, or strip and re-add
+        # pods' annotations.
+        self.listed: Callable[[], bool] = lambda: True
         # Messages already posted as Events that still live, by route uid (read at start).
         self.posted: Mapping[str, set[str]] = {}
 
@@ -140,16 +142,10 @@ class RouteBook:
     def in_namespace(self, namespace: str) -> list[RouteRecord]:
         return [r for r in self.routes.values() if r.namespace == namespace]
 
-    def unobserved(self, scope: tuple[str, str]) -> bool:
-        """Whether a route handled before (it carries our finalizer) in `scope` is yet to be
-        observed, as after a restart: planning from part of the routes could lower a value one
-        of the others still needs, or strip and re-add pods' annotations."""
-        return any(key not in self.routes for key in self.listed.get(scope, ()))
-
     def gateway_keys(self) -> set[str]:
         return {r.gateway_key for r in self.routes.values() if r.gateway_key}
 
-    # -- events from kopf -----------------------------------------------------------------
+    # -- events from the route watch -----------------------------------------------------------------
 
     async def observe(self, body: Mapping[str, Any]) -> RouteChange | None:
         """Take in the current state of a route; None when nothing the workers act on changed."""
@@ -157,8 +153,8 @@ class RouteBook:
         key = f"{meta['namespace']}/{meta['name']}"
         generation, deleting = int(meta.get("generation") or 0), bool(meta.get("deletionTimestamp"))
         if FINALIZER not in (meta.get("finalizers") or ()) and not deleting:
-            # kopf adds our finalizer first, guarded by the resourceVersion: a status write now
-            # would make its patch fail (422). Its patch brings the route back here.
+            # Our finalizer is added first, guarded by the resourceVersion (see finalizers): a
+            # status write now would make that patch fail. Its patch brings the route back here.
             return None
         record = self.routes.get(key)
         taken_in = record is None
@@ -184,7 +180,7 @@ class RouteBook:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
             # Invalid input changes nothing: the last valid requirements stay in force. A
-            # deleted route gets no status: the write would race kopf's finalizer patch (422).
+            # deleted route gets no status: the write would race the finalizer's removal.
             if not record.deleting:
                 await self.write_status(record, [cond.invalid_spec(str(exc))])
                 await self.kube.post_event(

@@ -63,8 +63,8 @@ class FakeGateways:
 
 
 class FakeKube:
-    """Route status, Events, ledgers and pod annotations in memory; `changed` is notified on
-    every status write and pod patch."""
+    """Route status, Events, ledgers, finalizers and pod annotations in memory; `changed` is
+    notified on every status write, finalizer write and pod patch."""
 
     def __init__(self) -> None:
         self.statuses: list[dict[str, Any]] = []
@@ -76,6 +76,10 @@ class FakeKube:
         self.ingress_patches: list[tuple[str, dict[str, str | None]]] = []  # (Ingress, patch)
         self.ingress_ledgers: dict[str, agic.IngressLedger] = {}
         self.ingress_failure: str | None = None  # listing Ingresses fails with it while set
+        # (route, finalizers, resourceVersion) per finalizer write; the versions in `stale`
+        # answer as the API server does when the route changed since (False).
+        self.finalizer_writes: list[tuple[str, list[str], str]] = []
+        self.stale: set[str] = set()
         self.changed = asyncio.Condition()
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -97,6 +101,14 @@ class FakeKube:
 
     async def delete_ledger(self, gateway_id: str) -> None:
         self.ledgers.pop(gateway_id.lower(), None)
+
+    async def patch_route_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> bool:
+        async with self.changed:
+            self.finalizer_writes.append((name, list(finalizers), resource_version))
+            self.changed.notify_all()
+        return resource_version not in self.stale
 
     async def patch_pod_annotations(
         self, namespace: str, name: str, patch: dict[str, str | None]
@@ -132,7 +144,7 @@ class FakeKube:
         return next(status for name, status in reversed(self.written) if name == route)
 
     async def wait_until(self, holds: Any) -> None:
-        """Until `holds()` is true after some status write or pod patch."""
+        """Until `holds()` is true after some status write, finalizer write or pod patch."""
         async with asyncio.timeout(10), self.changed:
             await self.changed.wait_for(holds)
 
@@ -145,7 +157,7 @@ def route_body(
     metadata: dict[str, Any] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    """An SseRoute in namespace ns as kopf hands it over (our finalizer already added)."""
+    """An SseRoute in namespace ns as the route watch hands it over (our finalizer added)."""
     return {
         "metadata": {
             "namespace": "ns",

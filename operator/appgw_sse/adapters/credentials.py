@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import AccessToken
-from azure.identity import CredentialUnavailableError
+from azure.core.exceptions import ClientAuthenticationError  # azure-identity's error's base
 
 # A file rewritten within the filesystem's timestamp granularity of our last read can keep its
 # mtime and size; until its mtime is older than our read by this much, it is read again (git's
@@ -47,11 +47,13 @@ class TokenFileCredential:
                     identity, self.path.read_text(encoding="utf-8").strip(), time.time_ns()
                 )
         except OSError as exc:
-            raise CredentialUnavailableError(
+            # Not azure-identity's CredentialUnavailableError, a subclass: importing
+            # azure-identity costs 9 MiB, and with a token file nothing else needs it.
+            raise ClientAuthenticationError(
                 f"token file {self.path}: {exc.strerror or exc}"
             ) from None
         if not last.token:
-            raise CredentialUnavailableError(f"token file {self.path} is empty")
+            raise ClientAuthenticationError(f"token file {self.path} is empty")
         return last.token
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:

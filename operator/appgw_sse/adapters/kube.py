@@ -28,6 +28,8 @@ _COMPONENT = "appgw-sse-operator"  # the source of our Events
 # Who owns the status in managedFields, beside the GitOps tool owning the spec (the client's
 # default would be its User-Agent, "OpenAPI-Generator").
 _FIELD_MANAGER = "appgw-sse-operator"
+# Who owns our finalizer (the status's manager owns nothing but the status).
+_FINALIZER_MANAGER = "appgw-sse-operator-finalizer"
 _PENDING = "intent"  # the ConfigMap key of the pending ledger (its name in stored ledgers)
 # Who wrote a ledger ConfigMap: the Lease holder's identity and its holding (leaseTransitions).
 _HOLDER, _EPOCH = f"{API_GROUP}/lease-holder", f"{API_GROUP}/lease-transitions"
@@ -98,6 +100,34 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:  # a route deleted meanwhile needs no status
                 raise
+
+    async def patch_route_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> bool:
+        """Write the route's finalizers if it is still at `resource_version` (another writer's
+        change to the list is never lost); False when it changed meanwhile or is gone."""
+        self.fence.check()
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        try:
+            _discard(
+                await asyncio.to_thread(
+                    self.custom.patch_namespaced_custom_object,
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    field_manager=_FINALIZER_MANAGER,
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                )
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
 
     async def patch_pod_annotations(
         self, namespace: str, name: str, patch: dict[str, str | None]

@@ -1,0 +1,118 @@
+"""Our finalizer on SseRoutes, held by the operator itself rather than by kopf.
+
+kopf works each object in a task of its own: 1,000 routes created at once were 1,000 tasks at
+once, whose high-water mark the allocator keeps (77 MiB above the operator at start), and a delete
+handler waiting for its gateway held its task, so bounding kopf's tasks queued new routes behind
+deletions. Here the route watch hands each route over as it comes: a new route gets the finalizer
+through one of a few writers; a deleted route's finalizer goes once its gateway is settled without
+it and no pod carries it. That wait holds no writer, so whatever the gateways do, new routes get
+their finalizer at once, and routes deleted together are released by the one update that restores
+their gateway.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from appgw_sse.core.contract import FINALIZER
+from appgw_sse.fence import LeadershipLost
+from appgw_sse.ports import FinalizerPort
+
+log = logging.getLogger(__name__)
+
+WRITERS = 4  # finalizer writes in flight at once
+RETRY_SECONDS = 5.0  # after a write failed for another reason than a newer version or a 404
+
+
+class Finalizers:
+    """`observe` every route event (before the route book does), `forget` a route gone from the
+    API. `released(namespace, name)` returns once the route may go."""
+
+    def __init__(
+        self,
+        kube: FinalizerPort,
+        released: Callable[[str, str], Awaitable[None]],
+        writers: int = WRITERS,
+    ) -> None:
+        self.kube, self._released = kube, released
+        # The finalizers to write, by route key, with the resourceVersion they were computed from:
+        # a key is queued once however many events come before its write.
+        self._wanted: dict[str, tuple[list[str], str]] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._waiting: dict[str, asyncio.Task[None]] = {}  # deleted routes, until released
+        self._deleting: dict[str, tuple[list[str], str]] = {}  # their latest finalizers, version
+        self._writers = [
+            asyncio.create_task(self._write(), name=f"finalizer writer {i}") for i in range(writers)
+        ]
+        self._closed = False
+
+    def observe(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        key, version = f"{namespace}/{name}", str(meta.get("resourceVersion", ""))
+        finalizers = list(meta.get("finalizers") or ())
+        if not meta.get("deletionTimestamp"):
+            if FINALIZER not in finalizers:
+                self._want(key, [*finalizers, FINALIZER], version)
+            return
+        if FINALIZER not in finalizers:
+            return
+        self._deleting[key] = ([f for f in finalizers if f != FINALIZER], version)
+        task = self._waiting.get(key)
+        if task is None:
+            self._waiting[key] = asyncio.create_task(
+                self._release(namespace, name), name=f"release {key}"
+            )
+        elif task.done():  # released, but the write met a newer version: write onto that one
+            self._want(key, *self._deleting[key])
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = f"{namespace}/{name}"
+        self._wanted.pop(key, None)
+        self._deleting.pop(key, None)
+        task = self._waiting.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [*self._writers, *self._waiting.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _want(self, key: str, finalizers: list[str], version: str) -> None:
+        if key not in self._wanted:
+            self._queue.put_nowait(key)
+        self._wanted[key] = (finalizers, version)
+
+    async def _release(self, namespace: str, name: str) -> None:
+        key = f"{namespace}/{name}"
+        await self._released(namespace, name)
+        log.info(
+            "route %s deleted: its gateway is settled without it and no pod carries it",
+            key,
+            extra={"route": key},
+        )
+        self._want(key, *self._deleting[key])
+
+    async def _write(self) -> None:
+        while True:
+            key = await self._queue.get()
+            wanted = self._wanted.pop(key, None)
+            if wanted is None:  # forgotten meanwhile
+                continue
+            namespace, _, name = key.partition("/")
+            try:
+                await self.kube.patch_route_finalizers(namespace, name, *wanted)
+            except LeadershipLost as exc:
+                log.warning("finalizers: %s; stopping this writer", exc)
+                return
+            except Exception as exc:
+                log.warning("route %s: could not write its finalizers: %s; again soon", key, exc)
+                asyncio.get_running_loop().call_later(RETRY_SECONDS, self._retry, key, wanted)
+
+    def _retry(self, key: str, wanted: tuple[list[str], str]) -> None:
+        if not self._closed and key not in self._wanted:  # a newer event's write wins
+            self._want(key, *wanted)
