@@ -1,19 +1,21 @@
 """Kubernetes access for the reconciler: route status, Events, and the ledger ConfigMaps.
 
-The official client is synchronous; every call runs in a thread so the event loop (kopf's
-watches, the gateway workers) never blocks.
+The official client is synchronous; every call runs in a thread so the event loop (the
+watches, the gateway workers) never blocks. Core and networking requests go through its ApiClient
+(`_Api`), not its generated CoreV1Api and NetworkingV1Api: importing those for a handful of calls
+cost 18 MiB of the operator's memory.
 """
 
 import asyncio
 import datetime
 import functools
 import hashlib
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import kubernetes
-from kubernetes.client import CoreV1Event, V1ConfigMap, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse.core.agic import Ingress, IngressLedger, agic_ingress
@@ -34,6 +36,7 @@ _PENDING = "intent"  # the ConfigMap key of the pending ledger (its name in stor
 # Who wrote a ledger ConfigMap: the Lease holder's identity and its holding (leaseTransitions).
 _HOLDER, _EPOCH = f"{API_GROUP}/lease-holder", f"{API_GROUP}/lease-transitions"
 _LEDGER_PREFIX = "appgw-sse-ledger-"
+_INGRESSES = "/apis/networking.k8s.io/v1"
 
 
 def load_config() -> None:
@@ -61,9 +64,46 @@ def _discard(response: Any) -> None:
     response.release_conn()
 
 
-def _resource_version(config_map: V1ConfigMap) -> str:
-    assert config_map.metadata is not None and config_map.metadata.resource_version
-    return config_map.metadata.resource_version
+def _resource_version(config_map: dict[str, Any]) -> str:
+    return str(config_map["metadata"]["resourceVersion"])
+
+
+class _Api:
+    """Requests by path through the official client's ApiClient: its configuration,
+    authentication, TLS and ApiException, without a generated per-group API class."""
+
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.client = client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str | int | None] | None = None,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        decode: bool = True,
+    ) -> Any:
+        """The answer's JSON; with `decode` False, nothing (the answer is let go unread)."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self.client.param_serialize(
+            method,
+            path,
+            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.client.call_api(*request)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        if not decode:
+            _discard(response.response)
+            return None
+        return json.loads(response.read())  # type: ignore[no-untyped-call]
 
 
 class Kube:
@@ -73,9 +113,8 @@ class Kube:
         load_config()
         self.ledger_namespace, self.lease_name = ledger_namespace, lease_name
         self.fence = fence or Unfenced()
-        self.core = kubernetes.client.CoreV1Api()
+        self.api = _Api(kubernetes.client.ApiClient())
         self.custom = kubernetes.client.CustomObjectsApi()
-        self.networking = kubernetes.client.NetworkingV1Api()
         self.coordination = kubernetes.client.CoordinationV1Api()
         # The ledger ConfigMaps' resourceVersions as last read or written, by gateway id, and
         # the Lease holding that wrote each (as read).
@@ -133,7 +172,7 @@ class Kube:
         self, namespace: str, name: str, patch: dict[str, str | None]
     ) -> None:
         """Merge-patch only the given annotation keys (None removes one); labels untouched."""
-        await _patch_annotations(self.core.patch_namespaced_pod, namespace, name, patch)
+        await self._patch_annotations(f"/api/v1/namespaces/{namespace}/pods/{name}", patch)
 
     async def post_event(
         self, route: dict[str, Any], event_type: str, reason: str, message: str
@@ -153,13 +192,12 @@ class Kube:
             "reportingComponent": _COMPONENT,
         }
         try:
-            _discard(
-                await asyncio.to_thread(
-                    self.core.create_namespaced_event,
-                    route["namespace"],
-                    CoreV1Event.model_validate(event),
-                    _preload_content=False,
-                )
+            await asyncio.to_thread(
+                self.api.request,
+                "POST",
+                f"/api/v1/namespaces/{route['namespace']}/events",
+                body=event,
+                decode=False,
             )
         except (ApiException, OSError) as exc:
             log.warning(
@@ -177,21 +215,20 @@ class Kube:
         selector = f"involvedObject.kind={KIND},source={_COMPONENT}"
         posted: dict[str, set[str]] = {}
         for namespace in namespaces or [""]:  # none: every namespace at once
+            path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
             token = None
             while True:
                 page = await asyncio.to_thread(
-                    functools.partial(self.core.list_namespaced_event, namespace)
-                    if namespace
-                    else self.core.list_event_for_all_namespaces,
-                    field_selector=selector,
-                    limit=500,
-                    _continue=token,
+                    self.api.request,
+                    "GET",
+                    path,
+                    {"fieldSelector": selector, "limit": 500, "continue": token},
                 )
-                for event in page.items:
-                    uid = event.involved_object.uid if event.involved_object else None
-                    if uid and event.message:
-                        posted.setdefault(uid, set()).add(event.message)
-                token = page.metadata.var_continue if page.metadata else None
+                for event in page.get("items") or ():
+                    uid = (event.get("involvedObject") or {}).get("uid")
+                    if uid and event.get("message"):
+                        posted.setdefault(uid, set()).add(event["message"])
+                token = (page.get("metadata") or {}).get("continue")
                 if not token:
                     break
         return posted
@@ -216,15 +253,16 @@ class Kube:
     async def ledger_gateways(self) -> list[str]:
         """The ids of the gateways that have a ledger."""
         found = await asyncio.to_thread(
-            self.core.list_namespaced_config_map,
-            self.ledger_namespace,
-            label_selector=",".join(f"{k}={v}" for k, v in _MANAGED_BY.items()),
+            self.api.request,
+            "GET",
+            self._config_maps,
+            {"labelSelector": ",".join(f"{k}={v}" for k, v in _MANAGED_BY.items())},
         )
         return [
-            (c.data or {})["gatewayId"]
-            for c in found.items
-            if c.metadata and str(c.metadata.name).startswith(_LEDGER_PREFIX)
-            if "gatewayId" in (c.data or {})
+            (c.get("data") or {})["gatewayId"]
+            for c in found.get("items") or ()
+            if str(c["metadata"]["name"]).startswith(_LEDGER_PREFIX)
+            if "gatewayId" in (c.get("data") or {})
         ]
 
     async def routed_gateways(self, namespaces: Sequence[str]) -> set[str]:
@@ -257,13 +295,14 @@ class Kube:
     async def list_agic_ingresses(self, namespace: str) -> list[Ingress]:
         """The Ingresses (networking.k8s.io/v1) of AGIC's class in the namespace."""
         try:
-            found = await asyncio.to_thread(self.networking.list_namespaced_ingress, namespace)
+            listing = await asyncio.to_thread(
+                self.api.request, "GET", f"{_INGRESSES}/namespaces/{namespace}/ingresses"
+            )
         except (ApiException, OSError) as exc:
             detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
             raise IngressesUnavailable(
                 f"could not list the Ingresses of namespace {namespace}: {detail}"
             ) from exc
-        listing = self.networking.api_client.sanitize_for_serialization(found)
         items = listing.get("items") or []
         return [i for i in map(agic_ingress, items) if i is not None]
 
@@ -271,7 +310,9 @@ class Kube:
         self, namespace: str, name: str, patch: dict[str, str | None]
     ) -> None:
         """Merge-patch only the given annotation keys (None removes one)."""
-        await _patch_annotations(self.networking.patch_namespaced_ingress, namespace, name, patch)
+        await self._patch_annotations(
+            f"{_INGRESSES}/namespaces/{namespace}/ingresses/{name}", patch
+        )
 
     async def load_ingress_ledger(self, namespace: str) -> IngressLedger:
         data = await self._read(f"ingresses/{namespace}", ingress_ledger_name(namespace))
@@ -298,19 +339,17 @@ class Kube:
 
     async def _read(self, key: str, name: str) -> dict[str, str] | None:
         found = await asyncio.to_thread(
-            self.core.list_namespaced_config_map,
-            self.ledger_namespace,
-            field_selector=f"metadata.name={name}",
+            self.api.request, "GET", self._config_maps, {"fieldSelector": f"metadata.name={name}"}
         )
-        if not found.items:
+        if not found.get("items"):
             self._ledger_versions.pop(key, None)
             self._ledger_epochs.pop(key, None)
             return None
-        config_map = found.items[0]
+        config_map = found["items"][0]
         self._ledger_versions[key] = _resource_version(config_map)
-        annotations = (config_map.metadata.annotations if config_map.metadata else None) or {}
+        annotations = config_map["metadata"].get("annotations") or {}
         self._ledger_epochs[key] = int(annotations.get(_EPOCH) or 0)
-        return dict(config_map.data or {})
+        return dict(config_map.get("data") or {})
 
     async def _fenced(self, key: str, name: str) -> None:
         """Right before a ledger write: raise LeadershipLost unless this process leads now. The
@@ -344,17 +383,20 @@ class Kube:
             "labels": _MANAGED_BY,
             "annotations": {_HOLDER: self.fence.identity, _EPOCH: str(self.fence.epoch)},
         }
-        body = V1ConfigMap.model_validate(
-            {"metadata": {**metadata, "resourceVersion": version}, "data": data}
-        )
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {**metadata, **({"resourceVersion": version} if version else {})},
+            "data": data,
+        }
         await self._fenced(key, name)
         if version is None:
             written = await asyncio.to_thread(
-                self.core.create_namespaced_config_map, self.ledger_namespace, body
+                self.api.request, "POST", self._config_maps, body=body
             )
         else:
             written = await asyncio.to_thread(
-                self.core.replace_namespaced_config_map, name, self.ledger_namespace, body
+                self.api.request, "PUT", f"{self._config_maps}/{name}", body=body
             )
         self._ledger_versions[key] = _resource_version(written)
         self._ledger_epochs[key] = self.fence.epoch
@@ -367,28 +409,28 @@ class Kube:
         await self._fenced(key, name)
         del self._ledger_versions[key]
         await asyncio.to_thread(
-            self.core.delete_namespaced_config_map,
-            name,
-            self.ledger_namespace,
-            body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
+            self.api.request,
+            "DELETE",
+            f"{self._config_maps}/{name}",
+            body={"preconditions": {"resourceVersion": version}},
+            decode=False,
         )
 
+    @property
+    def _config_maps(self) -> str:
+        return f"/api/v1/namespaces/{self.ledger_namespace}/configmaps"
 
-async def _patch_annotations(
-    patch_object: Callable[..., Any], namespace: str, name: str, patch: dict[str, str | None]
-) -> None:
-    """Merge-patch only the given annotation keys of an object (None removes one)."""
-    try:
-        _discard(
+    async def _patch_annotations(self, path: str, patch: dict[str, str | None]) -> None:
+        """Merge-patch only the given annotation keys of an object (None removes one)."""
+        try:
             await asyncio.to_thread(
-                patch_object,
-                name,
-                namespace,
-                {"metadata": {"annotations": patch}},
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
+                self.api.request,
+                "PATCH",
+                path,
+                body={"metadata": {"annotations": patch}},
+                content_type="application/merge-patch+json",
+                decode=False,
             )
-        )
-    except ApiException as exc:
-        if exc.status != 404:  # an object gone meanwhile needs nothing
-            raise
+        except ApiException as exc:
+            if exc.status != 404:  # an object gone meanwhile needs nothing
+                raise

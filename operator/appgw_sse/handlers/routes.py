@@ -105,12 +105,20 @@ def _route_sink(
 
     async def route_event(event_type: str, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
-        if event_type == "DELETED":
-            finalizers.forget(meta["namespace"], meta["name"])
-            book.forget(meta["namespace"], meta["name"])
-        else:
-            finalizers.observe(body)
-            await book.observe(body)
+        try:
+            if event_type == "DELETED":
+                finalizers.forget(meta["namespace"], meta["name"])
+                book.forget(meta["namespace"], meta["name"])
+            else:
+                finalizers.observe(body)
+                await book.observe(body)
+        except Exception:  # e.g. a status write refused: the watch goes on with the next
+            log.exception(
+                "route %s/%s: taking in its %s event failed",
+                meta.get("namespace"),
+                meta.get("name"),
+                event_type,
+            )
 
     return route_event
 
