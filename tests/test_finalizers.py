@@ -125,3 +125,21 @@ async def test_a_failed_write_is_retried_and_a_forgotten_route_is_not_waited_for
     await kube.wait_until(lambda: writes_for(kube, "a"))
     assert kube.finalizer_writes == [("a", [FINALIZER], "2")]
     await finalizers.close()
+
+
+async def test_a_route_event_that_fails_is_logged_and_the_watch_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from appgw_sse.handlers.routes import _route_sink
+
+    class Refusing(RouteBook):
+        async def observe(self, body: Any) -> None:
+            raise RuntimeError("status write refused")
+
+    kube = FakeKube()
+    finalizers = Finalizers(kube, never)
+    sink = _route_sink(Refusing(kube, ("*",)), finalizers)
+    await sink("ADDED", version(body("a"), "1"))  # does not raise into the watch
+    assert "route ns/a: taking in its ADDED event failed" in caplog.text
+    await kube.wait_until(lambda: writes_for(kube, "a"))
+    await finalizers.close()
