@@ -608,8 +608,7 @@ class Bench:
 
     def delete_together(self) -> None:
         """One gateway's routes deleted in one request (a deletecollection, as a namespace or
-        an app is torn down): one update restores the gateway and releases them all, however
-        many of kopf's workers wait for it."""
+        an app is torn down): one update restores the gateway and releases them all."""
         names = {f"g1-{i:03d}" for i in range(self.size.per_gateway)}
         started = time.time()
         self.cluster.call(

@@ -17,6 +17,7 @@ from appgw_sse.adapters.watch import ApiServer, ListWatch, collection_paths
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
 from appgw_sse.finalizers import Finalizers
+from appgw_sse.health import ROUTE_WATCH
 from appgw_sse.leader import LEASE_NAME
 from appgw_sse.pods import PodReconciler, ProbeSettings
 from appgw_sse.reconciler import GatewayReconciler
@@ -57,11 +58,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         for path in collection_paths(resource, config.namespaces)
     ]
     pods.listed = lambda: all(watch.listed.is_set() for watch in watches)
-    watches += routes
     memo["tasks"] = [
         asyncio.create_task(gateways.resync(), name="resync"),
         asyncio.create_task(_restore_orphans(kube, gateways, config), name="orphan ledgers"),
         *(asyncio.create_task(watch.run(), name=f"watch {watch.path}") for watch in watches),
+        *(asyncio.create_task(watch.run(), name=f"{ROUTE_WATCH} {watch.path}") for watch in routes),
     ]
     metrics.ROUTES.source = book.routes.values
     log.info(
