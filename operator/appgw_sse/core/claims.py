@@ -30,7 +30,7 @@ ABSENT = "-"
 MAX_TAGS = 50
 MAX_VALUE = 256
 OWNER_SHAPE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_CHUNK = re.compile(r"(?P<base>.*?)(?:\.(?P<n>[1-9][0-9]*))?")
+_CHUNK = re.compile(r"(?P<base>.*?)(?:\.(?P<n>[1-9][0-9]*))?", re.DOTALL)
 _ENTRY = re.compile(r"(?P<key>[a-z]+)(?::(?P<setting>[A-Za-z0-9_.-]+))?=(?P<value>[^;=]+)")
 _BY_KEY: dict[str, OwnedField] = {f.tag_key: f for f in FIELDS}
 
