@@ -7,10 +7,13 @@ for the next leader) and the Lease is handed over at once.
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 
 import kopf
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from appgw_sse import health as healthz
 from appgw_sse import metrics
@@ -37,6 +40,8 @@ async def operate(config: OperatorConfig, health_port: int, lease: LeaseSettings
             "choose a free port, or 0 for any"
         ) from None
     try:
+        if not config.owner_id:
+            config = dataclasses.replace(config, owner_id=await _default_owner_id(config))
         return await _lead(config, health, LeaderElector(lease))
     except NamespaceNotFound as exc:
         raise StartupError(
@@ -46,6 +51,24 @@ async def operate(config: OperatorConfig, health_port: int, lease: LeaseSettings
         ) from None
     finally:
         await runner.cleanup()
+
+
+async def _default_owner_id(config: OperatorConfig) -> str:
+    """<namespace>-<8 hex of kube-system's uid>, for an installation without --owner-id."""
+    from appgw_sse.adapters.kube import cluster_uid
+    from appgw_sse.core.claims import default_owner
+
+    try:
+        owner = default_owner(config.ledger_namespace, await asyncio.to_thread(cluster_uid))
+    except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+        detail = getattr(exc, "reason", None) or exc
+        raise StartupError(
+            "--owner-id is not set and its default could not be derived: reading namespace "
+            f"kube-system failed ({detail}); grant get on namespace kube-system (the chart "
+            "does) or set --owner-id"
+        ) from None
+    log.info("owner id %s (derived: no --owner-id)", owner)
+    return owner
 
 
 async def _lead(

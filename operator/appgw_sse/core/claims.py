@@ -15,6 +15,7 @@ overwritten, and removed with its last claim. Tags outside the `appgw-sse.` pref
 user's and never touched.
 """
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,14 @@ def check_owner(owner: str) -> str:
             "starting and ending with a letter or digit"
         )
     return owner
+
+
+def default_owner(namespace: str, cluster_uid: str) -> str:
+    """The owner id of an installation that names none: its namespace (one operator works per
+    namespace, the holder of its Lease) and its cluster (kube-system's uid, fixed for the
+    cluster's life), so that two clusters, or two installations, never share one."""
+    digest = hashlib.sha256(cluster_uid.encode()).hexdigest()[:8]
+    return check_owner(f"{namespace[:54].rstrip('-')}-{digest}")
 
 
 @dataclass(frozen=True)
@@ -239,3 +248,10 @@ def with_tags(document: Mapping[str, Any], claims: Claims) -> dict[str, Any]:
 def tag_room(document: Mapping[str, Any]) -> int:
     """How many tags the claim system may use on this gateway: ARM's limit minus the user's."""
     return MAX_TAGS - len(user_tags(tags_of(document)))
+
+
+def others_status(document: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """status.gateway.claims: the other owners' claims on the gateway (nothing when none)."""
+    claims, _ = parse(tags_of(document))
+    others = [{"owner": o, "needs": claims.describe(o)} for o in claims.others(owner)]
+    return {"claims": others} if others else {}

@@ -337,5 +337,17 @@ def gateway_status_schema() -> Schema:
                     },
                 },
             },
+            "claims": {
+                "type": "array",
+                "description": "The claims of other clusters' operators on the gateway (its "
+                "appgw-sse.claim.<owner> tags): what each needs, which the gateway keeps.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "owner": {"type": "string", "description": "The other operator's id."},
+                        "needs": {"type": "string", "description": "What it needs."},
+                    },
+                },
+            },
         },
     }

@@ -124,6 +124,11 @@ class Plan:
         )
 
     @property
+    def described(self) -> str:
+        """The value changes and the claims' change, for logs and Events."""
+        return "; ".join(part for part in (self.summary, self.claims_summary) if part)
+
+    @property
     def claims_summary(self) -> str:
         """What the plan does to the claims, for logs and Events ("" when nothing)."""
         if not self.claims_changed:
@@ -520,6 +525,62 @@ def plan_gateway(
             owned
         ),
         outcomes=dict(sorted(outcomes.items())),
+        notices=tuple(notices),
+        owner=owner,
+        claims_before=claims,
+        claims=after,
+    )
+
+
+def release_claims(gateway_id: str, document: doc.Document, owner: str) -> Plan:
+    """The claim of `owner` removed (a cluster that no longer exists): each place it claimed is
+    set to what the remaining claims need, or back to its original when none remains, where
+    the gateway still holds what the claims imply; a value someone changed outside the claims is
+    left as it is."""
+    claims, problems = cl.parse(cl.tags_of(document))
+    if problems:
+        raise ValueError(f"the gateway's claim tags are unreadable: {'; '.join(problems)}")
+    if owner not in claims.owners():
+        raise ValueError(
+            f"no claim of {owner} on gateway {doc.gateway_name(document)} (claims: "
+            f"{', '.join(claims.owners()) or 'none'})"
+        )
+    after = claims.with_needs(owner, {})
+    changes, notices = [], []
+    for place in sorted(
+        claims.needs[owner], key=lambda p: (FIELDS.index(p.field), p.setting or "")
+    ):
+        before, implied = place.read(document), claims.implied(place)
+        original = claims.originals.get(place)
+        if before is None or original is None:
+            continue
+        if before != implied:
+            notices.append(
+                Notice(
+                    level="Warning",
+                    message=f"left {place.field.describe(place.setting)} at "
+                    f"{place.field.show(before)}: someone changed it outside the claims",
+                )
+            )
+            continue
+        desired = after.implied(place)
+        restored = desired is None
+        desired = original.value if desired is None else desired
+        if desired != before:
+            changes.append(
+                Change(
+                    place=place,
+                    before=before,
+                    after=desired,
+                    kind="restore",
+                    absent_after=restored and original.absent,
+                )
+            )
+    return Plan(
+        gateway_id=gateway_id,
+        changes=tuple(changes),
+        ledger=Ledger(gateway_id=gateway_id),
+        outcomes={},
         notices=tuple(notices),
         owner=owner,
         claims_before=claims,
