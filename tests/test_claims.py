@@ -214,3 +214,11 @@ def test_draining_absent_original_is_restored_absent_by_the_last_claimant() -> N
     assert doc.backend_setting_draining(document)["n"] == 30
     _, document = step("blue", [], document)
     assert doc.connection_draining_absent(document, "n")
+
+
+def test_a_lowering_for_another_clusters_claim_names_it() -> None:
+    _, document = step("blue", [route("a", 90)], ORIGINAL)
+    _, document = step("green", [route("b", 45)], document)
+    plan = plan_gateway(GID, [], document, owner="blue")
+    assert plan.attributed.endswith("135 -> 68 for the claims of green")
+    assert plan.claims_summary == "claim of blue removed; claims of green kept"

@@ -443,3 +443,30 @@ async def test_an_ingress_list_failure_is_a_condition_on_the_routes_that_need_in
     kube.ingress_failure = None
     assert await reconciler.reconcile(KEY) is None
     assert condition(kube.last_status("served"), "GatewayConfigured")[1] == "IngressNotFound"
+
+
+# -- claims on the gateway ------------------------------------------------------------------
+
+
+async def test_an_existing_ledger_is_adopted_in_one_put_that_says_so(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    assert gateways.puts == 1 and gateways.timeout() == 68
+    assert gateways.document is not None
+    gateways.document["tags"] = {}  # e.g. a Terraform apply removed them; the ledger stays
+    kube.events.clear()
+    await reconciler.reconcile(KEY)
+    assert gateways.puts == 2 and gateways.timeout() == 68
+    assert gateways.document["tags"]["appgw-sse.originals"] == "buffering=on;timeout:a=30"
+    assert kube.events == [
+        (
+            "r",
+            "Applied",
+            "gateway agw: claim of default written (response buffering disabled; a "
+            "requestTimeout 68s)",
+        )
+    ]
+    await reconciler.reconcile(KEY)
+    assert gateways.puts == 2  # written once

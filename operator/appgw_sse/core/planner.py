@@ -167,9 +167,15 @@ class Plan:
         """Each change with the routes that need it, for the log."""
         return "; ".join(
             f"{c.label} {c.before} -> {c.after} for "
-            + (f"routes {', '.join(c.routes)}" if c.routes else "no route (restored)")
+            + (f"routes {', '.join(c.routes)}" if c.routes else self._unrouted(c))
             for c in self.changes
         )
+
+    def _unrouted(self, change: Change) -> str:
+        """Why a change no route of this cluster asked for is made: a restore, or the needs of
+        other clusters' claims."""
+        others = [o for o in self.claims.others(self.owner) if change.place in self.claims.needs[o]]
+        return f"the claims of {', '.join(others)}" if others else "no route (restored)"
 
     def without(self, held: set[Place], previous: Ledger) -> "Plan":
         """This plan minus the changes to `held`; their ownership and claims stay as they
