@@ -222,3 +222,39 @@ def test_a_lowering_for_another_clusters_claim_names_it() -> None:
     plan = plan_gateway(GID, [], document, owner="blue")
     assert plan.attributed.endswith("135 -> 68 for the claims of green")
     assert plan.claims_summary == "claim of blue removed; claims of green kept"
+
+
+def test_claim_tags_of_an_earlier_instance_are_disregarded() -> None:
+    first = ORIGINAL | {"properties": ORIGINAL["properties"] | {"resourceGuid": "aaaaaaaa-1"}}
+    plan, document = step("blue", [route("a", 90)], first)
+    assert document["tags"]["appgw-sse.originals"].startswith("instance=aaaaaaaa;")
+    # Created again from the exported document: its tags, another instance, 45 s of its own.
+    again = doc.with_request_timeouts(document, {"n": 45})
+    again["properties"] = again["properties"] | {"resourceGuid": "bbbbbbbb-2"}
+    replan = plan_gateway(GID, [route("a", 90)], again, plan.ledger, owner="blue")
+    assert replan.claims.originals[N] == Original(45)  # not the old instance's 30
+    assert any("earlier instance" in n.message for n in replan.notices)
+    satisfied = plan_gateway(GID, [route("a", 20)], again, owner="blue")
+    assert not satisfied.has_changes  # the stale tags alone are not worth a PUT
+
+
+def test_a_released_claim_costs_no_put_and_goes_with_the_next_write() -> None:
+    two = gateway_document({"n": 30, "m": 30})
+    plan, document = step("blue", [route("a", 90), intent("c", settings=("m",))], two)
+    gone = plan_gateway(
+        GID,
+        [intent("c", settings=("m",))],
+        document,
+        plan.ledger,
+        released=[route("a", 90)],
+        owner="blue",
+    )
+    assert not gone.has_changes and N not in gone.ledger.owned
+    assert values(document) == (135, False)
+    # Its claim stays until blue writes anyway; then it goes, and 135 stays (left as it is).
+    later = plan_gateway(
+        GID, [intent("c", settings=("m",), idle=100)], document, gone.ledger, owner="blue"
+    )
+    assert [c.setting for c in later.changes] == ["m"]
+    assert N not in later.claims.needs["blue"] and N not in later.claims.originals
+    assert doc.backend_setting_timeouts(later.apply_to(document))["n"] == 135

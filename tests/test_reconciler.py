@@ -459,7 +459,8 @@ async def test_an_existing_ledger_is_adopted_in_one_put_that_says_so(
     kube.events.clear()
     await reconciler.reconcile(KEY)
     assert gateways.puts == 2 and gateways.timeout() == 68
-    assert gateways.document["tags"]["appgw-sse.originals"] == "buffering=on;timeout:a=30"
+    originals = gateways.document["tags"]["appgw-sse.originals"]
+    assert originals == "instance=11111111;buffering=on;timeout:a=30"
     assert kube.events == [
         (
             "r",

@@ -12,7 +12,7 @@ from appgw_sse.core.planner import release_claims
 
 def render(document: dict[str, object]) -> str:
     """The claims on a gateway, one owner a line, and the originals they return to."""
-    claims, problems = cl.parse(cl.tags_of(document))
+    claims, problems, _ = cl.read(document)
     lines = [f"gateway {gateway_name(document)}"]
     if not claims.owners():
         lines.append("  no claims")

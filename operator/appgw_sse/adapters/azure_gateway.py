@@ -314,7 +314,7 @@ class AzureGateways:
 
     @staticmethod
     def _verify(plan: Plan, result: dict[str, Any]) -> None:
-        if plan.claims_changed and cl.parse(cl.tags_of(result))[0] != plan.claims:
+        if plan.claims_changed and cl.read(result)[0] != plan.claims:
             raise TransientGatewayError(
                 Reason.APPLYING,
                 "VerificationFailed",

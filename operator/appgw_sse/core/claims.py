@@ -6,19 +6,21 @@ If-Match, so values and claims never disagree), and the values found before any 
 wrote, so that whichever deletes last restores them:
 
     appgw-sse.claim.<owner>   buffering=off;timeout:notifications-http=135;draining:x=30
-    appgw-sse.originals       buffering=on;timeout:notifications-http=30;draining:x=-
+    appgw-sse.originals       instance=1a2b3c4d;buffering=on;timeout:notifications-http=30
 
 Keys are the fields' `tag_key`, per backend setting after a colon; `-` marks an original that
 was no property at all. A value longer than ARM's 256 characters continues in
 `<name>.1`, `<name>.2`, ... The originals of a place are written by its first claimant, never
-overwritten, and removed with its last claim. Tags outside the `appgw-sse.` prefix are the
-user's and never touched.
+overwritten, and removed with its last claim. `instance` is the start of the gateway's
+resourceGuid: tags copied onto a gateway created again under the same id (from an exported
+template, say) speak of another instance and are disregarded. Tags outside the `appgw-sse.`
+prefix are the user's and never touched.
 """
 
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appgw_sse.core.fields import FIELDS, OwnedField, Place, Value
@@ -32,6 +34,7 @@ MAX_TAGS = 50
 MAX_VALUE = 256
 OWNER_SHAPE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _CHUNK = re.compile(r"(?P<base>.*?)(?:\.(?P<n>[1-9][0-9]*))?", re.DOTALL)
+_INSTANCE = re.compile(r"instance=(?P<guid>[0-9a-f]{8})")
 _ENTRY = re.compile(r"(?P<key>[a-z]+)(?::(?P<setting>[A-Za-z0-9_.-]+))?=(?P<value>[^;=]+)")
 _BY_KEY: dict[str, OwnedField] = {f.tag_key: f for f in FIELDS}
 
@@ -66,10 +69,15 @@ class Claims:
 
     originals: Mapping[Place, Original] = field(default_factory=dict)
     needs: Mapping[str, Mapping[Place, Value]] = field(default_factory=dict)
+    instance: str | None = None  # the first 8 hex of the gateway's resourceGuid
 
     @property
     def is_empty(self) -> bool:
         return not self.originals and not any(self.needs.values())
+
+    def same_as(self, other: "Claims") -> bool:
+        """The same originals and needs (whichever instance either was read from)."""
+        return self.originals == other.originals and self.needs == other.needs
 
     def owners(self) -> list[str]:
         return sorted(owner for owner, needs in self.needs.items() if needs)
@@ -101,14 +109,14 @@ class Claims:
             all_needs[owner] = dict(needs)
         claimed = {p for n in all_needs.values() for p in n}
         originals = {p: o for p, o in self.originals.items() if p in claimed}
-        return Claims(originals=originals, needs=dict(sorted(all_needs.items())))
+        return replace(self, originals=originals, needs=dict(sorted(all_needs.items())))
 
     def with_originals(self, originals: Mapping[Place, Original]) -> "Claims":
         """These originals added where none is recorded yet (the first claimant's)."""
         merged = dict(self.originals)
         for place, original in originals.items():
             merged.setdefault(place, original)
-        return Claims(originals=merged, needs=self.needs)
+        return replace(self, originals=merged)
 
     def describe(self, owner: str) -> str:
         """One owner's needs in plain words, for `plan`, status and Events."""
@@ -122,7 +130,8 @@ class Claims:
         """The tags that record these claims (none for no claims)."""
         result: dict[str, str] = {}
         if self.originals:
-            entries = [
+            entries = [f"instance={self.instance}"] if self.instance else []
+            entries += [
                 _entry(p, ABSENT if o.absent else p.field.tag_text(o.value))
                 for p, o in sorted(self.originals.items(), key=_order)
             ]
@@ -176,6 +185,8 @@ def _parse_entries(
     found: dict[Place, Original] = {}
     problems = []
     for text in value.split(";"):
+        if original and _INSTANCE.fullmatch(text):
+            continue  # read by parse()
         match = _ENTRY.fullmatch(text)
         owned = _BY_KEY.get(match["key"]) if match else None
         if match is None or owned is None or owned.per_setting != bool(match["setting"]):
@@ -218,6 +229,7 @@ def parse(tags: Mapping[str, str]) -> tuple[Claims, list[str]]:
         groups.setdefault(base, {})[index] = (name, value)
     originals: dict[Place, Original] = {}
     needs: dict[str, dict[Place, Value]] = {}
+    instance: str | None = None
     for base, chunks in sorted(groups.items()):
         if sorted(chunks) != list(range(len(chunks))):
             names = ", ".join(chunks[i][0] for i in sorted(chunks))
@@ -233,9 +245,28 @@ def parse(tags: Mapping[str, str]) -> tuple[Claims, list[str]]:
             entries |= found
         if base == ORIGINALS:
             originals = entries
+            guids = [m["guid"] for _, v in chunks.values() for m in _INSTANCE.finditer(v)]
+            instance = guids[0] if guids else None
         else:
             needs[base[len(CLAIM) :]] = {p: o.value for p, o in entries.items()}
-    return Claims(originals=originals, needs=dict(sorted(needs.items()))), problems
+    claims = Claims(originals=originals, needs=dict(sorted(needs.items())), instance=instance)
+    return claims, problems
+
+
+def instance_key(document: Mapping[str, Any]) -> str | None:
+    """The first 8 hex of the gateway's resourceGuid (ARM's id of this instance), if known."""
+    guid = (document.get("properties") or {}).get("resourceGuid")
+    return str(guid).lower().replace("-", "")[:8] if guid else None
+
+
+def read(document: Mapping[str, Any]) -> tuple[Claims, list[str], bool]:
+    """The claims on this instance of the gateway, their problems, and whether the tags held
+    claims of an earlier instance (disregarded: the values they speak of are gone)."""
+    claims, problems = parse(tags_of(document))
+    live = instance_key(document)
+    if claims.instance is not None and live is not None and claims.instance != live:
+        return Claims(instance=live), problems, True
+    return replace(claims, instance=live or claims.instance), problems, False
 
 
 def with_tags(document: Mapping[str, Any], claims: Claims) -> dict[str, Any]:
@@ -252,6 +283,6 @@ def tag_room(document: Mapping[str, Any]) -> int:
 
 def others_status(document: Mapping[str, Any], owner: str) -> dict[str, Any]:
     """status.gateway.claims: the other owners' claims on the gateway (nothing when none)."""
-    claims, _ = parse(tags_of(document))
+    claims, _, _ = read(document)
     others = [{"owner": o, "needs": claims.describe(o)} for o in claims.others(owner)]
     return {"claims": others} if others else {}

@@ -106,6 +106,8 @@ class Plan:
     # The claims on the gateway as planned from, and as this plan leaves them.
     claims_before: Claims = dataclasses.field(default_factory=Claims)
     claims: Claims = dataclasses.field(default_factory=Claims)
+    # The gateway's claim tags are an earlier instance's: replaced by the next write.
+    stale_tags: bool = False
 
     @property
     def claims_changed(self) -> bool:
@@ -207,14 +209,15 @@ class Plan:
         the plan saw, and every change still starts from the value the plan saw."""
         return (
             self.ledger.belongs_to(document)
-            and cl.parse(cl.tags_of(document))[0] == self.claims_before
+            and cl.read(document)[0].same_as(self.claims_before)
             and all(change.place.read(document) == change.before for change in self.changes)
         )
 
     def apply_to(self, document: doc.Document) -> dict[str, Any]:
         """The document with exactly this plan's changes made, values and claims (nothing
         else differs; the user's tags are kept)."""
-        result = cl.with_tags(document, self.claims) if self.claims_changed else dict(document)
+        rewrite = self.claims_changed or (self.stale_tags and bool(self.changes))
+        result = cl.with_tags(document, self.claims) if rewrite else dict(document)
         for field in FIELDS:
             values = {c.setting: c.after for c in self.changes if c.field is field}
             if values:
@@ -398,13 +401,15 @@ def plan_gateway(
     """Plan one gateway for the operator `owner`. `released` are routes deleted with
     restoreOnDelete false: what only they needed is left as it is and forgotten instead of
     restored. A ledger of another instance of the gateway counts as none; the ledger supplies
-    the originals of places the gateway's tags record nothing for (adoption)."""
+    the originals of places the gateway's tags record nothing for (adoption); given, it also
+    says which of this owner's claims are still its own (see `forgotten`)."""
+    given_ledger = ledger
     ledger = (ledger or Ledger(gateway_id=gateway_id)).bound_to(document)
     blocked = _blocked_outcomes(routes, document)
     if doc.agic_tags(document):
         return Plan(gateway_id=gateway_id, changes=(), ledger=ledger, outcomes=blocked, owner=owner)
     name = doc.gateway_name(document)
-    claims, problems = cl.parse(cl.tags_of(document))
+    claims, problems, stale = cl.read(document)
     if problems:
         return _everyone_blocked(
             gateway_id,
@@ -420,10 +425,23 @@ def plan_gateway(
         )
     others = claims.others(owner)
     mine = claims.needs.get(owner, {})
+    # A claim of ours that our ledger no longer owns was released (restoreOnDelete false, or
+    # a value someone else changed): left as it is, dropped by our next write (see below).
+    forgotten = set() if given_ledger is None else set(mine) - set(ledger.owned)
     active = sorted((r for r in routes if r.key not in blocked), key=lambda r: r.key)
 
     changes: list[Change] = []
     notices: list[Notice] = []
+    if stale:
+        notices.append(
+            Notice(
+                level="Normal",
+                message=f"gateway {name} carries claim tags of an earlier instance of it (a "
+                "gateway deleted and created again under its id): disregarded, and replaced by "
+                "the next update",
+            )
+        )
+    quiet: set[Place] = set()  # claims of ours dropped without a value change of their own
     owned: dict[Place, Owned] = {}
     needs: dict[Place, Value] = {}  # this owner's claim after the plan
     first: dict[Place, Original] = {}  # originals recorded by this plan (first claimant)
@@ -440,6 +458,7 @@ def plan_gateway(
                 required[place] = need if known is None else field.combine(known, need)
                 contributors.setdefault(place, []).append(route.key)
         let_go = {p for r in released if field.required_by(r) is not None for p in places(r, field)}
+        let_go |= {p for p in forgotten if p.field is field}
         current = field.read(document)
         settled[field] = final = dict(current)
         candidates = (
@@ -473,6 +492,10 @@ def plan_gateway(
                 )
                 owned[place] = dataclasses.replace(decision.owned, original_absent=absent)
                 first[place] = Original(decision.owned.original, absent)
+            elif place in mine and (
+                place in let_go or (entry is not None and before != entry.applied)
+            ):
+                quiet.add(place)
             # Notices about a place only this operator's routes or records involve.
             if decision.notice and (own is not None or place in mine or place in ledger.owned):
                 notices.append(Notice(level="Warning", message=decision.notice))
@@ -492,6 +515,13 @@ def plan_gateway(
                 )
 
     after = claims.with_originals(first).with_needs(owner, needs)
+    if not changes and (
+        claims.with_originals(first).with_needs(owner, needs | {p: mine[p] for p in quiet})
+        == claims
+    ):
+        # Only released claims of ours would go: not worth a PUT of their own (each can cut
+        # streams); the ledger forgets them now, the next write drops them.
+        after = claims
     if after != claims and len(after.tags()) > max(cl.tag_room(document), len(claims.tags())):
         room = cl.tag_room(document)
         return _everyone_blocked(
@@ -535,6 +565,7 @@ def plan_gateway(
         owner=owner,
         claims_before=claims,
         claims=after,
+        stale_tags=stale,
     )
 
 
@@ -543,7 +574,7 @@ def release_claims(gateway_id: str, document: doc.Document, owner: str) -> Plan:
     set to what the remaining claims need, or back to its original when none remains, where
     the gateway still holds what the claims imply; a value someone changed outside the claims is
     left as it is."""
-    claims, problems = cl.parse(cl.tags_of(document))
+    claims, problems, _ = cl.read(document)
     if problems:
         raise ValueError(f"the gateway's claim tags are unreadable: {'; '.join(problems)}")
     if owner not in claims.owners():
