@@ -16,10 +16,11 @@ from typing import Any
 import aiohttp
 
 from appgw_sse import EXAMPLES
-from appgw_sse.adapters.azure_gateway import ArmSettings, AzureGateways
-from appgw_sse.adapters.errors import GatewayError
-from appgw_sse.core.planner import RouteIntent, plan_gateway
+from appgw_sse.adapters.azure_gateway import AzureGateways
+from appgw_sse.core.intent import RouteIntent
+from appgw_sse.core.planner import plan_gateway
 from appgw_sse.emulator.server import serve
+from appgw_sse.ports import ArmSettings, GatewayError
 
 FAULTS: list[tuple[str, dict[str, Any] | None]] = [
     ("none", None),

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from tests.support.cluster import REPO, real_server
+from tests.support.cluster import REPO, needs_real, real_server
 
 pytestmark = pytest.mark.skipif(
-    real_server() is None, reason="needs the real kube-apiserver (../shared/k8s)"
+    real_server() is None, reason=needs_real("the benchmarks' smoke run")
 )
 
 

@@ -517,9 +517,7 @@ def test_packaging_declares_its_license_with_a_setuptools_that_understands_it() 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The suite's real API server (current when built, else v1.20.2), bare: no CRD, no RBAC."""
-    build = clusters.real_server()
-    if build is None:
-        pytest.skip(f"no real API server: {apiserver_choice.missing()}")
+    build = clusters.require_real("helm install on an API server")
     workdir = tmp_path_factory.mktemp("apiserver")
     started = subprocess.run(
         [str(build.script), str(workdir)],

@@ -9,7 +9,8 @@ from appgw_sse.core import document as doc
 from appgw_sse.core.claims import Claims, Original
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.fields import CONNECTION_DRAINING, REQUEST_TIMEOUT, RESPONSE_BUFFERING
-from appgw_sse.core.planner import Plan, RouteIntent, plan_gateway
+from appgw_sse.core.intent import RouteIntent
+from appgw_sse.core.planner import Plan, plan_gateway
 from tests.support.gateways import gateway_document, gateway_id, intent, owning
 
 GID = gateway_id()

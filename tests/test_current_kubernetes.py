@@ -69,8 +69,10 @@ def test_valid_routes_are_accepted_by_the_server(cluster: Cluster, spec: dict[st
     dry_run_create(cluster, manifest_of(spec))
 
 
-def readme_routes() -> list[dict[str, Any]]:
-    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+def documented_routes() -> list[dict[str, Any]]:
+    """The SseRoutes shown in yaml blocks of the README and docs/."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    blocks = [b for p in pages for b in re.findall(r"```yaml\n(.*?)```", p.read_text(), re.S)]
     docs = [d for block in blocks for d in yaml.safe_load_all(block)]
     return [d for d in docs if isinstance(d, dict) and d.get("kind") == "SseRoute"]
 
@@ -81,8 +83,8 @@ def example_routes() -> list[dict[str, Any]]:
 
 
 def test_every_shipped_and_documented_example_is_accepted(cluster: Cluster) -> None:
-    routes = example_routes() + readme_routes()
-    assert len(readme_routes()) >= 1 and len(routes) >= 4
+    routes = example_routes() + documented_routes()
+    assert len(documented_routes()) >= 1 and len(routes) >= 4
     for route in routes:
         dry_run_create(cluster, route)
 

@@ -17,7 +17,7 @@ import pytest
 from appgw_sse.doctor import analyse
 from appgw_sse.sandbox import apiserver
 from appgw_sse.sandbox.demo import DemoResult, lanes, plot
-from tests.support.cluster import real_server
+from tests.support.cluster import require_real
 from tests.support.observations import observation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +47,8 @@ def demo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.floor
 @pytest.mark.parametrize("kube", ["real", "standin"])
 def test_demo_shows_the_stream_go_from_buffered_and_cut_to_live(kube: str) -> None:
-    if kube == "real" and real_server() is None:
-        pytest.skip("no real API server on this machine")
+    if kube == "real":
+        require_real("the demo on the real API server")
     with port_8080_taken():
         result = demo(APPGW_SSE_KUBE=kube)
     assert result.returncode == 0, result.stdout + result.stderr

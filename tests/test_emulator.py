@@ -8,7 +8,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -25,15 +24,33 @@ SAMPLE = sample_gateway()["id"]
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-async def settle(arm: Arm, path: str, deadline: float = 10.0) -> dict:
-    """Poll the operation until it leaves InProgress."""
-    end = time.monotonic() + deadline
-    while True:
-        status, body, _ = await arm.call("GET", path, query="")
-        assert status == 200
-        if body["status"] != "InProgress" or time.monotonic() > end:
-            return body
-        await asyncio.sleep(0.05)
+SETTLE_SECONDS = 10.0
+
+
+async def settle(arm: Arm, path: str) -> dict:
+    """Poll the operation until it leaves InProgress; fail if it has not by SETTLE_SECONDS."""
+
+    async def settled() -> dict:
+        while True:
+            status, body, _ = await arm.call("GET", path, query="")
+            assert status == 200
+            if body["status"] != "InProgress":
+                return body
+            await asyncio.sleep(0.05)
+
+    try:
+        return await asyncio.wait_for(settled(), SETTLE_SECONDS)
+    except TimeoutError:
+        pytest.fail(f"the operation {path} was still InProgress after {SETTLE_SECONDS:g} s")
+
+
+async def test_settle_fails_at_its_deadline(arm: Arm, monkeypatch: pytest.MonkeyPatch) -> None:
+    await arm.admin("POST", "config", {"lroSeconds": 30})
+    _, doc, _ = await arm.call("GET", GW)
+    _, _, headers = await arm.call("PUT", GW, doc)
+    monkeypatch.setattr(f"{__name__}.SETTLE_SECONDS", 0.3)
+    with pytest.raises(pytest.fail.Exception, match=r"still InProgress after 0\.3 s"):
+        await settle(arm, op_path(headers))
 
 
 def op_path(headers: dict[str, str]) -> str:

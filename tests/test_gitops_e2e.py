@@ -19,6 +19,7 @@ import yaml
 
 from appgw_sse.core.conditions import STALLED_REASONS
 from tests.support import gobuild
+from tests.support.cluster import require_real
 from tests.support.e2e import Rig, gateway_id, route_manifest, wait_for
 from tests.support.gitops import ARGO_FOR_KSTATUS, ARGOCD_CM, HEALTH_KEY, argo_health
 
@@ -29,8 +30,7 @@ FLUX = "kustomize-controller"
 
 @pytest.fixture
 def real_cluster(rig: Rig) -> None:
-    if not rig.cluster.real:
-        pytest.skip("server-side apply and kstatus need the real kube-apiserver")
+    require_real("Flux's server-side apply and kstatus")
 
 
 class Flux:
@@ -213,7 +213,7 @@ def test_flux_applies_and_waits_and_argo_cd_agrees(rig: Rig, tmp_path: Path) -> 
 
 
 def installed_health_check(rig: Rig) -> str:
-    """The check as the README installs it, into an argocd-cm that holds other settings."""
+    """The check as docs/gitops.md installs it, into an argocd-cm that holds other settings."""
     rig.kubectl("create", "namespace", "argocd")
     rig.kubectl("create", "configmap", "argocd-cm", "-n", "argocd", "--from-literal=url=https://cd")
     rig.kubectl("-n", "argocd", "patch", "configmap", "argocd-cm", "--patch-file", str(ARGOCD_CM))

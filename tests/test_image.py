@@ -88,6 +88,16 @@ def requirement_names(requirements: list[str]) -> set[str]:
     return {normalized(re.split(r"[^A-Za-z0-9._-]", r, maxsplit=1)[0]) for r in requirements}
 
 
+def test_the_runtime_dependencies_hold_no_sandbox_or_test_package() -> None:
+    # What the Dockerfile installs into the image (checked there too when podman runs).
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    runtime = requirement_names(project["dependencies"])
+    assert {"kmock", "trustme"} <= requirement_names(extras["sandbox"])
+    assert runtime & requirement_names(extras["sandbox"] + extras["test"]) == set()
+    assert "kopf" in runtime  # the list read is the one the operator runs on
+
+
 def test_image_holds_the_operator_and_its_dependencies_only(image: str) -> None:
     # The virtualenv has no pip of its own; the base's pip reads it.
     freeze = podman(

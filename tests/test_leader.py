@@ -7,7 +7,7 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +34,40 @@ def elector(identity: str, kubeconfig: Path) -> LeaderElector:
     return LeaderElector(settings, kubernetes.config.new_client_from_config(str(kubeconfig)))
 
 
+async def renewals(leader: LeaderElector, enough: Callable[[list[float]], bool]) -> list[float]:
+    """The times (monotonic) the renewals `leader` made from now were sent, once `enough` of
+    them; fails after 15 s."""
+    sent: list[float] = []
+    last = leader.fence._renewed_at
+
+    async def observe() -> None:
+        nonlocal last
+        while not enough(sent):
+            await asyncio.sleep(0.01)
+            if leader.fence._renewed_at != last:
+                last = leader.fence._renewed_at
+                assert last is not None
+                sent.append(last)
+
+    await asyncio.wait_for(observe(), 15)
+    return sent
+
+
 async def test_one_leads_the_other_waits_then_takes_over(kubeconfig: Path) -> None:
     a, b = elector("a", kubeconfig), elector("b", kubeconfig)
     await asyncio.wait_for(a.acquire(), 5)
     holding = asyncio.create_task(a.hold())
     standby = asyncio.create_task(b.acquire())
-    await asyncio.sleep(3)  # longer than the Lease lasts: renewals keep it
+    # Renewals over longer than the Lease lasts: without them the standby would have taken over.
+    duration = a.settings.duration
+    await renewals(a, lambda sent: len(sent) >= 2 and sent[-1] - sent[0] > duration)
     assert not standby.done()
 
     holding.cancel()  # a dies without a word
-    loop = asyncio.get_running_loop()
-    died = loop.time()
-    await asyncio.wait_for(standby, 5)
-    # The Lease's duration from its last renewal (at most a retry period before the death).
-    assert 1.8 <= loop.time() - died < 2.5
+    await asyncio.wait_for(standby, 10)
+    # Not before the Lease's duration had passed since a's last renewal.
+    last_sent = a.fence._renewed_at
+    assert last_sent is not None and time.monotonic() - last_sent >= duration
     assert b._lease is not None and b._lease.spec is not None
     assert b._lease.spec.holder_identity == "b" and b._lease.spec.lease_transitions == 1
 
@@ -68,7 +88,7 @@ async def test_release_hands_over_at_once_and_a_restart_takes_its_own_lease_back
     b = elector("b", kubeconfig)
     await asyncio.wait_for(b.acquire(), 0.5)
     holding = asyncio.create_task(b.hold())
-    await asyncio.sleep(0.3)
+    await renewals(b, lambda sent: len(sent) >= 3)  # b holds it: its renewals succeed
     assert not holding.done()
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -153,7 +173,7 @@ async def test_no_renewal_outlives_the_renew_deadline_when_the_api_server_hangs(
     held: tuple[ScriptedLeaseServer, LeaderElector, asyncio.Task[None]],
 ) -> None:
     server, a, holding = held
-    await asyncio.sleep(1)
+    await renewals(a, lambda sent: len(sent) >= 3)
     assert not holding.done()
     server.hang.set()  # every request from now on hangs
     with pytest.raises(LeadershipLost, match="not renewed for 2s"):
@@ -177,7 +197,7 @@ async def test_an_event_loop_busy_past_the_renew_deadline_keeps_the_lease(
     held: tuple[ScriptedLeaseServer, LeaderElector, asyncio.Task[None]],
 ) -> None:
     _, a, holding = held
-    await asyncio.sleep(0.1)
+    await renewals(a, lambda sent: len(sent) >= 1)  # the renewal thread runs
     time.sleep(3)  # noqa: ASYNC251  (the loop blocked, as by a slow start, past the deadline)
     a.fence.check()  # renewed meanwhile, by the renewal thread
     assert not holding.done()

@@ -16,8 +16,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from appgw_sse.core import document as doc
+from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.ledger import Ledger, recover
-from appgw_sse.core.planner import Plan, RouteIntent, plan_gateway
+from appgw_sse.core.planner import Plan, plan_gateway
 from appgw_sse.emulator.state import Emulator
 from tests.support.gateways import gateway_document, gateway_id
 

@@ -10,10 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from appgw_sse.emulator.server import token_fingerprint
-from tests.support.cluster import RealCluster
+from tests.support.cluster import require_real
 from tests.support.e2e import Operator, Rig, gateway_id, route_manifest, wait_for
 from tests.test_operability_e2e import lease_holder
 
@@ -183,8 +181,7 @@ def test_a_gateway_granted_to_one_namespace_refuses_routes_of_another(rig: Rig) 
 
 
 def test_no_renewal_outlives_the_lease_when_the_api_server_is_paused(rig: Rig) -> None:
-    if not isinstance(rig.cluster, RealCluster):
-        pytest.skip("pausing the API server needs the real one")
+    require_real("pausing the API server under a leader")
     operator = rig.operator()
     wait_for("the operator to lead", lambda: lease_holder(rig) == "appgw-sse-operator-0")
     wait_for("the operator working", lambda: "started: writing gateways" in operator.output())

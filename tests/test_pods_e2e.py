@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import ApiRequest, RealCluster
+from tests.support.cluster import ApiRequest, require_real
 from tests.support.e2e import Rig, route_manifest, wait_for
 
 CONTRACT = '{"Cache-Control":"no-cache","Connection":"keep-alive","Content-Type":"text/event-stream","Transfer-Encoding":"chunked"}'
@@ -315,8 +315,7 @@ def test_both_watches_relist_after_compaction_and_an_api_server_restart(rig: Rig
     """The operator's pod watch (adapters/watch.py) and kopf's route watch resume from a
     resourceVersion the restarted server no longer has (etcd compacted past it, a new watch
     cache): each must list again and go on, not stop or miss what changed."""
-    if not isinstance(rig.cluster, RealCluster):
-        pytest.skip("compaction and restarts need the real API server")
+    require_real("watches resuming after etcd compaction and an API server restart")
     rig.create(pod("web-1", {"app": "web"}))
     rig.operator()
     rig.apply(route_manifest("events", backend={"selector": {"matchLabels": {"app": "web"}}}))

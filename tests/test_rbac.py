@@ -42,8 +42,7 @@ EXPECTED = {
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    if clusters.real_server() is None:
-        pytest.skip("RBAC needs the real API server (../shared/k8s and etcd)")
+    clusters.require_real("the RBAC table")
     with clusters.running(tmp_path) as started:
         yield started
 

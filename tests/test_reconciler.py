@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from appgw_sse.adapters.errors import TransientGatewayError
 from appgw_sse.config import OperatorConfig
-from appgw_sse.core import agic
 from appgw_sse.core.conditions import Condition, Reason
 from appgw_sse.core.fields import REQUEST_TIMEOUT
 from appgw_sse.models.status import BackendsStatus
+from appgw_sse.ports import TransientGatewayError
 from appgw_sse.reconciler import GatewayReconciler
 from appgw_sse.routebook import RouteBook
 from tests.support.fakes import FakeGateways, FakeKube, condition
@@ -345,27 +344,6 @@ async def test_a_route_that_leaves_buffering_unmanaged_is_not_credited_with_turn
     ) in caplog.messages
 
 
-async def test_on_an_agic_gateway_the_other_services_of_a_shared_ingress_are_named(
-    book: RouteBook, kube: FakeKube
-) -> None:
-    agic_tags = {"managed-by-k8s-ingress": "1.7.2"}
-    gateways = FakeGateways(gateway_document({"a": 30}, buffering=False, tags=agic_tags))
-    config = OperatorConfig(allowed_gateways=("*",), debounce=3600)
-    worker = GatewayReconciler(config, book, gateways, kube)
-    kube.ingresses["ns"] = [agic.Ingress("web", {}, frozenset({"svc", "api"}))]
-    await book.observe(route(1, backend={"serviceName": "svc"}))
-    await worker.reconcile(KEY)
-    await worker.close()
-    assert kube.ingress_patches == [("web", {agic.REQUEST_TIMEOUT: "68"})]
-    configured = next(
-        c for c in kube.last_status("r")["conditions"] if c["type"] == "GatewayConfigured"
-    )
-    assert configured["reason"] == "IngressesAnnotated"
-    assert "Ingress web also routes to Service api" in configured["message"]
-    [(_, message)] = [(r, m) for _, r, m in kube.events if r == "IngressShared"]
-    assert message.endswith("other Services: Ingress web also routes to Service api")
-
-
 # -- a finalizer is released only after its restore is on the gateway -----------------------
 
 
@@ -418,31 +396,6 @@ async def test_a_gateway_with_a_ledger_and_no_route_is_restored_by_its_own_pass(
         assert KEY not in kube.ledgers
     finally:
         await worker.close()
-
-
-async def test_an_ingress_list_failure_is_a_condition_on_the_routes_that_need_ingresses(
-    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
-) -> None:
-    assert gateways.document is not None
-    gateways.document["tags"] = {
-        "managed-by-k8s-ingress": "1.8.1",
-        "ingress-for-aks-cluster-id": "/subscriptions/x/aks",
-    }
-    kube.ingress_failure = "could not list the Ingresses of namespace ns: 403 Forbidden"
-    await book.observe(body("plain"))  # no serviceName: never needs an Ingress
-    await book.observe(body("served", backend={"serviceName": "svc"}))
-    assert await reconciler.reconcile(KEY) == 30  # tried again, no traceback
-    assert condition(kube.last_status("plain"), "GatewayConfigured")[:2] == (
-        "False",
-        "ManagedByAGIC",
-    )
-    failed = next(
-        c for c in kube.last_status("served")["conditions"] if c["type"] == "GatewayConfigured"
-    )
-    assert failed["reason"] == "IngressesUnavailable" and "403 Forbidden" in failed["message"]
-    kube.ingress_failure = None
-    assert await reconciler.reconcile(KEY) is None
-    assert condition(kube.last_status("served"), "GatewayConfigured")[1] == "IngressNotFound"
 
 
 # -- claims on the gateway ------------------------------------------------------------------

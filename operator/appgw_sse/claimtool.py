@@ -3,11 +3,11 @@ longer exists (its operator can no longer remove it, so the gateway would keep i
 
 import sys
 
-from appgw_sse.adapters.azure_gateway import ArmSettings, AzureGateways
-from appgw_sse.adapters.errors import GatewayError
+from appgw_sse.adapters.azure_gateway import AzureGateways
 from appgw_sse.core import claims as cl
 from appgw_sse.core.document import gateway_name
 from appgw_sse.core.planner import release_claims
+from appgw_sse.ports import ArmSettings, GatewayError
 
 
 def render(document: dict[str, object]) -> str:

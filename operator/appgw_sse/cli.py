@@ -107,7 +107,7 @@ def _claims(args: argparse.Namespace) -> int:
     import asyncio
 
     from appgw_sse import claimtool
-    from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
+    from appgw_sse.ports import PUBLIC_ARM_ENDPOINT, ArmSettings
 
     settings = ArmSettings(
         endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
@@ -237,11 +237,11 @@ def _run(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from appgw_sse.adapters.azure_gateway import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.config import OperatorConfig
     from appgw_sse.core.policy import parse_rules
     from appgw_sse.handlers import routes as handlers  # registers the handlers
     from appgw_sse.leader import LeaseSettings, default_identity
+    from appgw_sse.ports import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.running import StartupError, operate
 
     logs.setup(args.log_format, args.log_level)

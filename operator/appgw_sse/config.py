@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from appgw_sse.adapters.azure_gateway import ArmSettings
+from appgw_sse.ports import ArmSettings
 
 
 @dataclass(frozen=True)

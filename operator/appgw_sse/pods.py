@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
@@ -20,21 +20,12 @@ from appgw_sse import metrics
 from appgw_sse.core import backends as bk
 from appgw_sse.core import conditions as cond
 from appgw_sse.models.status import BackendsStatus
+from appgw_sse.ports import PodsPort
 from appgw_sse.probe import probe_pod
 from appgw_sse.routebook import RouteBook, RouteChange, RouteRecord
 from appgw_sse.workers import DebouncedWorkers
 
 log = logging.getLogger(__name__)
-
-
-class PodsPort(Protocol):
-    async def patch_pod_annotations(
-        self, namespace: str, name: str, patch: dict[str, str | None]
-    ) -> None: ...
-
-    async def post_event(
-        self, route: dict[str, Any], event_type: str, reason: str, message: str
-    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -6,27 +6,30 @@ strictly serially, because every PUT to a gateway can cut its live streams.
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from appgw_sse import logs, metrics
-from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import (
-    GatewayError,
-    IngressesUnavailable,
-    TerminalGatewayError,
-    TransientGatewayError,
-)
+from appgw_sse.agic_mode import AgicMode
 from appgw_sse.config import OperatorConfig
-from appgw_sse.core import agic
 from appgw_sse.core import claims as cl
 from appgw_sse.core import conditions as cond
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.document import agic_tags, name_from_id, response_buffering_enabled
+from appgw_sse.core.document import agic_tags, name_from_id
 from appgw_sse.core.drift import DriftTracker
 from appgw_sse.core.fields import Place, gateway_status
+from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.ledger import Ledger, recover, recreated
-from appgw_sse.core.planner import Plan, RouteIntent, plan_gateway
+from appgw_sse.core.planner import Plan, plan_gateway
+from appgw_sse.ports import (
+    GatewayError,
+    GatewayPort,
+    LedgerPort,
+    Snapshot,
+    TerminalGatewayError,
+    TransientGatewayError,
+)
 from appgw_sse.routebook import RouteBook, RouteChange, RouteRecord
 from appgw_sse.workers import DebouncedWorkers
 
@@ -35,32 +38,29 @@ log = logging.getLogger(__name__)
 # A PUT usually settles within seconds; one still running after this long (minutes on Azure) is
 # worth a status write on each route it is for, before the one that reports its result.
 APPLYING_NOTICE_SECONDS = 5.0
-# An Ingress listing that failed (no networking API, no RBAC yet) is tried again after this.
-INGRESS_RETRY_SECONDS = 30.0
 
 
-class GatewayPort(Protocol):
-    async def wait_until_settled(self, gateway_id: str) -> Snapshot: ...
-    async def apply(self, plan: Plan, snapshot: Snapshot | None = None) -> dict[str, Any]: ...
-    async def close(self) -> None: ...
+@dataclass(frozen=True)
+class _Routes:
+    """A pass's routes as it began. `deleting` changes in place on a record: a route deleted
+    meanwhile is planned without, and released, by the next pass (this one may just have
+    applied its value); only the deleted routes this pass plans without are released by it."""
+
+    records: list[RouteRecord]
+    active: list[RouteRecord]
+    deleting: list[RouteRecord]
+    # The requirements this pass plans: outcomes are reported for these, and a route whose
+    # requirements change meanwhile is reported Pending until the next pass.
+    planned: dict[str, RouteIntent]
 
 
-class IngressPort(Protocol):
-    async def list_agic_ingresses(self, namespace: str) -> list[agic.Ingress]: ...
-    async def patch_ingress_annotations(
-        self, namespace: str, name: str, patch: dict[str, str | None]
-    ) -> None: ...
-    async def load_ingress_ledger(self, namespace: str) -> agic.IngressLedger: ...
-    async def save_ingress_ledger(self, ledger: agic.IngressLedger) -> None: ...
+@dataclass(frozen=True)
+class _Ended:
+    """How a pass ended."""
 
-
-class LedgerPort(IngressPort, Protocol):
-    async def post_event(
-        self, route: dict[str, Any], event_type: str, reason: str, message: str
-    ) -> None: ...
-    async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]: ...
-    async def save_ledger(self, confirmed: Ledger, pending: Ledger | None = None) -> None: ...
-    async def delete_ledger(self, gateway_id: str) -> None: ...
+    retry: float | None = None  # the delay before the next pass; None when settled
+    released: Sequence[RouteRecord] = ()  # deleted routes whose restore is on the gateway
+    restored: bool = False  # the gateway is settled: a ledger left by gone routes is restored
 
 
 def _named(records: list[RouteRecord]) -> str:
@@ -81,7 +81,7 @@ class GatewayReconciler:
         self._workers = DebouncedWorkers(self._pass, config.debounce, "gateway", error_delay=30)
         self._released: dict[str, asyncio.Event] = {}
         self._drift: dict[str, DriftTracker] = {}
-        self._agic: set[str] = set()  # gateway keys last seen tagged by AGIC
+        self.agic = AgicMode(book, kube, enabled=config.agic)
         self._orphans: dict[str, str] = {}  # gateway key -> id: a ledger and no route
         book.listen(self.route_changed)
 
@@ -101,9 +101,8 @@ class GatewayReconciler:
 
     def ingress_changed(self, namespace: str) -> None:
         """An Ingress changed: re-plan the AGIC gateways of the namespace's routes."""
-        for record in self.book.in_namespace(namespace):
-            if record.gateway_key in self._agic:
-                self.mark(record.gateway_key)
+        for gateway_key in self.agic.gateways_in(namespace):
+            self.mark(gateway_key)
 
     async def released(self, namespace: str, name: str) -> None:
         """Return once the gateway is settled without this route (so its finalizer may go)."""
@@ -111,10 +110,6 @@ class GatewayReconciler:
 
     def _release(self, record: RouteRecord) -> None:
         self._released.setdefault(record.key, asyncio.Event()).set()
-
-    def _release_all(self, records: list[RouteRecord]) -> None:
-        for record in records:
-            self._release(record)
 
     def _gateway_id(self, gateway_key: str, records: list[RouteRecord]) -> str:
         """The gateway's id as spelled by its routes, or by its ledger when none is left."""
@@ -159,216 +154,123 @@ class GatewayReconciler:
             return await self.reconcile(gateway_key)
 
     async def reconcile(self, gateway_key: str) -> float | None:
-        """One pass over one gateway; the delay before a retry, or None when settled."""
+        """One pass over one gateway; the delay before a retry, or None when settled. The
+        deleted routes whose restore is on the gateway are released here, and only here."""
         if self.book.unobserved(("gateway", gateway_key)):
             return 1.0
         records = self.book.on_gateway(gateway_key)
         gateway_id = self._gateway_id(gateway_key, records)
-        # The deleted routes this pass plans without: only they are released when it ends. A
-        # route deleted meanwhile (`deleting` changes in place) is planned without, and
-        # released, by the next pass: this one may just have applied its value.
         deleting = [r for r in records if r.deleting]
         confirmed, pending = await self.kube.load_ledger(gateway_id)
-        active = [r for r in records if not r.deleting]
+        routes = _Routes(
+            records,
+            active=[r for r in records if not r.deleting],
+            deleting=deleting,
+            planned={r.key: r.intent for r in records if r.intent},
+        )
+        try:
+            ended = await self._converge(gateway_key, gateway_id, routes, confirmed, pending)
+        except TransientGatewayError as exc:
+            ended = await self._retry_later(gateway_id, routes, exc)
+        except TerminalGatewayError as exc:
+            ended = await self._give_up(gateway_id, routes, exc)
+        if ended.restored:
+            self._orphans.pop(gateway_key, None)
+        for record in ended.released:
+            self._release(record)
+        return ended.retry
+
+    async def _converge(
+        self,
+        gateway_key: str,
+        gateway_id: str,
+        routes: _Routes,
+        confirmed: Ledger,
+        pending: Ledger | None,
+    ) -> _Ended:
+        """The happy path: read the gateway, recover its ledger, plan, then carry the plan in
+        Ingress annotations (AGIC) or PUT it, and report."""
+        records, active, planned = routes.records, routes.active, routes.planned
         # A deleted route on an AGIC gateway may still have Ingress annotations to restore.
         on_ingresses = any(r.intent and r.intent.backend_service for r in records)
         if not active and confirmed.is_empty and pending is None and not on_ingresses:
-            self._orphans.pop(gateway_key, None)
-            self._release_all(deleting)
-            return None
+            return _Ended(released=routes.deleting, restored=True)
         name = name_from_id(gateway_id)
-        # The requirements this pass plans: outcomes are reported for these, and a route whose
-        # requirements change meanwhile is reported Pending until the next pass.
-        planned = {r.key: r.intent for r in records if r.intent}
-        try:
-            snapshot = await self.gateways.wait_until_settled(gateway_id)
-            ledger = recover(confirmed, pending, snapshot.document)
-            if recreated(confirmed, pending, snapshot.document):
-                await self._recreated(gateway_key, name, snapshot, records)
-            elif pending is not None:
-                log.info(
-                    "gateway %s (routes %s): recovered the ledger of an interrupted update",
-                    name,
-                    ", ".join(r.key for r in active),
-                )
-            if pending is not None or ledger != confirmed:
-                await self._store_ledger(ledger)
-            plan = plan_gateway(
-                gateway_id,
-                [planned[r.key] for r in active if r.key in planned],
-                snapshot.document,
-                ledger,
-                released=[
-                    planned[r.key]
-                    for r in records
-                    if r.deleting and not r.restore_on_delete and r.key in planned
-                ],
-                owner=self.config.owner_id,
-            )
-            if agic_tags(snapshot.document):
-                # Never PUT: AGIC would revert it, and each revert ends streams.
-                self._agic.add(gateway_key)
-                failed = await self._agic_mode(
-                    gateway_key, records, plan, snapshot.document, planned
-                )
-                # A namespace whose Ingresses could not be listed has nothing restored yet.
-                self._release_all([r for r in deleting if r.namespace not in failed])
-                return INGRESS_RETRY_SECONDS if failed and self.config.agic else None
-            self._agic.discard(gateway_key)
-            plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
-            document = snapshot.document
-            if plan.has_changes and self.config.dry_run:
-                await self._report(records, plan, document, conflicts, planned, dry_run=True)
-                return None
-            if plan.has_changes:
-                document = await self._apply(name, plan, ledger, active, planned, snapshot)
-            elif plan.ledger != ledger:
-                await self._store_ledger(plan.ledger)
-            await self._report(records, plan, document, conflicts, planned)
-        except TransientGatewayError as exc:
-            log.warning(
-                "gateway %s (routes %s): %s; retrying in %.0fs",
+        snapshot = await self.gateways.wait_until_settled(gateway_id)
+        ledger = recover(confirmed, pending, snapshot.document)
+        if recreated(confirmed, pending, snapshot.document):
+            await self._recreated(gateway_key, name, snapshot, records)
+        elif pending is not None:
+            log.info(
+                "gateway %s (routes %s): recovered the ledger of an interrupted update",
                 name,
-                _named(records),
-                exc,
-                exc.delay or 0,
+                ", ".join(r.key for r in active),
             )
-            await self._fail(active, exc, planned, deleting)
-            return float(exc.delay or 1.0)
-        except TerminalGatewayError as exc:
-            log.error("gateway %s (routes %s): %s", name, _named(records), exc)
-            gone = exc.reason is Reason.GATEWAY_NOT_FOUND
-            # A gone gateway has nothing to restore: its deleted routes are released below,
-            # not told to wait (a status write then only races kopf's finalizer patch).
-            await self._fail(active, exc, planned, [] if gone else deleting)
-            if gone:
-                if not active:
-                    # Gone, and no route needs it: a gateway made again under its id is a new
-                    # instance that this ledger says nothing about.
-                    await self.kube.delete_ledger(gateway_id)
-                    log.info("gateway %s is gone and no route needs it: ledger deleted", name)
-                self._release_all(deleting)
-            return None
-        # The restore of every route in `deleting` is on the gateway: applied and verified
-        # by this pass, or found there.
-        self._orphans.pop(gateway_key, None)
-        self._release_all(deleting)
-        return None
+        if pending is not None or ledger != confirmed:
+            await self._store_ledger(ledger)
+        plan = plan_gateway(
+            gateway_id,
+            [planned[r.key] for r in active if r.key in planned],
+            snapshot.document,
+            ledger,
+            released=[
+                planned[r.key]
+                for r in records
+                if r.deleting and not r.restore_on_delete and r.key in planned
+            ],
+            owner=self.config.owner_id,
+        )
+        if agic_tags(snapshot.document):
+            # Never PUT: AGIC would revert it, and each revert ends streams.
+            done = await self.agic.reconcile(gateway_key, records, plan, snapshot.document, planned)
+            # A namespace whose Ingresses could not be listed has nothing restored yet.
+            released = [r for r in routes.deleting if r.namespace not in done.unlisted]
+            return _Ended(done.retry, released)
+        self.agic.left(gateway_key)
+        plan, conflicts = await self._hold_drift_conflicts(gateway_key, plan, ledger, records)
+        document = snapshot.document
+        if plan.has_changes and self.config.dry_run:
+            await self._report(records, plan, document, conflicts, planned, dry_run=True)
+            return _Ended()
+        if plan.has_changes:
+            document = await self._apply(name, plan, ledger, active, planned, snapshot)
+        elif plan.ledger != ledger:
+            await self._store_ledger(plan.ledger)
+        await self._report(records, plan, document, conflicts, planned)
+        # The restore of every deleted route is on the gateway: applied and verified by this
+        # pass, or found there.
+        return _Ended(released=routes.deleting, restored=True)
 
-    async def _agic_mode(
-        self,
-        gateway_key: str,
-        records: list[RouteRecord],
-        plan: Plan,
-        document: Mapping[str, Any],
-        planned: Mapping[str, RouteIntent],
-    ) -> dict[str, str]:
-        """Carry the routes' values in AGIC's Ingress annotations, namespace by namespace, and
-        report (the gateway is only read). The namespaces whose Ingresses could not be listed,
-        with why."""
-        name = name_from_id(plan.gateway_id)
-        served: dict[str, list[str]] = {}
-        shared: dict[str, str] = {}  # route key -> the other Services its values reach
-        failed: dict[str, str] = {}
-        for namespace in sorted({r.namespace for r in records}):
-            # Every route of the namespace on an AGIC gateway: they share its Ingresses.
-            routes = [
-                r.intent
-                for r in self.book.in_namespace(namespace)
-                if r.intent and not r.deleting and r.gateway_key in self._agic
-            ]
-            release = any(
-                r.deleting and not r.restore_on_delete for r in records if r.namespace == namespace
-            )
-            ledger = await self.kube.load_ingress_ledger(namespace)
-            if ledger.is_empty and not any(r.backend_service for r in routes):
-                continue  # no route there names a Service: no Ingress carries anything
-            if not self.config.agic:
-                failed[namespace] = "AGIC mode is off (--no-agic, agic.enabled=false)"
-                continue
-            try:
-                ingresses = await self.kube.list_agic_ingresses(namespace)
-            except IngressesUnavailable as exc:
-                log.warning(
-                    "gateway %s (AGIC): %s; retrying in %gs", name, exc, INGRESS_RETRY_SECONDS
-                )
-                failed[namespace] = str(exc)
-                continue
-            iplan = agic.plan_ingresses(routes, ingresses, ledger, release=release)
-            if iplan.patches:
-                # Recorded first: a crash after any patch still knows every original value.
-                await self.kube.save_ingress_ledger(ledger.merged(iplan.ledger))
-                for ingress, patch in iplan.patches.items():
-                    log.info(
-                        "gateway %s (AGIC): Ingress %s/%s annotations %s",
-                        name,
-                        namespace,
-                        ingress,
-                        ", ".join(f"{k}={v}" for k, v in sorted(patch.items())),
-                    )
-                    await self.kube.patch_ingress_annotations(namespace, ingress, dict(patch))
-            if iplan.patches or iplan.ledger != ledger:
-                await self.kube.save_ingress_ledger(iplan.ledger)
-            for notice in iplan.notices:
-                for record in records:
-                    if record.namespace == namespace and notice.route in (None, record.key):
-                        await self.book.post_once(
-                            record, notice.level, notice.reason, notice.message
-                        )
-            for key, names in iplan.served.items():
-                served[key] = list(names)
-            for key, others in iplan.shared.items():
-                shared[key] = agic.shared_words(others)
-        buffering_on = response_buffering_enabled(document)
-        for record in records:
-            intent, outcome = record.intent, plan.outcomes.get(record.key)
-            if record.deleting or intent is None:
-                continue
-            if intent.backend_service and record.namespace in failed:
-                await self.book.write_status(
-                    record,
-                    [
-                        *cond.accepted(record.intent_generation, record.generation),
-                        cond.gateway_failed(
-                            Reason.INGRESSES_UNAVAILABLE,
-                            failed[record.namespace]
-                            + (
-                                f"; retrying in {INGRESS_RETRY_SECONDS:g}s"
-                                if self.config.agic
-                                else ""
-                            ),
-                        ),
-                    ],
-                    gateway=gateway_status(document),
-                    computed_for=planned.get(record.key),
-                    mode="AGIC",
-                )
-                continue
-            values = f"request-timeout {intent.request_timeout}s" + (
-                f", connection-draining-timeout {intent.drain_timeout}s"
-                if intent.drain_timeout
-                else ""
-            )
-            configured = cond.agic_mode(
-                name,
-                intent.backend_service,
-                served.get(record.key, []),
-                values,
-                agic.buffering_command(intent.gateway_id)
-                if buffering_on and intent.disable_buffering
-                else None,
-                outcome.message if outcome else "gateway is managed by AGIC",
-                shared.get(record.key, ""),
-            )
-            await self.book.write_status(
-                record,
-                [*cond.accepted(record.intent_generation, record.generation), configured],
-                gateway=gateway_status(document),
-                computed_for=planned.get(record.key),
-                mode="AGIC",
-                ingresses=served.get(record.key, []) if intent.backend_service else None,
-            )
-        return failed
+    async def _retry_later(
+        self, gateway_id: str, routes: _Routes, exc: TransientGatewayError
+    ) -> _Ended:
+        log.warning(
+            "gateway %s (routes %s): %s; retrying in %.0fs",
+            name_from_id(gateway_id),
+            _named(routes.records),
+            exc,
+            exc.delay or 0,
+        )
+        await self._fail(routes.active, exc, routes.planned, routes.deleting)
+        return _Ended(retry=float(exc.delay or 1.0))
+
+    async def _give_up(self, gateway_id: str, routes: _Routes, exc: TerminalGatewayError) -> _Ended:
+        """Until a route changes or the next resync; a gone gateway releases its deleted routes:
+        it has nothing to restore."""
+        name = name_from_id(gateway_id)
+        log.error("gateway %s (routes %s): %s", name, _named(routes.records), exc)
+        if exc.reason is not Reason.GATEWAY_NOT_FOUND:
+            await self._fail(routes.active, exc, routes.planned, routes.deleting)
+            return _Ended()
+        # The deleted routes are released, not told to wait (a status write then only races
+        # kopf's finalizer patch).
+        await self._fail(routes.active, exc, routes.planned, [])
+        if not routes.active:
+            # Gone, and no route needs it: a gateway made again under its id is a new instance
+            # that this ledger says nothing about.
+            await self.kube.delete_ledger(gateway_id)
+            log.info("gateway %s is gone and no route needs it: ledger deleted", name)
+        return _Ended(released=routes.deleting)
 
     async def _store_ledger(self, ledger: Ledger) -> None:
         """Save a confirmed ledger; one that owns nothing is deleted instead of kept."""

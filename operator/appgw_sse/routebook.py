@@ -11,26 +11,17 @@ import contextlib
 import datetime
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from appgw_sse.core import conditions as cond
 from appgw_sse.core.contract import FINALIZER
-from appgw_sse.core.planner import RouteIntent
+from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.policy import parse_rules, refusal
 from appgw_sse.models.route import SpecError, SseRouteSpec, parse_spec
 from appgw_sse.models.status import BackendsStatus, SseRouteStatus
-
-
-class StatusPort(Protocol):
-    async def patch_route_status(
-        self, namespace: str, name: str, status: dict[str, Any]
-    ) -> None: ...
-
-    async def post_event(
-        self, route: dict[str, Any], event_type: str, reason: str, message: str
-    ) -> None: ...
+from appgw_sse.ports import StatusPort
 
 
 @dataclass

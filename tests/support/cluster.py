@@ -91,14 +91,49 @@ def describe() -> str:
     return build.describe()
 
 
-def require_minor(minor: int, what: str) -> ApiServerBuild:
-    """The real server, or a skip naming what needs Kubernetes 1.`minor` or newer."""
+def needs_real(what: str) -> str:
+    """The reason a check that only a real API server can run is skipped; the end of the run
+    lists every check skipped for it (not_run_on_standin)."""
+    return f"{what} needs a real API server ({apiserver.missing()})"
+
+
+NEEDS_REAL = re.compile(r"(?:Skipped: )?(.+) needs a real API server \((.*)\)")
+
+
+def require_real(what: str) -> ApiServerBuild:
+    """The real server, or a skip naming `what` needs it."""
     build = real_server()
     if build is None:
-        pytest.skip(f"{what} needs a real API server ({apiserver.missing()})")
+        pytest.skip(needs_real(what))
+    return build
+
+
+def require_minor(minor: int, what: str) -> ApiServerBuild:
+    """The real server, or a skip naming what needs Kubernetes 1.`minor` or newer."""
+    build = require_real(what)
     if build.minor < minor:
         pytest.skip(f"{what} needs Kubernetes 1.{minor} or newer; this run has {build.version}")
     return build
+
+
+def not_run_on_standin(skip_reasons: list[str], ran_on_the_api: bool) -> str | None:
+    """One line for the end of a run on the stand-in: the checks skipped because only a real API
+    server can run them, and, when tests ran on the stand-in, that it accepted any identity (it
+    authenticates nobody, so the operator's RBAC was not in force). None on a real server, or
+    when nothing of either happened."""
+    checks = [m.group(1) for m in map(NEEDS_REAL.fullmatch, skip_reasons) if m is not None]
+    if real_server() is not None or not (checks or ran_on_the_api):
+        return None
+    parts = [f"no real API server ({apiserver.missing()})"]
+    if checks:
+        named = list(dict.fromkeys(checks))  # in order, once each
+        parts.append(f"not run: {', '.join(named)} ({len(checks)} tests)")
+    if ran_on_the_api:
+        parts.append(
+            "the tests that ran on the stand-in accepted any identity (it authenticates nobody: "
+            "the operator ran without its RBAC)"
+        )
+    return "; ".join(parts)
 
 
 class Cluster:

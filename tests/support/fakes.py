@@ -5,14 +5,18 @@ import copy
 import dataclasses
 from typing import Any
 
-from appgw_sse.adapters.azure_gateway import Snapshot
-from appgw_sse.adapters.errors import GatewayError, IngressesUnavailable, TerminalGatewayError
 from appgw_sse.core import agic
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.contract import FINALIZER
 from appgw_sse.core.ledger import Ledger
 from appgw_sse.core.planner import Plan
+from appgw_sse.ports import (
+    GatewayError,
+    IngressesUnavailable,
+    Snapshot,
+    TerminalGatewayError,
+)
 from tests.support.gateways import gateway_id
 
 

@@ -6,8 +6,8 @@ from typing import Any
 from appgw_sse.core.claims import user_tags
 from appgw_sse.core.duration import derived_request_timeout
 from appgw_sse.core.fields import REQUEST_TIMEOUT, RESPONSE_BUFFERING
+from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.ledger import Ledger, Owned
-from appgw_sse.core.planner import RouteIntent
 
 SUB = "00000000-0000-4000-8000-000000000001"
 

@@ -11,8 +11,6 @@ import io
 import json
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import (
@@ -28,17 +26,21 @@ from azure.mgmt.network.aio import NetworkManagementClient
 
 from appgw_sse import logs, metrics
 from appgw_sse.adapters.credentials import TokenFileCredential
-from appgw_sse.adapters.errors import GatewayError, TerminalGatewayError, TransientGatewayError
 from appgw_sse.core import claims as cl
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.document import name_from_id, split_gateway_id
-from appgw_sse.core.ledger import instance_of
 from appgw_sse.core.planner import Plan
 from appgw_sse.fence import Fence, LeadershipLost, Unfenced
+from appgw_sse.ports import (
+    ArmSettings,
+    GatewayError,
+    Snapshot,
+    TerminalGatewayError,
+    TransientGatewayError,
+)
 
 log = logging.getLogger(__name__)
 
-PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
 _TERMINAL_STATUS = {400: Reason.AZURE_ERROR, 404: Reason.GATEWAY_NOT_FOUND}
 _SKU_CODES = {"ApplicationGatewayFeatureCannotBeEnabledForSelectedSku"}
 # Identities get fixed out of band (a role assignment takes minutes to propagate): authentication
@@ -47,33 +49,6 @@ _AUTH_AWAITED = {
     401: "a token ARM accepts",
     403: "the identity's role assignment on the gateway (assignments take minutes to propagate)",
 }
-
-
-@dataclass(frozen=True)
-class ArmSettings:
-    endpoint: str = PUBLIC_ARM_ENDPOINT
-    ca_bundle: Path | None = None
-    token_file: Path | None = None
-    polling_interval: float = 5.0
-    sdk_retries: int = 3  # azure-core's own retries of 429/5xx, each honouring Retry-After
-    lro_timeout: float = 3600.0  # PUTs take minutes, and up to ~40 min during platform upgrades
-    auth_retry: float = 5.0  # first wait after a credential, 401 or 403 failure, then doubled
-    auth_retry_max: float = 60.0
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    document: dict[str, Any]
-    etag: str
-
-    @property
-    def provisioning_state(self) -> str:
-        return str(self.document.get("properties", {}).get("provisioningState", ""))
-
-    @property
-    def resource_guid(self) -> str | None:
-        """Which instance of the gateway this is (a recreated gateway gets a new one)."""
-        return instance_of(self.document)
 
 
 def _retry_after(error: HttpResponseError) -> float | None:

@@ -16,11 +16,11 @@ import kubernetes
 from kubernetes.client import CoreV1Event, V1ConfigMap, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
-from appgw_sse.adapters.errors import IngressesUnavailable
 from appgw_sse.core.agic import Ingress, IngressLedger, agic_ingress
 from appgw_sse.core.contract import API_GROUP, API_VERSION, KIND, PLURAL
 from appgw_sse.core.ledger import Ledger
 from appgw_sse.fence import Fence, LeadershipLost, Unfenced
+from appgw_sse.ports import IngressesUnavailable
 
 log = logging.getLogger(__name__)
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "appgw-sse-operator"}

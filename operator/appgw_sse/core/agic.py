@@ -1,7 +1,7 @@
 """AGIC mode (pure): on a gateway AGIC manages, the operator never writes the gateway; it sets
 AGIC's per-Ingress annotations on the Ingresses that route to a route's Service instead.
 
-Assumed of AGIC (see README): it reads `appgw.ingress.kubernetes.io/request-timeout` (seconds),
+Assumed of AGIC (see docs/agic.md): it reads `appgw.ingress.kubernetes.io/request-timeout` (seconds),
 `connection-draining` (a boolean) and `connection-draining-timeout` (seconds) from each Ingress
 of its class and writes them into the backend settings it generates for every backend Service
 of that Ingress. It parses them with Go's strconv.Atoi and strconv.ParseBool; a value those
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.planner import Notice, RouteIntent
+from appgw_sse.core.intent import RouteIntent
+from appgw_sse.core.planner import Notice
 
 PREFIX = "appgw.ingress.kubernetes.io/"
 REQUEST_TIMEOUT = PREFIX + "request-timeout"

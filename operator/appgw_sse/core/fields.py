@@ -7,12 +7,10 @@ when routes ask for it, the requirement in RouteIntent and the spec).
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from appgw_sse.core import document as doc
-
-if TYPE_CHECKING:
-    from appgw_sse.core.planner import RouteIntent
+from appgw_sse.core.intent import RouteIntent
 
 Value = int | bool
 Schema = dict[str, Any]
@@ -67,7 +65,7 @@ class OwnedField(ABC):
         return dict(document)
 
     @abstractmethod
-    def required_by(self, route: "RouteIntent") -> Value | None:
+    def required_by(self, route: RouteIntent) -> Value | None:
         """What one route requires (None: nothing)."""
 
     @abstractmethod
@@ -157,7 +155,7 @@ class ResponseBuffering(OwnedField):
     def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
         return doc.with_response_buffering(document, bool(values[None]))
 
-    def required_by(self, route: "RouteIntent") -> Value | None:
+    def required_by(self, route: RouteIntent) -> Value | None:
         return False if route.disable_buffering else None
 
     def path(self, setting: str | None) -> str:
@@ -214,7 +212,7 @@ class _SecondsPerSetting(OwnedField):
     def write(self, document: doc.Document, values: Mapping[str | None, Value]) -> dict[str, Any]:
         return self._writer(document, {s: int(v) for s, v in values.items() if s is not None})
 
-    def required_by(self, route: "RouteIntent") -> Value | None:
+    def required_by(self, route: RouteIntent) -> Value | None:
         required: Value | None = getattr(route, self.requirement)
         return required
 
@@ -291,7 +289,7 @@ CONNECTION_DRAINING = ConnectionDraining(doc.backend_setting_draining, doc.with_
 FIELDS: tuple[OwnedField, ...] = (RESPONSE_BUFFERING, REQUEST_TIMEOUT, CONNECTION_DRAINING)
 
 
-def places(route: "RouteIntent", field: OwnedField) -> tuple[Place, ...]:
+def places(route: RouteIntent, field: OwnedField) -> tuple[Place, ...]:
     """The places of `field` a route depends on."""
     if field.per_setting:
         return tuple(field.at(s) for s in route.backend_settings)

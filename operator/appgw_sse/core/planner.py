@@ -32,22 +32,8 @@ from appgw_sse.core.fields import (
     Value,
     places,
 )
+from appgw_sse.core.intent import RouteIntent
 from appgw_sse.core.ledger import Ledger, Owned
-
-
-@dataclass(frozen=True)
-class RouteIntent:
-    """What one valid route requires of its gateway."""
-
-    key: str
-    gateway_id: str
-    backend_settings: tuple[str, ...]
-    request_timeout: int
-    idle_seconds: int
-    disable_buffering: bool
-    drain_timeout: int | None = None  # connection draining to ensure, seconds (None: none)
-    backend_service: str | None = None  # spec.backend.serviceName (AGIC mode finds Ingresses)
-
 
 ChangeKind = Literal["apply", "drift", "restore"]
 

@@ -44,6 +44,8 @@ _OPERATION = re.compile(
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.IGNORECASE)
 _LOOPBACK = ("127.0.0.1", "::1")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# An admin endpoint's handler: the request and its parsed JSON body (None when empty).
+AdminHandler = Callable[[web.Request, Any], Awaitable[web.Response]]
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -71,6 +73,20 @@ class EmulatorApp:
         self.emulator = emulator
         self.requests: list[dict[str, Any]] = []
         self.dataplane = DataPlane(emulator)
+        # The admin API: (endpoint, method) -> its handler; "*": any method.
+        self._admin_routes: dict[tuple[str, str], AdminHandler] = {
+            ("gateways", "GET"): self._list_gateways,
+            ("gateways", "POST"): self._seed_gateways,
+            ("faults", "GET"): self._list_faults,
+            ("faults", "POST"): self._add_faults,
+            ("faults", "DELETE"): self._clear_faults,
+            ("requests", "GET"): self._list_requests,
+            ("requests", "DELETE"): self._clear_requests,
+            ("config", "POST"): self._configure,
+            ("throttling", "GET"): self._throttling_report,
+            ("backends", "*"): self._backends,
+            ("reset", "POST"): self._reset,
+        }
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._log_middleware])
@@ -277,6 +293,7 @@ class EmulatorApp:
     # -- admin ----------------------------------------------------------------------------
 
     async def _admin(self, request: web.Request) -> web.Response:
+        """/_emulator/{endpoint}: loopback only; the body is parsed once, bad input is a 400."""
         if request.remote not in _LOOPBACK:
             return _json(
                 403, {"error": {"code": "Forbidden", "message": "admin API is loopback only"}}
@@ -285,60 +302,9 @@ class EmulatorApp:
         try:
             raw = await request.read()
             payload: Any = json.loads(raw) if raw else None
-            if (tail, method) == ("gateways", "GET"):
-                # ?secrets=true: as stored, write-only certificate secrets included.
-                secrets = request.query.get("secrets") == "true"
-                stored = self.emulator.gateways.values()
-                return _json(200, [d if secrets else public_view(d) for d in stored])
-            if (tail, method) == ("gateways", "POST"):
-                items = payload if isinstance(payload, list) else [payload]
-                return _json(200, [public_view(self.emulator.seed(item)) for item in items])
-            if (tail, method) == ("faults", "POST"):
-                items = payload if isinstance(payload, list) else [payload]
-                faults = [Fault(**item) for item in items]
-                self.emulator.faults.extend(faults)
-                return _json(200, [dataclasses.asdict(f) for f in faults])
-            if (tail, method) == ("faults", "GET"):
-                return _json(200, [dataclasses.asdict(f) for f in self.emulator.faults])
-            if (tail, method) == ("faults", "DELETE"):
-                self.emulator.faults.clear()
-                return _json(200, [])
-            if (tail, method) == ("requests", "GET"):
-                return _json(200, self.requests)
-            if (tail, method) == ("requests", "DELETE"):
-                self.requests.clear()
-                return _json(200, [])
-            if (tail, method) == ("config", "POST"):
-                self.emulator.lro_seconds = float(
-                    payload.get("lroSeconds", self.emulator.lro_seconds)
-                )
-                self.emulator.conflict_mode = payload.get(
-                    "conflictMode", self.emulator.conflict_mode
-                )
-                if "throttling" in payload:
-                    self.emulator.set_throttling(payload["throttling"])
-                throttling = self.emulator.throttling
-                return _json(
-                    200,
-                    {
-                        "lroSeconds": self.emulator.lro_seconds,
-                        "conflictMode": self.emulator.conflict_mode,
-                        "throttling": None if throttling is None else throttling.settings(),
-                    },
-                )
-            if (tail, method) == ("throttling", "GET"):
-                throttling = self.emulator.throttling
-                return _json(200, {} if throttling is None else throttling.report())
-            if tail == "backends":
-                return _json(200, await self.dataplane.admin(method, payload))
-            if (tail, method) == ("reset", "POST"):
-                self.emulator.gateways.clear()
-                self.emulator.operations.clear()
-                self.emulator.faults.clear()
-                if self.emulator.throttling is not None:
-                    self.emulator.throttling.buckets.clear()
-                self.requests.clear()
-                return _json(200, {})
+            handler = self._admin_routes.get((tail, method)) or self._admin_routes.get((tail, "*"))
+            if handler is not None:
+                return await handler(request, payload)
         except ArmError as exc:
             return _error(exc)
         except (TypeError, ValueError, AttributeError, json.JSONDecodeError) as exc:
@@ -352,6 +318,67 @@ class EmulatorApp:
                 }
             },
         )
+
+    async def _list_gateways(self, request: web.Request, _payload: Any) -> web.Response:
+        # ?secrets=true: as stored, write-only certificate secrets included.
+        secrets = request.query.get("secrets") == "true"
+        stored = self.emulator.gateways.values()
+        return _json(200, [d if secrets else public_view(d) for d in stored])
+
+    async def _seed_gateways(self, _request: web.Request, payload: Any) -> web.Response:
+        items = payload if isinstance(payload, list) else [payload]
+        return _json(200, [public_view(self.emulator.seed(item)) for item in items])
+
+    async def _add_faults(self, _request: web.Request, payload: Any) -> web.Response:
+        items = payload if isinstance(payload, list) else [payload]
+        faults = [Fault(**item) for item in items]
+        self.emulator.faults.extend(faults)
+        return _json(200, [dataclasses.asdict(f) for f in faults])
+
+    async def _list_faults(self, _request: web.Request, _payload: Any) -> web.Response:
+        return _json(200, [dataclasses.asdict(f) for f in self.emulator.faults])
+
+    async def _clear_faults(self, _request: web.Request, _payload: Any) -> web.Response:
+        self.emulator.faults.clear()
+        return _json(200, [])
+
+    async def _list_requests(self, _request: web.Request, _payload: Any) -> web.Response:
+        return _json(200, self.requests)
+
+    async def _clear_requests(self, _request: web.Request, _payload: Any) -> web.Response:
+        self.requests.clear()
+        return _json(200, [])
+
+    async def _configure(self, _request: web.Request, payload: Any) -> web.Response:
+        self.emulator.lro_seconds = float(payload.get("lroSeconds", self.emulator.lro_seconds))
+        self.emulator.conflict_mode = payload.get("conflictMode", self.emulator.conflict_mode)
+        if "throttling" in payload:
+            self.emulator.set_throttling(payload["throttling"])
+        throttling = self.emulator.throttling
+        return _json(
+            200,
+            {
+                "lroSeconds": self.emulator.lro_seconds,
+                "conflictMode": self.emulator.conflict_mode,
+                "throttling": None if throttling is None else throttling.settings(),
+            },
+        )
+
+    async def _throttling_report(self, _request: web.Request, _payload: Any) -> web.Response:
+        throttling = self.emulator.throttling
+        return _json(200, {} if throttling is None else throttling.report())
+
+    async def _backends(self, request: web.Request, payload: Any) -> web.Response:
+        return _json(200, await self.dataplane.admin(request.method, payload))
+
+    async def _reset(self, _request: web.Request, _payload: Any) -> web.Response:
+        self.emulator.gateways.clear()
+        self.emulator.operations.clear()
+        self.emulator.faults.clear()
+        if self.emulator.throttling is not None:
+            self.emulator.throttling.buckets.clear()
+        self.requests.clear()
+        return _json(200, {})
 
 
 @dataclass(frozen=True)

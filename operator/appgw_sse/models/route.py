@@ -66,7 +66,7 @@ from appgw_sse.core.contract import (
 )
 from appgw_sse.core.document import GATEWAY_ID_SHAPE
 from appgw_sse.core.duration import derived_request_timeout, parse_duration
-from appgw_sse.core.planner import RouteIntent
+from appgw_sse.core.intent import RouteIntent
 
 
 class _Model(CamelModel):

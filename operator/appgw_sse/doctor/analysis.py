@@ -1,30 +1,18 @@
-"""`appgw-sse doctor`: listen to a Server-Sent Events stream like EventSource does and say, with
-evidence, whether the path delivers it live, buffers it or cuts it, and at which limit.
+"""The diagnosis: pure functions of an Observation (live, buffered or cut, and at which limit),
+unit-tested without a network."""
 
-The I/O (`observe`) only records what arrived and when; everything else is pure functions of that
-`Observation`, so the diagnosis is unit-tested without a network.
-"""
-
-import asyncio
-import codecs
 import itertools
 import json
-import re
 import statistics
-import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import aiohttp
+from appgw_sse.doctor.observation import Observation
+from appgw_sse.doctor.parse import SseEvent
 
 Severity = Literal["problem", "warning", "info"]
-# listening: still open when the doctor stopped; eof: the body ended cleanly; cut: the connection
-# dropped without the body's end; no-headers: connected, no response before the end.
-EndKind = Literal["listening", "eof", "cut", "no-headers"]
-Progress = Callable[[str], None]
 
 EXIT_HEALTHY, EXIT_PROBLEMS, EXIT_UNREACHABLE = 0, 1, 2
 # Events arriving closer together than this came in one read, i.e. one flush of a buffer.
@@ -33,108 +21,8 @@ BURST_GAP_SECONDS = 0.05
 BURST_SILENCE_SECONDS = 0.3
 # An event held this much longer than the fastest one was held back on the way.
 HELD_SECONDS = 0.5
-CONNECT_TIMEOUT_SECONDS = 10.0
 _TIMESTAMP_KEYS = ("ts", "timestamp", "time", "sent_at", "sentAt")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _PLAUSIBLE_CLOCK_SKEW = 86400.0
-
-
-# -- parsing ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SseEvent:
-    at: float  # seconds since the request was sent
-    data: str
-    id: str | None = None  # the last event id when the event was dispatched
-    type: str = "message"
-
-
-class SseParser:
-    """The event-stream grammar of the HTML standard, fed chunk by chunk."""
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""
-        self._skip_lf = False
-        self._first = True
-        self._data: list[str] = []
-        self._type = ""
-        self.last_id: str | None = None
-        self.retry_ms: int | None = None
-
-    def feed(self, chunk: bytes, at: float) -> tuple[list[SseEvent], int]:
-        """The events completed by `chunk` and the number of comment lines (heartbeats)."""
-        text = self._decoder.decode(chunk)
-        # A CR at the end of the last chunk and an LF at the start of this one are one break.
-        skip = self._skip_lf and text.startswith("\n")
-        if text:
-            self._skip_lf = text.endswith("\r")
-        text = text[1:] if skip else text
-        if self._first and text:
-            text, self._first = text.removeprefix("\ufeff"), False
-        lines = _LINE_BREAK.split(self._pending + text)
-        self._pending = lines.pop()
-        events: list[SseEvent] = []
-        comments = 0
-        for line in lines:
-            if not line:
-                if self._data:
-                    events.append(
-                        SseEvent(at, "\n".join(self._data), self.last_id, self._type or "message")
-                    )
-                self._data, self._type = [], ""
-            elif line.startswith(":"):
-                comments += 1
-            else:
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "data":
-                    self._data.append(value)
-                elif name == "event":
-                    self._type = value
-                elif name == "id" and "\0" not in value:
-                    self.last_id = value
-                elif name == "retry" and value.isdigit():
-                    self.retry_ms = int(value)
-        return events, comments
-
-
-# -- observation --------------------------------------------------------------------------
-
-
-@dataclass
-class Observation:
-    """What arrived from one URL, and when (seconds since the request was sent)."""
-
-    url: str
-    listen_seconds: float
-    started_wall: float  # the request's wall-clock time, to read event timestamps against
-    error: str | None = None  # set when no connection could be made
-    connected_at: float | None = None
-    status: int | None = None
-    reason: str | None = None
-    version: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    headers_at: float | None = None
-    chunks: list[tuple[float, int]] = field(default_factory=list)
-    events: list[SseEvent] = field(default_factory=list)
-    heartbeats: list[float] = field(default_factory=list)
-    retry_ms: int | None = None
-    end: EndKind = "listening"
-    ended_at: float | None = None
-    end_detail: str | None = None
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return ", ".join(values) if values else None
-
-    @property
-    def stopped_at(self) -> float:
-        return self.ended_at if self.ended_at is not None else self.listen_seconds
-
-
-# -- analysis -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -159,7 +47,7 @@ class Limit:
     advice: str
 
 
-# The idle limits an SSE stream meets on Application Gateway (see the README for sources).
+# The idle limits an SSE stream meets on Application Gateway (docs/doctor.md gives the sources).
 LIMITS = (
     Limit(30, "a 30 s requestTimeout (the default)", "raise it above your longest silence"),
     Limit(
@@ -275,7 +163,7 @@ def _silences(obs: Observation) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-def _seconds(value: float) -> str:
+def in_seconds(value: float) -> str:
     return f"{value:.1f} s" if value >= 0.95 else f"{value:.2f} s"
 
 
@@ -299,7 +187,7 @@ class Report:
         if self.problems:
             return "; ".join(f.summary for f in self.problems)
         if self.obs.end == "eof":
-            return f"streams live until the server ended it after {_seconds(self.obs.stopped_at)}"
+            return f"streams live until the server ended it after {in_seconds(self.obs.stopped_at)}"
         return "streams live" if self.obs.events else "streams live (heartbeats only, no event)"
 
     @property
@@ -389,7 +277,7 @@ def _idle_limit(seconds: float, limit: Limit | None = None) -> str:
     if limit is not None:
         return f"matches {limit.phrase}: {limit.advice}"
     return (
-        f"an idle timeout of about {_seconds(seconds)} on the path, such as a requestTimeout of "
+        f"an idle timeout of about {in_seconds(seconds)} on the path, such as a requestTimeout of "
         f"{max(1, round(seconds))} s: raise it above your longest silence"
     )
 
@@ -411,14 +299,14 @@ def _cut_finding(obs: Observation, silences: Sequence[float]) -> Finding:
         if obs.headers_at is None
         else "the headers"
     )
-    evidence = f"the connection closed {before}, {_seconds(silence)} after {since}"
+    evidence = f"the connection closed {before}, {in_seconds(silence)} after {since}"
     if limit is not None:
-        summary = f"cut after {_seconds(after)} ({_idle_limit(after, limit)})"
+        summary = f"cut after {in_seconds(after)} ({_idle_limit(after, limit)})"
     elif idle:
-        summary = f"cut after {_seconds(after)}, silent {_seconds(silence)} before ({_idle_limit(silence)})"
+        summary = f"cut after {in_seconds(after)}, silent {in_seconds(silence)} before ({_idle_limit(silence)})"
     else:
         summary = (
-            f"cut after {_seconds(after)} while data was flowing (not an idle timeout: a "
+            f"cut after {in_seconds(after)} while data was flowing (not an idle timeout: a "
             "configuration update on the gateway, which ends connections after the "
             "connection-draining timeout, a limit on total duration, or the server)"
         )
@@ -465,14 +353,14 @@ def _buffering_findings(
                 Finding(
                     "warning",
                     "held",
-                    f"events arrive up to {_seconds(held)} later than the fastest one (by their "
+                    f"events arrive up to {in_seconds(held)} later than the fastest one (by their "
                     "timestamps), one by one: a slow path or a server that stamps early",
                 )
             ]
         return False, []
     size = round(statistics.median(b.size for b in multi))
     silence = statistics.median(b.silence_before for b in multi)
-    shape = f"events arrive in bursts of {size} after silences of {_seconds(silence)}"
+    shape = f"events arrive in bursts of {size} after silences of {in_seconds(silence)}"
     evidence = f"{in_multi} of {len(obs.events)} events arrived in {len(multi)} bursts"
     spreads = _sent_spreads(found, obs.events, delays) if source == "timestamp" else []
     if spreads and held is not None and 2 * resolution <= silence:
@@ -490,7 +378,7 @@ def _buffering_findings(
                 "problem",
                 "buffered",
                 f"{evidence}; their timestamps show each burst sent over about "
-                f"{_seconds(spread)} and events held up to {_seconds(held)}",
+                f"{in_seconds(spread)} and events held up to {in_seconds(held)}",
                 f"buffered ({shape})",
             )
         ]
@@ -503,7 +391,7 @@ def _buffering_findings(
             )
         ]
     how = (
-        f"estimated from their ids at a steady pace, events were held up to {_seconds(held)}"
+        f"estimated from their ids at a steady pace, events were held up to {in_seconds(held)}"
         if source == "id" and held is not None
         else "no timestamps to confirm; --direct compares with the backend"
     )
@@ -517,7 +405,7 @@ def _limit_findings(obs: Observation, longest: float | None) -> list[Finding]:
         Finding(
             "warning",
             "near-limit",
-            f"the longest silence, {_seconds(longest)}, is close to {limit.phrase}: {limit.advice}",
+            f"the longest silence, {in_seconds(longest)}, is close to {limit.phrase}: {limit.advice}",
         )
         for limit in LIMITS
         if 0.8 * limit.seconds <= longest < limit.seconds
@@ -526,7 +414,7 @@ def _limit_findings(obs: Observation, longest: float | None) -> list[Finding]:
         Finding(
             "info",
             "limits",
-            f"longest silence {_seconds(longest)}; Application Gateway ends silences longer "
+            f"longest silence {in_seconds(longest)}; Application Gateway ends silences longer "
             "than the requestTimeout (30 s by default), 75 s (keep-alive idle), 180 s (HTTP/2 "
             "idle) or 4 min (TCP idle): heartbeats must come more often",
         )
@@ -536,7 +424,7 @@ def _limit_findings(obs: Observation, longest: float | None) -> list[Finding]:
             Finding(
                 "info",
                 "short-listen",
-                f"listened {_seconds(obs.listen_seconds)}, less than the default "
+                f"listened {in_seconds(obs.listen_seconds)}, less than the default "
                 "requestTimeout: to meet the limits, listen longer than your longest silence",
             )
         )
@@ -564,7 +452,7 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
                 "no-response",
                 "connected, but no response came back: a buffering proxy holding the whole "
                 "response, or a backend slow to answer (--direct tells which)",
-                f"no response in {_seconds(obs.listen_seconds)}",
+                f"no response in {in_seconds(obs.listen_seconds)}",
             )
         )
     elif obs.status is None:
@@ -582,7 +470,7 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
                 "status",
                 f"HTTP {obs.status} {obs.reason or ''}: EventSource treats anything but 200 as "
                 "a failure",
-                f"answered {obs.status} {obs.reason or ''} after {_seconds(obs.headers_at)}"
+                f"answered {obs.status} {obs.reason or ''} after {in_seconds(obs.headers_at)}"
                 + matched,
             )
         )
@@ -601,7 +489,7 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
                 Finding(
                     "warning",
                     "ended",
-                    f"the server ended the stream after {_seconds(obs.stopped_at)}: EventSource "
+                    f"the server ended the stream after {in_seconds(obs.stopped_at)}: EventSource "
                     f"reconnects after its retry delay ({obs.retry_ms or 'about 3000'} ms)",
                 )
             )
@@ -611,7 +499,7 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
                     Finding(
                         "warning",
                         "no-events",
-                        f"no event in {_seconds(obs.stopped_at)}, {len(obs.heartbeats)} heartbeats",
+                        f"no event in {in_seconds(obs.stopped_at)}, {len(obs.heartbeats)} heartbeats",
                     )
                 )
             else:
@@ -619,10 +507,10 @@ def analyse(obs: Observation, reference: Report | None = None) -> Report:
                     Finding(
                         "problem",
                         "silent",
-                        f"headers after {_seconds(obs.headers_at or 0.0)}, then nothing: a "
+                        f"headers after {in_seconds(obs.headers_at or 0.0)}, then nothing: a "
                         "buffering proxy holding the events, or a backend that sent none yet "
                         "(--direct tells which)",
-                        f"no event in {_seconds(obs.stopped_at)}",
+                        f"no event in {in_seconds(obs.stopped_at)}",
                     )
                 )
         if obs.heartbeats:
@@ -655,8 +543,8 @@ def compare(path: Report, direct: Report) -> list[Finding]:
             Finding(
                 "info",
                 "first-event",
-                f"first event after {_seconds(first[0])} through the path, "
-                f"{_seconds(first[1])} directly",
+                f"first event after {in_seconds(first[0])} through the path, "
+                f"{in_seconds(first[1])} directly",
             )
         )
     for name in ("Content-Type", "Content-Length", "Content-Encoding", "Cache-Control"):
@@ -671,294 +559,3 @@ def compare(path: Report, direct: Report) -> list[Finding]:
                 )
             )
     return findings
-
-
-# -- rendering ----------------------------------------------------------------------------
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def report_json(report: Report) -> dict[str, Any]:
-    obs = report.obs
-    multi = [b for b in report.bursts if b.size >= 2]
-    known = [d for d in report.delays if d is not None]
-    return {
-        "url": obs.url,
-        "verdict": report.verdict,
-        "healthy": not report.problems,
-        "listenedSeconds": _round(obs.stopped_at),
-        "timings": {
-            "connectSeconds": _round(obs.connected_at),
-            "headersSeconds": _round(obs.headers_at),
-            "firstByteSeconds": _round(obs.chunks[0][0] if obs.chunks else None),
-            "firstEventSeconds": _round(obs.events[0].at if obs.events else None),
-        },
-        "http": {
-            "status": obs.status,
-            "reason": obs.reason,
-            "version": obs.version,
-            "headers": dict(obs.headers),
-        },
-        "stream": {
-            "events": len(obs.events),
-            "heartbeats": len(obs.heartbeats),
-            "bytes": sum(size for _, size in obs.chunks),
-            "longestSilenceSeconds": _round(report.longest_silence),
-            "bursts": len(multi),
-            "typicalBurstSize": round(statistics.median(b.size for b in multi)) if multi else None,
-            "delaySource": report.delay_source,
-            "maxDelaySeconds": _round(max(known)) if known else None,
-            "retryMs": obs.retry_ms,
-        },
-        "end": {
-            "kind": "unreachable" if obs.error is not None else obs.end,
-            "afterSeconds": _round(obs.ended_at),
-            "detail": obs.error or obs.end_detail,
-        },
-        "findings": [
-            {"severity": f.severity, "code": f.code, "message": f.message} for f in report.findings
-        ],
-        "events": [
-            {
-                "atSeconds": _round(event.at),
-                "gapSeconds": _round(gap),
-                "delaySeconds": _round(delay),
-                "id": event.id,
-                "type": event.type,
-                "bytes": len(event.data.encode()),
-            }
-            for event, gap, delay in zip(obs.events, report.gaps, report.delays, strict=True)
-        ],
-    }
-
-
-def render_json(report: Report, direct: Report | None, comparison: Sequence[Finding]) -> str:
-    document = report_json(report) | {
-        "exitCode": report.exit_code,
-        "direct": report_json(direct) if direct is not None else None,
-        "comparison": [
-            {"severity": f.severity, "code": f.code, "message": f.message} for f in comparison
-        ],
-    }
-    return json.dumps(document, indent=2)
-
-
-def _optional(value: float | None) -> str:
-    return "-" if value is None else _seconds(value)
-
-
-def _render_one(report: Report, timeline: int) -> list[str]:
-    obs = report.obs
-    lines = [f"{obs.url}", f"  verdict   {report.verdict}"]
-    if obs.error is None:
-        first_byte = obs.chunks[0][0] if obs.chunks else None
-        lines.append(
-            f"  timings   headers {_optional(obs.headers_at)} · first byte "
-            f"{_optional(first_byte)} · first event "
-            f"{_optional(obs.events[0].at if obs.events else None)}"
-        )
-    if obs.status is not None:
-        shown = (
-            "Content-Type",
-            "Cache-Control",
-            "Content-Length",
-            "Content-Encoding",
-            "Transfer-Encoding",
-        )
-        headers = " · ".join(f"{n}: {obs.header(n)}" for n in shown if obs.header(n) is not None)
-        lines.append(f"  response  {obs.version} {obs.status} {obs.reason or ''} · {headers}")
-        event_gaps = [g for g in report.gaps if g is not None]
-        spread = (
-            f" · gaps {_seconds(min(event_gaps))} to {_seconds(max(event_gaps))} "
-            f"(median {_seconds(statistics.median(event_gaps))})"
-            if event_gaps
-            else ""
-        )
-        lines.append(
-            f"  stream    {len(obs.events)} events, {len(obs.heartbeats)} heartbeats, "
-            f"{sum(s for _, s in obs.chunks)} bytes{spread}"
-        )
-    end = {
-        "listening": f"still open after {_seconds(obs.stopped_at)}",
-        "eof": f"ended cleanly by the server after {_seconds(obs.stopped_at)}",
-        "cut": f"cut after {_seconds(obs.stopped_at)}",
-        "no-headers": f"no response after {_seconds(obs.stopped_at)}",
-    }[obs.end]
-    if obs.error is None:
-        lines.append(f"  end       {end}")
-    lines += [f"  {f.severity:<8}  {f.message}" for f in report.findings]
-    if obs.events and timeline:
-        source = {"timestamp": "by timestamp", "id": "estimated from ids"}.get(
-            report.delay_source or "", "unknown"
-        )
-        lines.append(f"  events (arrival, gap since the previous, delay {source}):")
-        rows = list(zip(obs.events, report.gaps, report.delays, strict=True))
-        half = timeline // 2
-        shown_rows = rows if len(rows) <= timeline else rows[:half] + rows[-half:]
-        for index, (event, gap, delay) in enumerate(shown_rows):
-            if len(rows) > timeline and index == half:
-                lines.append(f"    … {len(rows) - 2 * half} more")
-            lines.append(
-                f"    {event.at:8.2f} s  gap {_optional(gap):>7}  delay {_optional(delay):>7}"
-                f"  id {event.id or '-'}  {event.type}"
-            )
-    return lines
-
-
-def render_text(
-    report: Report, direct: Report | None, comparison: Sequence[Finding], timeline: int = 20
-) -> str:
-    lines = [f"verdict: {report.verdict}", "", *_render_one(report, timeline)]
-    if direct is not None:
-        lines += ["", "direct (the backend itself):", *_render_one(direct, timeline)]
-        lines += ["", "comparison:", *(f"  {f.message}" for f in comparison)]
-    return "\n".join(lines)
-
-
-# -- I/O ----------------------------------------------------------------------------------
-
-
-async def observe(
-    url: str,
-    listen_seconds: float,
-    headers: dict[str, str] | None = None,
-    progress: Progress = lambda _: None,
-) -> Observation:
-    """Listen to `url` for `listen_seconds` as EventSource would, recording every arrival."""
-    obs = Observation(url, listen_seconds, time.time())
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-
-    def now() -> float:
-        return loop.time() - start
-
-    async def connected(*_: Any) -> None:
-        obs.connected_at = now()
-
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_create_end.append(connected)
-    request_headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-    request_headers |= headers or {}
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=min(CONNECT_TIMEOUT_SECONDS, listen_seconds)
-    )
-    parser = SseParser()
-    ticker = asyncio.ensure_future(_tick(obs, now, progress))
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout, trace_configs=[trace]) as session,
-            asyncio.timeout(listen_seconds),
-            session.get(url, headers=request_headers) as response,
-        ):
-            obs.headers_at = now()
-            obs.status, obs.reason = response.status, response.reason
-            version = response.version
-            obs.version = f"HTTP/{version.major}.{version.minor}" if version else None
-            obs.headers = tuple(response.headers.items())
-            progress(
-                f"{_seconds(obs.headers_at)}  {obs.version} {obs.status} {obs.reason} "
-                f"({obs.header('Content-Type') or 'no Content-Type'})"
-            )
-            while chunk := await response.content.readany():
-                at = now()
-                obs.chunks.append((at, len(chunk)))
-                events, comments = parser.feed(chunk, at)
-                obs.heartbeats += [at] * comments
-                if events and not obs.events:
-                    progress(f"{_seconds(at)}  first event")
-                obs.events += events
-            obs.end, obs.ended_at = "eof", now()
-    except TimeoutError:  # listened long enough
-        if obs.connected_at is None:
-            obs.error = f"no connection within {_seconds(listen_seconds)}"
-        elif obs.headers_at is None:
-            obs.end = "no-headers"
-    except (aiohttp.ClientError, OSError) as exc:
-        if obs.connected_at is None:
-            obs.error = str(exc) or type(exc).__name__
-        else:
-            obs.end, obs.ended_at = "cut", now()
-            obs.end_detail = _loss(exc)
-    finally:
-        ticker.cancel()
-        obs.retry_ms = parser.retry_ms
-    progress(f"{_seconds(now())}  {_end_words(obs)}")
-    return obs
-
-
-def _loss(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the body stopped before its final chunk"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _end_words(obs: Observation) -> str:
-    if obs.error is not None:
-        return f"could not connect: {obs.error}"
-    return {
-        "listening": "listened long enough: stopping",
-        "eof": "the server ended the stream",
-        "cut": "the connection was cut",
-        "no-headers": "no response: stopping",
-    }[obs.end]
-
-
-async def _tick(obs: Observation, now: Callable[[], float], progress: Progress) -> None:
-    """A progress line now and then, so silences are visible while listening."""
-    interval = min(5.0, max(1.0, obs.listen_seconds / 6))
-    while True:
-        await asyncio.sleep(interval)
-        last = obs.chunks[-1][0] if obs.chunks else None
-        quiet = f", last byte {_seconds(now() - last)} ago" if last is not None else ", no byte yet"
-        progress(
-            f"{_seconds(now())}  {len(obs.events)} events, {len(obs.heartbeats)} heartbeats" + quiet
-        )
-
-
-async def diagnose(
-    url: str,
-    listen_seconds: float,
-    headers: dict[str, str] | None = None,
-    direct: str | None = None,
-    progress: Progress = lambda _: None,
-) -> tuple[Report, Report | None, list[Finding]]:
-    """Observe `url` (and `direct` at the same time, so both see the same schedule)."""
-    if direct is None:
-        return analyse(await observe(url, listen_seconds, headers, progress)), None, []
-
-    def labelled(label: str) -> Progress:
-        return lambda line: progress(f"[{label}] {line}")
-
-    path_obs, direct_obs = await asyncio.gather(
-        observe(url, listen_seconds, headers, labelled("path")),
-        observe(direct, listen_seconds, headers, labelled("direct")),
-    )
-    direct_report = analyse(direct_obs)
-    report = analyse(path_obs, direct_report)
-    return report, direct_report, compare(report, direct_report)
-
-
-def main(
-    url: str,
-    listen_seconds: float,
-    headers: Sequence[tuple[str, str]],
-    direct: str | None,
-    output: str,
-) -> int:
-    """The `appgw-sse doctor` command: progress on stderr, the report on stdout."""
-
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    report, direct_report, comparison = asyncio.run(
-        diagnose(url, max(listen_seconds, 1.0), dict(headers), direct, progress)
-    )
-    if output == "json":
-        print(render_json(report, direct_report, comparison))
-    else:
-        print(render_text(report, direct_report, comparison))
-    return report.exit_code
