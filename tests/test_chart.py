@@ -222,6 +222,7 @@ def test_two_releases_in_two_namespaces_share_no_object() -> None:
         ({"allowedGateways": [""]}, "/allowedGateways/0"),
         ({"image": {"digest": "latest"}}, "'latest'"),
         ({"dryRun": "yes"}, "/dryRun"),
+        ({"ownerId": "Blue_1"}, "/ownerId"),
         ({"serviceAccount": {"annotation": {}}}, "'annotation'"),
         ({"extraArgs": ["resync=1m"]}, "'resync=1m'"),
     ],
@@ -259,6 +260,7 @@ def test_every_knob_lands_where_users_expect_it() -> None:
         "resync": "10m",
         "debounce": "0s",
         "dryRun": True,
+        "ownerId": "blue",
         "probe": {"enabled": False},
         "azure": {
             "clientId": CLIENT_ID,
@@ -310,6 +312,7 @@ def test_every_knob_lands_where_users_expect_it() -> None:
     assert operator["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in operator["env"]
     assert operator["args"][-1] == "--future-flag=on"
+    assert "--owner-id=blue" in operator["args"]
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     assert volumes["arm-ca"]["configMap"] == {
         "name": "arm-ca",
