@@ -106,12 +106,6 @@ class Plan:
         return bool(self.changes) or self.claims_changed
 
     @property
-    def other_owners(self) -> list[str]:
-        return sorted(
-            set(self.claims.others(self.owner)) | set(self.claims_before.others(self.owner))
-        )
-
-    @property
     def described(self) -> str:
         """The value changes and the claims' change, for logs and Events."""
         return "; ".join(part for part in (self.summary, self.claims_summary) if part)
