@@ -259,3 +259,10 @@ def test_a_released_claim_costs_no_put_and_goes_with_the_next_write() -> None:
     assert [c.setting for c in later.changes] == ["m"]
     assert N not in later.claims.needs["blue"] and N not in later.claims.originals
     assert doc.backend_setting_timeouts(later.apply_to(document))["n"] == 135
+
+
+def test_the_default_owner_id_names_the_namespace_and_the_cluster() -> None:
+    owner = cl.default_owner("appgw-sse-system", "4f1c6a52-0000-4000-8000-000000000000")
+    assert owner.startswith("appgw-sse-system-") and len(owner) == len("appgw-sse-system-") + 8
+    assert owner != cl.default_owner("appgw-sse-system", "another-cluster")
+    assert len(cl.default_owner("n" * 63, "uid")) == 63

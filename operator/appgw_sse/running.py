@@ -40,8 +40,6 @@ async def operate(config: OperatorConfig, health_port: int, lease: LeaseSettings
             "choose a free port, or 0 for any"
         ) from None
     try:
-        if not config.owner_id:
-            config = dataclasses.replace(config, owner_id=await _default_owner_id(config))
         return await _lead(config, health, LeaderElector(lease))
     except NamespaceNotFound as exc:
         raise StartupError(
@@ -100,6 +98,12 @@ async def _lead(
         log.info("stopped while standing by")
         return EXIT_OK
     acquiring.result()
+    if not config.owner_id:  # read by the leader only: a standby reads nothing but the Lease
+        try:
+            config = dataclasses.replace(config, owner_id=await _default_owner_id(config))
+        except StartupError:
+            await elector.release()
+            raise
     metrics.LEADER.set(1)
     # Created before kopf so that kopf's shutdown, which cancels every task born after it
     # started, leaves the renewals to us.
