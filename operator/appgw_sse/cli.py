@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument(
         "--owner-id",
-        type=_owner_id,
+        type=_converter(_owner_id),
         default="default",
         metavar="ID",
         help="plan as the operator with this owner id (its claim tags on the gateway); others' "
@@ -520,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
         "claims need, or back to its original when none remains. A live operator of that "
         "owner writes its claim again at its next pass: use it for clusters that are gone.",
     )
-    releasing.add_argument("--owner", required=True, type=_owner_id, help="the claim's owner id")
+    releasing.add_argument(
+        "--owner", required=True, type=_converter(_owner_id), help="the claim's owner id"
+    )
     releasing.add_argument("--dry-run", action="store_true", help="print the change, write none")
     for action in (listing, releasing):
         action.add_argument("--gateway", required=True, metavar="ID", help="gateway resource id")
