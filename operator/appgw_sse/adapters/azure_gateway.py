@@ -231,7 +231,7 @@ class AzureGateways:
         routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or (
             "none (restore)" if plan.changes else "none (claims only)"
         )
-        what = plan.described
+        what = plan.summary or plan.claims_summary  # the claims are in the pass's own line
         self.fence.check()
         started = time.monotonic()
         try:
