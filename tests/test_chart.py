@@ -116,11 +116,16 @@ def test_defaults_watch_all_namespaces_with_one_cluster_role() -> None:
     assert (account["namespace"], account["name"]) == (chart.NAMESPACE, chart.SERVICE_ACCOUNT)
     cluster_role = one(docs, "ClusterRole")
     assert {resource for resource, _ in rules(cluster_role)} == WATCH_RESOURCES | {
-        "customresourcedefinitions"
+        "customresourcedefinitions",
+        "namespaces",
     }
     assert ("pods", "patch") in rules(cluster_role)
-    # kopf lists namespaces only to resolve a namespace list: never needed cluster-wide.
-    assert "namespaces" not in {resource for resource, _ in rules(cluster_role)}
+    # kopf lists namespaces only to resolve a namespace list: never needed cluster-wide. The one
+    # namespace read is kube-system (its uid derives the default owner id of the claim tags).
+    assert {verb for resource, verb in rules(cluster_role) if resource == "namespaces"} == {"get"}
+    assert [
+        r["resourceNames"] for r in cluster_role["rules"] if "namespaces" in r["resources"]
+    ] == [["kube-system"]]
     roles = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "Role"}
     assert {role["metadata"]["namespace"] for role in roles.values()} == {chart.NAMESPACE}
     assert rules(roles[f"{chart.SERVICE_ACCOUNT}-ledger"]) == {
@@ -151,6 +156,7 @@ def test_namespaced_mode_grants_nothing_on_pods_cluster_wide() -> None:
     assert rules(cluster_role) == {
         ("customresourcedefinitions", "list"),
         ("customresourcedefinitions", "watch"),
+        ("namespaces", "get"),  # kube-system only (resourceNames): the default owner id
         ("namespaces", "list"),
         ("namespaces", "watch"),
     }
@@ -216,6 +222,7 @@ def test_two_releases_in_two_namespaces_share_no_object() -> None:
         ({"allowedGateways": [""]}, "/allowedGateways/0"),
         ({"image": {"digest": "latest"}}, "'latest'"),
         ({"dryRun": "yes"}, "/dryRun"),
+        ({"ownerId": "Blue_1"}, "/ownerId"),
         ({"serviceAccount": {"annotation": {}}}, "'annotation'"),
         ({"extraArgs": ["resync=1m"]}, "'resync=1m'"),
     ],
@@ -253,6 +260,7 @@ def test_every_knob_lands_where_users_expect_it() -> None:
         "resync": "10m",
         "debounce": "0s",
         "dryRun": True,
+        "ownerId": "blue",
         "probe": {"enabled": False},
         "azure": {
             "clientId": CLIENT_ID,
@@ -304,6 +312,7 @@ def test_every_knob_lands_where_users_expect_it() -> None:
     assert operator["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in operator["env"]
     assert operator["args"][-1] == "--future-flag=on"
+    assert "--owner-id=blue" in operator["args"]
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     assert volumes["arm-ca"]["configMap"] == {
         "name": "arm-ca",

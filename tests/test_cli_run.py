@@ -59,6 +59,8 @@ def test_bad_duration_in_an_env_twin_names_the_flag_and_the_variable(
         (["run", "--resync", "5x"], "appgw-sse run: error: argument --resync: '5x'"),
         (["run", "--no-such-flag"], "appgw-sse: error: unrecognized arguments: --no-such-flag"),
         (["run", "--namespace", "shop-*"], "argument --namespace: 'shop-*' is not a namespace"),
+        (["run", "--owner-id", "Blue"], "argument --owner-id: 'Blue' is not an owner id"),
+        (["claims", "release", "--gateway", "x", "--owner", "a.b"], "'a.b' is not an owner id"),
     ],
 )
 def test_usage_errors_of_the_real_command_exit_1_without_a_traceback(

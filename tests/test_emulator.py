@@ -156,6 +156,18 @@ async def test_validation_rules(arm: Arm) -> None:
     assert (status, body["error"]["code"]) == (400, "InvalidResourceReference")
     _, unchanged, _ = await arm.call("GET", GW)
     assert unchanged["etag"] == doc["etag"]
+    for tags, code in [
+        ({f"t{i}": "x" for i in range(51)}, "InvalidTags"),
+        ({"appgw-sse.claim.blue": "x" * 257}, "InvalidTagValueLength"),
+        ({"a/b": "x"}, "InvalidTagNameCharacters"),
+        ({"n" * 513: "x"}, "InvalidTagName"),
+    ]:
+        status, body, _ = await arm.call("PUT", GW, doc | {"tags": tags})
+        assert (status, body["error"]["code"]) == (400, code)
+    status, _, _ = await arm.call(
+        "PUT", GW, doc | {"tags": {f"t{i}": "x" * 256 for i in range(50)}}
+    )
+    assert status == 200
 
 
 async def test_if_match_mismatch_is_412(arm: Arm) -> None:

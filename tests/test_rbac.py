@@ -26,6 +26,8 @@ CLUSTER_WIDE = {
     "services": "list watch",
     "ingresses.networking.k8s.io": "list patch watch",
     "customresourcedefinitions.apiextensions.k8s.io": "list watch",
+    # Only kube-system (resourceNames): its uid makes the default owner id of the claim tags.
+    "namespaces": "get",
 }
 EXPECTED = {
     "shop": CLUSTER_WIDE,

@@ -398,3 +398,31 @@ async def test_a_gateway_with_a_ledger_and_no_route_is_restored_by_its_own_pass(
         assert KEY not in kube.ledgers
     finally:
         await worker.close()
+
+
+# -- claims on the gateway ------------------------------------------------------------------
+
+
+async def test_an_existing_ledger_is_adopted_in_one_put_that_says_so(
+    reconciler: GatewayReconciler, book: RouteBook, gateways: FakeGateways, kube: FakeKube
+) -> None:
+    await book.observe(route(1))
+    await reconciler.reconcile(KEY)
+    assert gateways.puts == 1 and gateways.timeout() == 68
+    assert gateways.document is not None
+    gateways.document["tags"] = {}  # e.g. a Terraform apply removed them; the ledger stays
+    kube.events.clear()
+    await reconciler.reconcile(KEY)
+    assert gateways.puts == 2 and gateways.timeout() == 68
+    originals = gateways.document["tags"]["appgw-sse.originals"]
+    assert originals == "instance=11111111;buffering=on;timeout:a=30"
+    assert kube.events == [
+        (
+            "r",
+            "Applied",
+            "gateway agw: claim of default written (response buffering disabled; a "
+            "requestTimeout 68s)",
+        )
+    ]
+    await reconciler.reconcile(KEY)
+    assert gateways.puts == 2  # written once

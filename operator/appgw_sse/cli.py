@@ -30,7 +30,9 @@ def _plan(args: argparse.Namespace) -> int:
     try:
         routes = review.load_routes(args.file)
         gateways = review.load_gateways(args.gateway)
-        plans = review.plan_all(routes, gateways, review.load_ledgers(args.ledger))
+        plans = review.plan_all(
+            routes, gateways, review.load_ledgers(args.ledger), owner=args.owner_id
+        )
     except review.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -99,6 +101,29 @@ def _emulator(args: argparse.Namespace) -> int:
         )
     )
     return EXIT_OK
+
+
+def _claims(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from appgw_sse import claimtool
+    from appgw_sse.ports import PUBLIC_ARM_ENDPOINT, ArmSettings
+
+    settings = ArmSettings(
+        endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
+        ca_bundle=args.arm_ca_bundle,
+        token_file=args.arm_token_file,
+        polling_interval=1.0,
+    )
+    if args.action == "list":
+        return asyncio.run(claimtool.list_claims(settings, args.gateway))
+    return asyncio.run(claimtool.release(settings, args.gateway, args.owner, args.dry_run))
+
+
+def _owner_id(text: str) -> str:
+    from appgw_sse.core.claims import check_owner
+
+    return check_owner(text)
 
 
 def _env(flag: str) -> str:
@@ -238,10 +263,16 @@ def _run(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"appgw-sse run: error: argument --namespace: {namespace!r} is not a namespace name"
             )
+    problem = _kube_config_problem()
+    if problem is not None:
+        print(f"appgw-sse run: error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
+    ledger_namespace = os.environ.get("POD_NAMESPACE", "appgw-sse-system")
     config = OperatorConfig(
+        owner_id=args.owner_id or "",  # "": derived once the operator starts
         allowed_gateways=tuple(patterns),
         namespaces=tuple(namespaces),
-        ledger_namespace=os.environ.get("POD_NAMESPACE", "appgw-sse-system"),
+        ledger_namespace=ledger_namespace,
         debounce=args.debounce,
         resync=args.resync,
         dry_run=args.dry_run,
@@ -255,10 +286,6 @@ def _run(args: argparse.Namespace) -> int:
             token_file=args.arm_token_file,
         ),
     )
-    problem = _kube_config_problem()
-    if problem is not None:
-        print(f"appgw-sse run: error: {problem}", file=sys.stderr)
-        return EXIT_ERROR
     if config.agic:
         handlers.watch_ingresses()
     lease = LeaseSettings(namespace=config.ledger_namespace, identity=default_identity())
@@ -336,6 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--ledger", type=Path, help="ownership ledger JSON (what the operator changed)"
     )
+    plan.add_argument(
+        "--owner-id",
+        type=_converter(_owner_id),
+        default="default",
+        metavar="ID",
+        help="plan as the operator with this owner id (its claim tags on the gateway); others' "
+        "claims are read from the gateway's tags",
+    )
     plan.add_argument("-o", "--output", choices=("text", "json"), default="text")
     plan.set_defaults(handler=_plan)
 
@@ -384,6 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often backend pods' response headers are probed",
     )
     flag("--no-probe", switch=True, help="never probe backend pods")
+    flag(
+        "--owner-id",
+        parse=_owner_id,
+        metavar="ID",
+        shown="<namespace>-<8 hex of kube-system's uid>",
+        help="this installation's name in the claim tags it writes on gateways, unique among "
+        "the clusters that share one (docs/two-clusters.md); a-z, 0-9 and '-', at most 63",
+    )
     flag(
         "--stream-check-interval",
         **duration,
@@ -462,6 +505,32 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--direct", metavar="URL", help="the backend itself, to compare with")
     doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
     doctor.set_defaults(handler=_doctor)
+
+    claims = commands.add_parser(
+        "claims",
+        help="the claims of each cluster's operator on a gateway (its appgw-sse tags)",
+        description="Exit status: 0 done, 1 error, 2 (release --dry-run) something would change.",
+    )
+    actions = claims.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="show every owner's claim and the originals")
+    releasing = actions.add_parser(
+        "release",
+        help="remove the claim of a cluster that no longer exists, in one PUT",
+        description="Remove OWNER's claim and set each value it claimed to what the remaining "
+        "claims need, or back to its original when none remains. A live operator of that "
+        "owner writes its claim again at its next pass: use it for clusters that are gone.",
+    )
+    releasing.add_argument(
+        "--owner", required=True, type=_converter(_owner_id), help="the claim's owner id"
+    )
+    releasing.add_argument("--dry-run", action="store_true", help="print the change, write none")
+    for action in (listing, releasing):
+        action.add_argument("--gateway", required=True, metavar="ID", help="gateway resource id")
+        arm = _env_flag_adder(action)
+        arm("--arm-endpoint", metavar="URL", shown="the public cloud", help="ARM URL")
+        arm("--arm-ca-bundle", parse=Path, metavar="PEM", shown="the system's CAs", help="CAs")
+        arm("--arm-token-file", parse=Path, metavar="PATH", shown="azure-identity", help="token")
+    claims.set_defaults(handler=_claims)
 
     crd = commands.add_parser("crd", help="print the SseRoute CustomResourceDefinition")
     crd.set_defaults(handler=_crd)

@@ -17,4 +17,7 @@ class OperatorConfig:
     probe: bool = True
     stream_check_interval: float | None = None  # tests/emulators: replaces each route's interval
     agic: bool = True  # AGIC mode: Ingresses are read and annotated
+    # This installation's name in the claim tags on gateways; "" (`run` without --owner-id):
+    # derived at startup from the namespace and the cluster (running.py).
+    owner_id: str = "default"
     arm: ArmSettings = field(default_factory=ArmSettings)

@@ -13,6 +13,7 @@ from typing import Any
 from appgw_sse import logs, metrics
 from appgw_sse.agic_mode import AgicMode
 from appgw_sse.config import OperatorConfig
+from appgw_sse.core import claims as cl
 from appgw_sse.core import conditions as cond
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.document import agic_tags, name_from_id
@@ -217,6 +218,7 @@ class GatewayReconciler:
                 for r in records
                 if r.deleting and not r.restore_on_delete and r.key in planned
             ],
+            owner=self.config.owner_id,
         )
         if agic_tags(snapshot.document):
             # Never PUT: AGIC would revert it, and each revert ends streams.
@@ -306,8 +308,10 @@ class GatewayReconciler:
         planned: Mapping[str, RouteIntent],
         snapshot: Snapshot,
     ) -> dict[str, Any]:
-        summary = plan.summary
-        log.info("gateway %s: applying %s", name, plan.attributed)
+        summary = plan.described
+        log.info("gateway %s: applying %s", name, plan.attributed or "no value change")
+        if plan.claims_changed:
+            log.info("gateway %s: in the same PUT, %s", name, plan.claims_summary)
         affected = {route for change in plan.changes for route in change.routes}
 
         def own(record: RouteRecord) -> str:
@@ -399,13 +403,14 @@ class GatewayReconciler:
             configured = cond.planned(
                 outcome.reason,
                 outcome.message,
-                dry_run=plan.summary if dry_run else None,
+                dry_run=plan.described if dry_run else None,
                 drift_conflict=conflicts.get(record.key),
             )
             await self.book.write_status(
                 record,
                 [*cond.accepted(record.intent_generation, record.generation), configured],
-                gateway=gateway_status(document, outcome.values),
+                gateway=gateway_status(document, outcome.values)
+                | cl.others_status(document, plan.owner),
                 computed_for=planned.get(record.key),
                 mode="Gateway",
             )

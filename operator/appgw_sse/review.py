@@ -12,7 +12,7 @@ from appgw_sse.core.conditions import Reason
 from appgw_sse.core.duration import format_duration
 from appgw_sse.core.fields import FIELDS
 from appgw_sse.core.ledger import Ledger
-from appgw_sse.core.planner import Plan, RouteOutcome, plan_gateway
+from appgw_sse.core.planner import DEFAULT_OWNER, Plan, RouteOutcome, plan_gateway
 from appgw_sse.models.route import SpecError, SseRoute, route_from_manifest
 
 
@@ -100,7 +100,10 @@ def load_ledgers(path: Path | None) -> dict[str, Ledger]:
 
 
 def plan_all(
-    routes: Sequence[SseRoute], gateways: Sequence[dict[str, Any]], ledgers: dict[str, Ledger]
+    routes: Sequence[SseRoute],
+    gateways: Sequence[dict[str, Any]],
+    ledgers: dict[str, Ledger],
+    owner: str = DEFAULT_OWNER,
 ) -> list[Plan]:
     plans = []
     for gateway in gateways:
@@ -108,7 +111,8 @@ def plan_all(
         intents = [
             r.spec.intent(r.key) for r in routes if r.spec.gateway.id.lower() == gateway_id.lower()
         ]
-        plans.append(plan_gateway(gateway_id, intents, gateway, ledgers.get(gateway_id.lower())))
+        ledger = ledgers.get(gateway_id.lower())
+        plans.append(plan_gateway(gateway_id, intents, gateway, ledger, owner=owner))
     return plans
 
 
@@ -158,6 +162,10 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
                 )
         else:
             lines.append("  no changes")
+        for other in plan.claims.others(plan.owner):
+            lines.append(f"  claim of {other} (another cluster): {plan.claims.describe(other)}")
+        if plan.claims_changed:
+            lines.append(f"  claims: {plan.claims_summary}")
         for key, outcome in plan.outcomes.items():
             mark = "ok" if outcome.reason is Reason.APPLIED else "!!"
             lines.append(f"  {mark} {key}: {outcome.reason.value}: {outcome.message}")
@@ -218,6 +226,12 @@ def render_json(plans: Sequence[Plan], routes: Sequence[SseRoute] = ()) -> str:
                     for change in plan.changes
                 ],
                 "ledger": plan.ledger.to_data(),
+                "claims": {
+                    "owner": plan.owner,
+                    "others": {o: plan.claims.describe(o) for o in plan.claims.others(plan.owner)},
+                    "change": plan.claims_summary or None,
+                    "tags": plan.claims.tags(),
+                },
                 "outcomes": {
                     key: _outcome_data(o, by_key.get(key)) for key, o in plan.outcomes.items()
                 },

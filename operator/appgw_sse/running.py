@@ -7,10 +7,13 @@ for the next leader) and the Lease is handed over at once.
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 
 import kopf
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from appgw_sse import health as healthz
 from appgw_sse import metrics
@@ -48,6 +51,24 @@ async def operate(config: OperatorConfig, health_port: int, lease: LeaseSettings
         await runner.cleanup()
 
 
+async def _default_owner_id(config: OperatorConfig) -> str:
+    """<namespace>-<8 hex of kube-system's uid>, for an installation without --owner-id."""
+    from appgw_sse.adapters.kube import cluster_uid
+    from appgw_sse.core.claims import default_owner
+
+    try:
+        owner = default_owner(config.ledger_namespace, await asyncio.to_thread(cluster_uid))
+    except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
+        detail = getattr(exc, "reason", None) or exc
+        raise StartupError(
+            "--owner-id is not set and its default could not be derived: reading namespace "
+            f"kube-system failed ({detail}); grant get on namespace kube-system (the chart "
+            "does) or set --owner-id"
+        ) from None
+    log.info("owner id %s (derived: no --owner-id)", owner)
+    return owner
+
+
 async def _lead(
     config: OperatorConfig,
     health: healthz.Health,
@@ -77,6 +98,12 @@ async def _lead(
         log.info("stopped while standing by")
         return EXIT_OK
     acquiring.result()
+    if not config.owner_id:  # read by the leader only: a standby reads nothing but the Lease
+        try:
+            config = dataclasses.replace(config, owner_id=await _default_owner_id(config))
+        except StartupError:
+            await elector.release()
+            raise
     metrics.LEADER.set(1)
     # Created before kopf so that kopf's shutdown, which cancels every task born after it
     # started, leaves the renewals to us.

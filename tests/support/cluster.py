@@ -359,7 +359,7 @@ def _prepare(cluster: Cluster) -> None:
         _must(cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(chart_rbac())))
         _must(cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(replica_bindings())))
     else:
-        for namespace in ("default", *namespaces):
+        for namespace in ("default", "kube-system", *namespaces):
             cluster.call("POST", "/api/v1/namespaces", _namespace(namespace))
 
 

@@ -3,6 +3,7 @@
 import copy
 from typing import Any
 
+from appgw_sse.core.claims import user_tags
 from appgw_sse.core.duration import derived_request_timeout
 from appgw_sse.core.fields import REQUEST_TIMEOUT, RESPONSE_BUFFERING
 from appgw_sse.core.intent import RouteIntent
@@ -81,8 +82,9 @@ def gateway_document(
 
 
 def without_owned_fields(document: dict[str, Any]) -> dict[str, Any]:
-    """The document minus the two fields the operator may change."""
+    """The document minus the two fields the operator may change, and its claim tags."""
     result = copy.deepcopy(document)
+    result["tags"] = user_tags(result.get("tags") or {})
     props = result.get("properties", {})
     props.get("globalConfiguration", {}).pop("enableResponseBuffering", None)
     if props.get("globalConfiguration") == {}:

@@ -26,6 +26,7 @@ from azure.mgmt.network.aio import NetworkManagementClient
 
 from appgw_sse import logs, metrics
 from appgw_sse.adapters.credentials import TokenFileCredential
+from appgw_sse.core import claims as cl
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.document import name_from_id, split_gateway_id
 from appgw_sse.core.planner import Plan
@@ -227,7 +228,10 @@ class AzureGateways:
         desired = plan.apply_to(fresh.document)
         subscription, group, name = split_gateway_id(plan.gateway_id)
         operations = self._client(subscription).application_gateways
-        routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or "none (restore)"
+        routes = ", ".join(sorted({r for c in plan.changes for r in c.routes})) or (
+            "none (restore)" if plan.changes else "none (claims only)"
+        )
+        what = plan.summary or plan.claims_summary  # the claims are in the pass's own line
         self.fence.check()
         started = time.monotonic()
         try:
@@ -246,13 +250,13 @@ class AzureGateways:
                 "gateway %s: PUT %s for routes %s interrupted after %.1fs (shutting "
                 "down); its intent stays in the ledger for whoever runs next",
                 name,
-                plan.summary,
+                what,
                 routes,
                 time.monotonic() - started,
             )
             raise
         except LeadershipLost:
-            log.warning("gateway %s: PUT %s not sent: no longer the leader", name, plan.summary)
+            log.warning("gateway %s: PUT %s not sent: no longer the leader", name, what)
             raise
         except Exception as exc:
             error = self._failed(exc, plan.gateway_id, "PUT")
@@ -260,7 +264,7 @@ class AzureGateways:
             log.warning(
                 "gateway %s: PUT %s for routes %s failed after %.1fs: %s",
                 name,
-                plan.summary,
+                what,
                 routes,
                 time.monotonic() - started,
                 error,
@@ -271,7 +275,7 @@ class AzureGateways:
         log.info(
             "gateway %s: PUT %s for routes %s applied in %.1fs",
             name,
-            plan.summary,
+            what,
             routes,
             time.monotonic() - started,
         )
@@ -285,6 +289,13 @@ class AzureGateways:
 
     @staticmethod
     def _verify(plan: Plan, result: dict[str, Any]) -> None:
+        if plan.claims_changed and cl.read(result)[0] != plan.claims:
+            raise TransientGatewayError(
+                Reason.APPLYING,
+                "VerificationFailed",
+                "the gateway's claim tags after the update are not those written",
+                5,
+            )
         for change in plan.changes:
             actual = change.place.read(result)
             if actual != change.after:

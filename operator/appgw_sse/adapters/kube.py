@@ -46,6 +46,14 @@ def load_config() -> None:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
+def cluster_uid() -> str:
+    """kube-system's uid: the cluster's identity (kube-system is never deleted)."""
+    load_config()
+    namespace = kubernetes.client.CoreV1Api().read_namespace("kube-system")
+    assert namespace.metadata is not None
+    return str(namespace.metadata.uid)
+
+
 def ledger_name(gateway_id: str) -> str:
     digest = hashlib.sha256(gateway_id.lower().encode()).hexdigest()[:12]
     return f"{_LEDGER_PREFIX}{digest}"

@@ -43,6 +43,8 @@ class Reason(StrEnum):
     BACKEND_SETTINGS_NOT_FOUND = "BackendSettingsNotFound"
     UNSUPPORTED_SKU = "UnsupportedSku"
     MANAGED_BY_AGIC = "ManagedByAGIC"
+    GATEWAY_TAG_LIMIT = "GatewayTagLimit"  # no room for the claim tags (ARM: 50 per resource)
+    GATEWAY_TAGS_INVALID = "GatewayTagsInvalid"  # tags under appgw-sse.'s prefix not its own
     INGRESSES_ANNOTATED = "IngressesAnnotated"  # AGIC mode
     INGRESS_NOT_FOUND = "IngressNotFound"  # AGIC mode
     INGRESS_SHARED = "IngressShared"  # AGIC mode, Events: the values reach other Services too
@@ -93,6 +95,8 @@ STALLED_REASONS = frozenset(
         Reason.BACKEND_SETTINGS_NOT_FOUND,
         Reason.UNSUPPORTED_SKU,
         Reason.MANAGED_BY_AGIC,
+        Reason.GATEWAY_TAG_LIMIT,
+        Reason.GATEWAY_TAGS_INVALID,
         Reason.DRIFT_CONFLICT,
         Reason.DRY_RUN,
         Reason.RESPONSE_BUFFERING_ENABLED,

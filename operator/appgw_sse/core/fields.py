@@ -32,6 +32,11 @@ class OwnedField(ABC):
     stored_when_empty: ClassVar[bool] = False
     # Why a v1 SKU gateway cannot hold what a route requires of this field (None: it can).
     unsupported_on_v1: ClassVar[str | None] = None
+    # The field's key in the claim tags on the gateway (core/claims.py), short: values are
+    # limited to 256 characters.
+    tag_key: ClassVar[str]
+    # What the field reads as where its property is absent (None: it is never absent).
+    absent_value: ClassVar[Value | None] = None
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -97,6 +102,16 @@ class OwnedField(ABC):
     def status_value(self, value: Value) -> Any:
         return value
 
+    def tag_text(self, value: Value) -> str:
+        """A value in a claim tag."""
+        return str(value)
+
+    def from_tag(self, text: str) -> Value:
+        """A value from a claim tag; ValueError when it is not one."""
+        if not text.isdigit():
+            raise ValueError(f"{text!r} is not a number of seconds")
+        return self.parse(int(text))
+
     def at(self, setting: str | None = None) -> "Place":
         return Place(self, setting)
 
@@ -128,6 +143,7 @@ class ResponseBuffering(OwnedField):
     }
     plan_key = "response_buffering"
     stored_when_empty = True
+    tag_key = "buffering"
     unsupported_on_v1 = (
         "cannot disable response buffering; upgrade to Standard_v2 or WAF_v2, or set "
         "spec.responseBuffering: Unmanaged"
@@ -156,6 +172,14 @@ class ResponseBuffering(OwnedField):
 
     def status_value(self, value: Value) -> Any:
         return "Enabled" if value else "Disabled"
+
+    def tag_text(self, value: Value) -> str:
+        return "on" if value else "off"
+
+    def from_tag(self, text: str) -> Value:
+        if text not in ("on", "off"):
+            raise ValueError(f"{text!r} is not on or off")
+        return text == "on"
 
     def parse(self, raw: Any) -> Value:
         if not isinstance(raw, bool):
@@ -228,6 +252,7 @@ class RequestTimeout(_SecondsPerSetting):
     plan_key = "request_timeouts"
     stored_when_empty = True
     requirement = "request_timeout"
+    tag_key = "timeout"
 
 
 class ConnectionDraining(_SecondsPerSetting):
@@ -245,6 +270,8 @@ class ConnectionDraining(_SecondsPerSetting):
         "draining is off.",
     }
     requirement = "drain_timeout"
+    tag_key = "draining"
+    absent_value = 0
 
     def show(self, value: Value) -> str:
         return f"{value}s" if value else "off"
@@ -305,6 +332,18 @@ def gateway_status_schema() -> Schema:
                     "properties": {
                         "name": {"type": "string", "description": "Setting name."},
                         **per_setting,
+                    },
+                },
+            },
+            "claims": {
+                "type": "array",
+                "description": "The claims of other clusters' operators on the gateway (its "
+                "appgw-sse.claim.<owner> tags): what each needs, which the gateway keeps.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "owner": {"type": "string", "description": "The other operator's id."},
+                        "needs": {"type": "string", "description": "What it needs."},
                     },
                 },
             },

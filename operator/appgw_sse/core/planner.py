@@ -1,9 +1,11 @@
 """Desired state -> plan: the exact changes to one gateway's owned fields.
 
-plan_gateway() is pure. It sees every route that targets the gateway, the gateway document as
-it is now, and the ownership ledger, and returns the changes (possibly none), the ledger to
-persist, an outcome per route and notices for users. Deleting a route is planning without it.
-Every owned field (core/fields.py) is planned by the same rules.
+plan_gateway() is pure. It sees every route of this operator (`owner`) that targets the
+gateway, the gateway document as it is now (with the claims of every operator in its tags,
+core/claims.py), and this operator's ledger, and returns the changes (possibly none), the claims
+and ledger to persist, an outcome per route and notices for users. Deleting a route is planning
+without it. Every owned field (core/fields.py) is planned by the same rules: a place is set to
+its original combined with what every remaining claim needs.
 """
 
 import dataclasses
@@ -11,7 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from appgw_sse.core import claims as cl
 from appgw_sse.core import document as doc
+from appgw_sse.core.claims import Claims, Original
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.contract import (
     DEFAULT_UPDATE_DRAIN_SECONDS,
@@ -73,6 +77,10 @@ class Notice:
     reason: Reason = Reason.NOTICE
 
 
+# The owner of a plan made without naming one (`appgw-sse plan`, tests): one cluster.
+DEFAULT_OWNER = "default"
+
+
 @dataclass(frozen=True)
 class Plan:
     gateway_id: str
@@ -80,10 +88,49 @@ class Plan:
     ledger: Ledger
     outcomes: Mapping[str, RouteOutcome]
     notices: tuple[Notice, ...] = ()
+    owner: str = DEFAULT_OWNER
+    # The claims on the gateway as planned from, and as this plan leaves them.
+    claims_before: Claims = dataclasses.field(default_factory=Claims)
+    claims: Claims = dataclasses.field(default_factory=Claims)
+    # The gateway's claim tags are an earlier instance's: replaced by the next write.
+    stale_tags: bool = False
+
+    @property
+    def claims_changed(self) -> bool:
+        return self.claims != self.claims_before
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.changes)
+        """Whether the plan writes the gateway: values, or only the claims (one PUT either
+        way, e.g. adopting a ledger or writing again a claim that vanished)."""
+        return bool(self.changes) or self.claims_changed
+
+    @property
+    def described(self) -> str:
+        """The value changes and the claims' change, for logs and Events."""
+        return "; ".join(part for part in (self.summary, self.claims_summary) if part)
+
+    @property
+    def claims_summary(self) -> str:
+        """What the plan does to the claims, for logs and Events ("" when nothing)."""
+        if not self.claims_changed:
+            return ""
+        before = self.claims_before.needs.get(self.owner, {})
+        after = self.claims.needs.get(self.owner, {})
+        if not after:
+            what = f"claim of {self.owner} removed"
+        elif not before:
+            what = f"claim of {self.owner} written ({self.claims.describe(self.owner)})"
+        elif before != after:
+            what = f"claim of {self.owner} now {self.claims.describe(self.owner)}"
+        else:
+            what = f"claims of {self.owner} recorded again"
+        others = self.claims.others(self.owner)
+        if others:
+            what += f"; claims of {', '.join(others)} kept"
+        if self.claims.is_empty:
+            what += "; no claim left: originals tag removed"
+        return what
 
     @property
     def summary(self) -> str:
@@ -102,12 +149,19 @@ class Plan:
         """Each change with the routes that need it, for the log."""
         return "; ".join(
             f"{c.label} {c.before} -> {c.after} for "
-            + (f"routes {', '.join(c.routes)}" if c.routes else "no route (restored)")
+            + (f"routes {', '.join(c.routes)}" if c.routes else self._unrouted(c))
             for c in self.changes
         )
 
+    def _unrouted(self, change: Change) -> str:
+        """Why a change no route of this cluster asked for is made: a restore, or the needs of
+        other clusters' claims."""
+        others = [o for o in self.claims.others(self.owner) if change.place in self.claims.needs[o]]
+        return f"the claims of {', '.join(others)}" if others else "no route (restored)"
+
     def without(self, held: set[Place], previous: Ledger) -> "Plan":
-        """This plan minus the changes to `held`; their ownership stays as it was."""
+        """This plan minus the changes to `held`; their ownership and claims stay as they
+        were."""
         if not held:
             return self
         owned = dict(self.ledger.owned)
@@ -115,22 +169,35 @@ class Plan:
             owned.pop(place, None)
             if place in previous.owned:
                 owned[place] = previous.owned[place]
+        needs = dict(self.claims.needs.get(self.owner, {}))
+        before = self.claims_before.needs.get(self.owner, {})
+        for place in held:
+            needs.pop(place, None)
+            if place in before:
+                needs[place] = before[place]
+        kept = {p: o for p, o in self.claims_before.originals.items() if p in held}
+        claims = self.claims.with_originals(kept).with_needs(self.owner, needs)
         return dataclasses.replace(
             self,
             changes=tuple(c for c in self.changes if c.place not in held),
             ledger=self.ledger.with_owned(owned),
+            claims=claims,
         )
 
     def holds_in(self, document: doc.Document) -> bool:
-        """Whether the document is the instance the plan was made for and every change still
-        starts from the value the plan saw."""
-        return self.ledger.belongs_to(document) and all(
-            change.place.read(document) == change.before for change in self.changes
+        """Whether the document is the instance the plan was made for, its claims are those
+        the plan saw, and every change still starts from the value the plan saw."""
+        return (
+            self.ledger.belongs_to(document)
+            and cl.read(document)[0].same_as(self.claims_before)
+            and all(change.place.read(document) == change.before for change in self.changes)
         )
 
     def apply_to(self, document: doc.Document) -> dict[str, Any]:
-        """The document with exactly this plan's changes made (nothing else differs)."""
-        result = dict(document)
+        """The document with exactly this plan's changes made, values and claims (nothing
+        else differs; the user's tags are kept)."""
+        rewrite = self.claims_changed or (self.stale_tags and bool(self.changes))
+        result = cl.with_tags(document, self.claims) if rewrite else dict(document)
         for field in FIELDS:
             values = {c.setting: c.after for c in self.changes if c.field is field}
             if values:
@@ -277,25 +344,87 @@ def _route_notices(
     return notices
 
 
+def _everyone_blocked(
+    gateway_id: str,
+    owner: str,
+    routes: Sequence[RouteIntent],
+    blocked: dict[str, RouteOutcome],
+    ledger: Ledger,
+    claims: Claims,
+    reason: Reason,
+    message: str,
+) -> Plan:
+    """A plan that writes nothing: every route not blocked already gets `reason`."""
+    outcomes = dict(blocked)
+    for route in routes:
+        outcomes.setdefault(route.key, RouteOutcome(reason=reason, message=message))
+    return Plan(
+        gateway_id=gateway_id,
+        changes=(),
+        ledger=ledger,
+        outcomes=dict(sorted(outcomes.items())),
+        notices=(Notice(level="Warning", message=message, reason=reason),),
+        owner=owner,
+        claims_before=claims,
+        claims=claims,
+    )
+
+
 def plan_gateway(
     gateway_id: str,
     routes: Sequence[RouteIntent],
     document: doc.Document,
     ledger: Ledger | None = None,
     released: Sequence[RouteIntent] = (),
+    owner: str = DEFAULT_OWNER,
 ) -> Plan:
-    """Plan one gateway. `released` are routes deleted with restoreOnDelete false: what only
-    they needed is left as it is and forgotten instead of restored. A ledger of another
-    instance of the gateway counts as none."""
+    """Plan one gateway for the operator `owner`. `released` are routes deleted with
+    restoreOnDelete false: what only they needed is left as it is and forgotten instead of
+    restored. A ledger of another instance of the gateway counts as none; the ledger supplies
+    the originals of places the gateway's tags record nothing for (adoption); given, it also
+    says which of this owner's claims are still its own (see `forgotten`)."""
+    given_ledger = ledger
     ledger = (ledger or Ledger(gateway_id=gateway_id)).bound_to(document)
     blocked = _blocked_outcomes(routes, document)
     if doc.agic_tags(document):
-        return Plan(gateway_id=gateway_id, changes=(), ledger=ledger, outcomes=blocked)
+        return Plan(gateway_id=gateway_id, changes=(), ledger=ledger, outcomes=blocked, owner=owner)
+    name = doc.gateway_name(document)
+    claims, problems, stale = cl.read(document)
+    if problems:
+        return _everyone_blocked(
+            gateway_id,
+            owner,
+            routes,
+            blocked,
+            ledger,
+            claims,
+            Reason.GATEWAY_TAGS_INVALID,
+            f"gateway {name} carries tags under the {cl.PREFIX} prefix that are not claims of "
+            f"appgw-sse ({'; '.join(problems)}): nothing is written until they are removed or "
+            "corrected, so that no claim of another cluster is lost",
+        )
+    others = claims.others(owner)
+    mine = claims.needs.get(owner, {})
+    # A claim of ours that our ledger no longer owns was released (restoreOnDelete false, or
+    # a value someone else changed): left as it is, dropped by our next write (see below).
+    forgotten = set() if given_ledger is None else set(mine) - set(ledger.owned)
     active = sorted((r for r in routes if r.key not in blocked), key=lambda r: r.key)
 
     changes: list[Change] = []
     notices: list[Notice] = []
+    if stale:
+        notices.append(
+            Notice(
+                level="Normal",
+                message=f"gateway {name} carries claim tags of an earlier instance of it (a "
+                "gateway deleted and created again under its id): disregarded, and replaced by "
+                "the next update",
+            )
+        )
+    quiet: set[Place] = set()  # claims of ours dropped without a value change of their own
     owned: dict[Place, Owned] = {}
+    needs: dict[Place, Value] = {}  # this owner's claim after the plan
+    first: dict[Place, Original] = {}  # originals recorded by this plan (first claimant)
     settled: dict[OwnedField, dict[str | None, Value]] = {}
     for field in FIELDS:
         required: dict[Place, Value] = {}
@@ -309,19 +438,32 @@ def plan_gateway(
                 required[place] = need if known is None else field.combine(known, need)
                 contributors.setdefault(place, []).append(route.key)
         let_go = {p for r in released if field.required_by(r) is not None for p in places(r, field)}
+        let_go |= {p for p in forgotten if p.field is field}
         current = field.read(document)
         settled[field] = final = dict(current)
-        candidates = set(required) | {p for p in ledger.owned if p.field is field}
+        candidates = (
+            set(required)
+            | {p for p in ledger.owned if p.field is field}
+            | {p for p in claims.originals if p.field is field}
+            | {p for n in claims.needs.values() for p in n if p.field is field}
+        )
         for place in sorted(candidates, key=lambda p: p.setting or ""):
             if place.setting not in current:
                 continue  # a setting we owned was removed from the gateway: nothing to restore
             before = current[place.setting]
-            decision = _decide(
-                place, before, required.get(place), ledger.owned.get(place), place in let_go
+            tagged = claims.originals.get(place)
+            implied = claims.implied(place)
+            entry = (
+                Owned(tagged.value, implied, original_absent=tagged.absent)
+                if tagged is not None and implied is not None
+                else ledger.owned.get(place)  # no claim recorded: adopt this ledger's
             )
+            own, theirs = required.get(place), claims.combined(place, others)
+            need = own if theirs is None else theirs if own is None else field.combine(own, theirs)
+            decision = _decide(place, before, need, entry, place in let_go)
             final[place.setting] = decision.desired
-            entry = ledger.owned.get(place)
-            if decision.owned is not None:
+            if decision.owned is not None and own is not None:
+                needs[place] = own
                 # Whether the original was no property at all: seen when first owned, kept.
                 absent = (
                     entry.original_absent
@@ -329,7 +471,13 @@ def plan_gateway(
                     else field.absent(document, place.setting)
                 )
                 owned[place] = dataclasses.replace(decision.owned, original_absent=absent)
-            if decision.notice:
+                first[place] = Original(decision.owned.original, absent)
+            elif place in mine and (
+                place in let_go or (entry is not None and before != entry.applied)
+            ):
+                quiet.add(place)
+            # Notices about a place only this operator's routes or records involve.
+            if decision.notice and (own is not None or place in mine or place in ledger.owned):
                 notices.append(Notice(level="Warning", message=decision.notice))
             if decision.desired != before and decision.kind is not None:
                 changes.append(
@@ -346,6 +494,30 @@ def plan_gateway(
                     )
                 )
 
+    after = claims.with_originals(first).with_needs(owner, needs)
+    if not changes and (
+        claims.with_originals(first).with_needs(owner, needs | {p: mine[p] for p in quiet})
+        == claims
+    ):
+        # Only released claims of ours would go: not worth a PUT of their own (each can cut
+        # streams); the ledger forgets them now, the next write drops them.
+        after = claims
+    if after != claims and len(after.tags()) > max(cl.tag_room(document), len(claims.tags())):
+        room = cl.tag_room(document)
+        return _everyone_blocked(
+            gateway_id,
+            owner,
+            routes,
+            blocked,
+            ledger,
+            claims,
+            Reason.GATEWAY_TAG_LIMIT,
+            f"gateway {name} has room for {max(room, 0)} more tags (ARM allows {cl.MAX_TAGS} "
+            f"per resource; {cl.MAX_TAGS - room} are the gateway's own) but the claims of "
+            f"{', '.join(sorted({owner, *others}))} need {len(after.tags())}: nothing is "
+            "written; remove tags from the gateway, or release the claims of clusters that "
+            "no longer exist (appgw-sse claims release)",
+        )
     external = doc.settings_with_internet_backends(document)
     notices.extend(
         _route_notices(active, settled[REQUEST_TIMEOUT], external, settled[CONNECTION_DRAINING])
@@ -370,4 +542,64 @@ def plan_gateway(
         ),
         outcomes=dict(sorted(outcomes.items())),
         notices=tuple(notices),
+        owner=owner,
+        claims_before=claims,
+        claims=after,
+        stale_tags=stale,
+    )
+
+
+def release_claims(gateway_id: str, document: doc.Document, owner: str) -> Plan:
+    """The claim of `owner` removed (a cluster that no longer exists): each place it claimed is
+    set to what the remaining claims need, or back to its original when none remains, where
+    the gateway still holds what the claims imply; a value someone changed outside the claims is
+    left as it is."""
+    claims, problems, _ = cl.read(document)
+    if problems:
+        raise ValueError(f"the gateway's claim tags are unreadable: {'; '.join(problems)}")
+    if owner not in claims.owners():
+        raise ValueError(
+            f"no claim of {owner} on gateway {doc.gateway_name(document)} (claims: "
+            f"{', '.join(claims.owners()) or 'none'})"
+        )
+    after = claims.with_needs(owner, {})
+    changes, notices = [], []
+    for place in sorted(
+        claims.needs[owner], key=lambda p: (FIELDS.index(p.field), p.setting or "")
+    ):
+        before, implied = place.read(document), claims.implied(place)
+        original = claims.originals.get(place)
+        if before is None or original is None:
+            continue
+        if before != implied:
+            notices.append(
+                Notice(
+                    level="Warning",
+                    message=f"left {place.field.describe(place.setting)} at "
+                    f"{place.field.show(before)}: someone changed it outside the claims",
+                )
+            )
+            continue
+        desired = after.implied(place)
+        restored = desired is None
+        desired = original.value if desired is None else desired
+        if desired != before:
+            changes.append(
+                Change(
+                    place=place,
+                    before=before,
+                    after=desired,
+                    kind="restore",
+                    absent_after=restored and original.absent,
+                )
+            )
+    return Plan(
+        gateway_id=gateway_id,
+        changes=tuple(changes),
+        ledger=Ledger(gateway_id=gateway_id),
+        outcomes={},
+        notices=tuple(notices),
+        owner=owner,
+        claims_before=claims,
+        claims=after,
     )

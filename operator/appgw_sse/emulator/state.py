@@ -54,6 +54,9 @@ ARM_THROTTLING: dict[str, tuple[float, float]] = {
     "writes": (200, 10),
     "deletes": (200, 10),
 }
+# ARM's limits on tags (docs: tag-resources#limitations), with the codes it answers.
+MAX_TAGS, MAX_TAG_NAME, MAX_TAG_VALUE = 50, 512, 256
+_TAG_NAME_RESERVED = re.compile(r"[<>%&\\?/\x00-\x1f\x7f]")
 _IDENTITY_NAMESPACE = uuid.UUID("0b7c6b52-3f0e-4d7a-9c1e-5a2f8e4d6c10")
 
 
@@ -77,6 +80,48 @@ class ArmError(Exception):
         if self.target is not None:
             error["target"] = self.target
         return {"error": error}
+
+
+def validate_tags(tags: Any) -> None:
+    """ARM's checks of a resource's tags, made before the resource provider sees the PUT."""
+    if tags is None:
+        return
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise ArmError(400, "InvalidRequestContent", "The request content was invalid: tags.")
+    reserved = [name for name in tags if _TAG_NAME_RESERVED.search(name)]
+    if reserved:
+        raise ArmError(
+            400,
+            "InvalidTagNameCharacters",
+            f"The tag names '{', '.join(reserved)}' have reserved characters "
+            "'<,>,%,&,\\,?,/' or control characters.",
+        )
+    long_names = [name for name in tags if len(name) > MAX_TAG_NAME]
+    if long_names:
+        raise ArmError(
+            400,
+            "InvalidTagName",
+            f"Tag name too large. Following tag name '{', '.join(long_names)}' exceeded the "
+            f"maximum length. Maximum allowed length for tag name - '{MAX_TAG_NAME}' characters.",
+        )
+    long_values = [value for value in tags.values() if len(value) > MAX_TAG_VALUE]
+    if long_values:
+        raise ArmError(
+            400,
+            "InvalidTagValueLength",
+            f"Tag value too large. Following tag value '{', '.join(long_values)}' exceeded the "
+            f"maximum length. Maximum allowed length for tag value - '{MAX_TAG_VALUE}' "
+            "characters.",
+        )
+    if len(tags) > MAX_TAGS:
+        raise ArmError(
+            400,
+            "InvalidTags",
+            f"Too many tags specified. Requested tag count - '{len(tags)}'. Maximum number of "
+            f"tags allowed - '{MAX_TAGS}'.",
+        )
 
 
 def resource_key(subscription: str, group: str, name: str) -> str:
@@ -371,6 +416,7 @@ class Emulator:
             raise ArmError(400, "LocationRequired", "The location property is required.")
         if "sku" not in props:
             raise ArmError(400, "InvalidRequestFormat", "properties.sku is required.")
+        validate_tags(body.get("tags"))
         for setting in props.get("backendHttpSettingsCollection") or []:
             timeout = (setting.get("properties") or {}).get("requestTimeout")
             if timeout is not None and not (

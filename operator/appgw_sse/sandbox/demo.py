@@ -541,6 +541,8 @@ def _show(
             "--debounce",
             "1s",
             "--no-probe",
+            "--owner-id",
+            "demo",
             # Any free port: a busy machine may have 8080 (the default) taken.
             "--health-port",
             "0",
