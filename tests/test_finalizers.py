@@ -5,6 +5,7 @@ route."""
 import asyncio
 from typing import Any
 
+import kopf
 import pytest
 
 from appgw_sse import finalizers as fin
@@ -127,19 +128,38 @@ async def test_a_failed_write_is_retried_and_a_forgotten_route_is_not_waited_for
     await finalizers.close()
 
 
-async def test_a_route_event_that_fails_is_logged_and_the_watch_goes_on(
+async def test_a_route_event_that_fails_is_logged_and_kopf_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from appgw_sse.handlers.routes import _route_sink
+    from appgw_sse.handlers.routes import route_event
 
     class Refusing(RouteBook):
         async def observe(self, body: Any) -> None:
             raise RuntimeError("status write refused")
 
     kube = FakeKube()
-    finalizers = Finalizers(kube, never)
-    sink = _route_sink(Refusing(kube, ("*",)), finalizers)
-    await sink("ADDED", version(body("a"), "1"))  # does not raise into the watch
+    book = Refusing(kube, ("*",))
+    book.unseen = {"ns/a"}  # listed at startup
+    memo = kopf.Memo(book=book, finalizers=Finalizers(kube, never))
+    await route_event(type="ADDED", body=version(body("a"), "1"), memo=memo)  # does not raise
     assert "route ns/a: taking in its ADDED event failed" in caplog.text
+    assert book.listed()  # seen, even though taking it in failed: no pass is held for ever
     await kube.wait_until(lambda: writes_for(kube, "a"))
-    await finalizers.close()
+    await memo["finalizers"].close()
+
+
+def test_kopf_watches_the_routes_through_one_raw_event_handler_and_holds_no_finalizer() -> None:
+    """kopf, not a watch of our own, feeds the route book; with only a raw-event handler it
+    stores no state on routes and adds no finalizer of its own (ours is held by `finalizers`)."""
+    import appgw_sse.handlers.routes  # noqa: F401  (registers the handlers)
+    from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
+
+    registry = kopf.get_default_registry()
+    watching = registry._watching.get_all_handlers()
+    routes = [(h.id, h.selector) for h in watching if h.selector and h.selector.any_name == PLURAL]
+    assert [(id, s.group, s.version) for id, s in routes if s] == [
+        ("route_event", API_GROUP, API_VERSION)
+    ]
+    # No resume/create/update/delete handler nor daemon: nothing for which kopf would store
+    # progress or a diff-base, or hold a finalizer.
+    assert not registry._changing.get_all_handlers() and not registry._spawning.get_all_handlers()

@@ -85,6 +85,7 @@ def test_the_text_log_tells_what_the_operator_did(rig: Rig) -> None:
         assert found, f"the log does not go on with {step!r}:\n{log}"
         position = found.end()
     assert len(re.findall(r": PUT .* applied in", log)) == len(rig.emulator.requests("PUT")) == 3
+    assert "Handler 'route_event' succeeded" not in log  # kopf's per-event chatter is DEBUG
     assert token(operator) not in log
 
 
@@ -106,6 +107,12 @@ def test_the_json_log_carries_gateway_and_routes(rig: Rig) -> None:
         if str(line["message"]).startswith("gateway agw-shop-prod"):
             assert line["gateway"] == GATEWAY_ID and "routes" in line, line
     route_lines = [line for line in lines if line.get("route") == "shop/notifications"]
+    # kopf watches the route: its raw-event handler takes each event in, and returns at once.
+    assert any(
+        str(line["logger"]).startswith("kopf.")
+        and "Handler 'route_event' succeeded" in line["message"]
+        for line in route_lines
+    )
     assert any(line["logger"] == "appgw_sse.finalizers" for line in route_lines)  # released
     # Even at DEBUG, where the libraries say the most, no credential is written.
     assert not any(token(operator) in json.dumps(line) for line in lines)

@@ -312,7 +312,7 @@ def test_a_restarted_operator_writes_nothing_it_finds_stored_and_warns_no_one_ag
 
 
 def test_both_watches_relist_after_compaction_and_an_api_server_restart(rig: Rig) -> None:
-    """The operator's pod and route watches (adapters/watch.py) resume from a
+    """The operator's pod watch (adapters/watch.py) and kopf's route watch resume from a
     resourceVersion the restarted server no longer has (etcd compacted past it, a new watch
     cache): each must list again and go on, not stop or miss what changed."""
     require_real("watches resuming after etcd compaction and an API server restart")

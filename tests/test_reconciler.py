@@ -6,11 +6,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import kopf
 import pytest
 
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.conditions import Condition, Reason
 from appgw_sse.core.fields import REQUEST_TIMEOUT
+from appgw_sse.finalizers import Finalizers
+from appgw_sse.handlers.routes import route_event
 from appgw_sse.models.status import BackendsStatus
 from appgw_sse.ports import TransientGatewayError
 from appgw_sse.reconciler import GatewayReconciler
@@ -281,20 +284,24 @@ async def test_after_a_restart_no_pass_plans_before_every_listed_route_is_observ
     assert gateways.timeout() == 68
     puts = gateways.puts
 
-    # A restart: the route watch's first listing is not yet taken in full, and the new book has
-    # seen only the route needing less. A pass now would restore 30 s under the other's live
-    # streams.
+    # A restart: both routes were listed at startup, and kopf has handed over only the one
+    # needing less. A pass now would restore 30 s under the other's live streams.
     restarted = RouteBook(kube, ("*",))
-    listing = [route(1, idle="5s"), body("other", 1, "45s")]
-    restarted.listed = lambda: not listing
+    restarted.unseen = {"ns/r", "ns/other"}
+
+    async def released(namespace: str, name: str) -> None:
+        return None
+
+    memo = kopf.Memo(book=restarted, finalizers=Finalizers(kube, released))
     config = OperatorConfig(allowed_gateways=("*",), debounce=3600)
     worker = GatewayReconciler(config, restarted, gateways, kube)
-    await restarted.observe(listing.pop(0))
+    await route_event(type=None, body=route(1, idle="5s"), memo=memo)
     assert await worker.reconcile(KEY) == 1.0  # come back once every listed route is seen
     assert (gateways.timeout(), gateways.puts) == (68, puts)
-    await restarted.observe(listing.pop(0))
+    await route_event(type=None, body=body("other", 1, "45s"), memo=memo)
     assert await worker.reconcile(KEY) is None
     assert (gateways.timeout(), gateways.puts) == (68, puts)
+    await memo["finalizers"].close()
     await worker.close()
 
 

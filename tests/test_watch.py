@@ -216,29 +216,3 @@ def test_one_collection_per_watched_namespace() -> None:
         "/api/v1/namespaces/shop/services",
         "/api/v1/namespaces/partners/services",
     ]
-
-
-async def test_an_async_sink_takes_each_object_in_before_the_next_and_before_listed(
-    scripted: Any,
-) -> None:
-    """As the route book's sink: each object is awaited in order, and `listed` is set only once
-    the whole first listing has been taken in (a restarted operator plans from all routes)."""
-    api = ScriptedApi([listing(["a", "b"], "10", more="page2"), listing(["c"], "10")])
-    taken: list[str] = []
-    listed_when: list[bool] = []
-    watch: ListWatch
-
-    async def sink(kind: str, body: Mapping[str, Any]) -> None:
-        listed_when.append(watch.listed.is_set())
-        await asyncio.sleep(0.05)  # e.g. a status write
-        taken.append(body["metadata"]["name"])
-
-    watch = ListWatch(await scripted(api), "/api/v1/pods", sink, page=2)
-    task = asyncio.create_task(watch.run())
-    try:
-        await until("the first listing", watch.listed.is_set)
-        assert taken == ["a", "b", "c"]
-        assert listed_when == [False, False, False]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

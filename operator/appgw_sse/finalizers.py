@@ -1,13 +1,13 @@
 """Our finalizer on SseRoutes, held by the operator itself rather than by kopf.
 
-kopf works each object in a task of its own: 1,000 routes created at once were 1,000 tasks at
-once, whose high-water mark the allocator keeps (77 MiB above the operator at start), and a delete
-handler waiting for its gateway held its task, so bounding kopf's tasks queued new routes behind
-deletions. Here the route watch hands each route over as it comes: a new route gets the finalizer
-through one of a few writers; a deleted route's finalizer goes once its gateway is settled without
-it and no pod carries it. That wait holds no writer, so whatever the gateways do, new routes get
-their finalizer at once, and routes deleted together are released by the one update that restores
-their gateway.
+kopf's resource handlers each hold a worker task for as long as they run: a delete handler
+waiting for its gateway held one, so bounding kopf's workers (which bounds its memory when 1,000
+routes come at once) queued new routes behind deletions, and routes deleted together were released
+in batches. Here kopf's raw-event handler hands each route over and returns: a new route gets the
+finalizer through one of a few writers; a deleted route's finalizer goes once its gateway is
+settled without it and no pod carries it. That wait holds no writer and no kopf worker, so
+whatever the gateways do, new routes get their finalizer at once, and routes deleted together are
+released by the one update that restores their gateway.
 """
 
 import asyncio

@@ -15,19 +15,20 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from appgw_sse import metrics
+from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
 
 log = logging.getLogger(__name__)
 
-# The name every SseRoute watch task starts with (handlers.routes names them so); the e2e suite
-# fails if it stops matching (the leader's /healthz would answer 503).
-ROUTE_WATCH = "route watch"
+# kopf names its watch task per resource; kopf is pinned exactly, and the e2e suite fails if
+# this stops matching (the leader's /healthz would answer 503).
+_ROUTE_WATCHER = f"watcher for {PLURAL}.{API_VERSION}.{API_GROUP}@"
 
 
 @dataclass
 class Health:
     """What /healthz reports. Answering at all proves the event loop runs; the leader must also
-    have kopf running and, once started, its SseRoute watches alive (each retries a failed or
-    ended watch itself; this catches a watch task gone)."""
+    have kopf running and, once started, its SseRoute watch alive (kopf exits when a watch fails
+    for good, and re-opens one that hangs; this catches a watch task gone without either)."""
 
     identity: str
     operator: "asyncio.Task[Any] | None" = None  # kopf, while this replica leads
@@ -37,7 +38,7 @@ class Health:
         if self.operator is None:
             return True, {"role": "standby", "identity": self.identity}
         watching = any(
-            task.get_name().startswith(ROUTE_WATCH) and not task.done()
+            task.get_name().startswith(_ROUTE_WATCHER) and not task.done()
             for task in asyncio.all_tasks()
         )
         running = not self.operator.done()

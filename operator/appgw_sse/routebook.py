@@ -1,6 +1,6 @@
 """The route book: what the operator knows of each SseRoute, and the one writer of its status.
 
-The route watch's events come in through observe() and forget(). Each returns the RouteChange it
+kopf's route events come in through observe() and forget() (see handlers.routes). Each returns the RouteChange it
 made and hands it to the listeners: the gateway and pod workers, which subscribe when they are
 constructed. Both workers report through write_status(), one at a time per route, each update
 merged over the other's conditions; a write that would change nothing is skipped.
@@ -125,11 +125,11 @@ class RouteBook:
         self.kube, self.allowed_gateways = kube, parse_rules(allowed_gateways)
         self.routes: dict[str, RouteRecord] = {}
         self._listeners: list[Listener] = []
-        # Whether every route of the route watch's first listing has been observed (see
-        # handlers.routes): until then, as after a restart, a pass would plan from part of the
-        # routes, and could lower a value one of the others still needs, or strip and re-add
-        # pods' annotations.
-        self.listed: Callable[[], bool] = lambda: True
+        # The routes handled before (they carry our finalizer), listed at startup, that kopf
+        # has yet to hand over: until none is left, as after a restart, a pass would plan from
+        # part of the routes, and could lower a value one of the others still needs, or strip
+        # and re-add pods' annotations. kopf gives no sign that its first listing is handled.
+        self.unseen: set[str] = set()
         # Messages already posted as Events that still live, by route uid (read at start).
         self.posted: Mapping[str, set[str]] = {}
 
@@ -142,10 +142,14 @@ class RouteBook:
     def in_namespace(self, namespace: str) -> list[RouteRecord]:
         return [r for r in self.routes.values() if r.namespace == namespace]
 
+    def listed(self) -> bool:
+        """Whether every route handled before has been seen since the start."""
+        return not self.unseen
+
     def gateway_keys(self) -> set[str]:
         return {r.gateway_key for r in self.routes.values() if r.gateway_key}
 
-    # -- events from the route watch -----------------------------------------------------------------
+    # -- events from kopf -----------------------------------------------------------------
 
     async def observe(self, body: Mapping[str, Any]) -> RouteChange | None:
         """Take in the current state of a route; None when nothing the workers act on changed."""

@@ -12,14 +12,14 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from appgw_sse.core.agic import Ingress, IngressLedger, agic_ingress
-from appgw_sse.core.contract import API_GROUP, API_VERSION, KIND, PLURAL
+from appgw_sse.core.contract import API_GROUP, API_VERSION, FINALIZER, KIND, PLURAL
 from appgw_sse.core.ledger import Ledger
 from appgw_sse.fence import Fence, LeadershipLost, Unfenced
 from appgw_sse.ports import IngressesUnavailable
@@ -222,24 +222,46 @@ class Kube:
         post every route's standing warnings again."""
         selector = f"involvedObject.kind={KIND},source={_COMPONENT}"
         posted: dict[str, set[str]] = {}
+        async for event in self._listed(
+            "/api/v1", "events", namespaces, {"fieldSelector": selector}
+        ):
+            uid = (event.get("involvedObject") or {}).get("uid")
+            if uid and event.get("message"):
+                posted.setdefault(uid, set()).add(event["message"])
+        return posted
+
+    async def handled_routes(self, namespaces: Sequence[str]) -> set[str]:
+        """The SseRoutes (namespace/name) in `namespaces` (none: all) that carry our finalizer:
+        the routes handled before, which a restarted operator must see before it plans."""
+        return {
+            f"{route['metadata']['namespace']}/{route['metadata']['name']}"
+            async for route in self._listed(f"/apis/{API_GROUP}/{API_VERSION}", PLURAL, namespaces)
+            if FINALIZER in (route["metadata"].get("finalizers") or ())
+        }
+
+    async def _listed(
+        self,
+        group: str,
+        plural: str,
+        namespaces: Sequence[str],
+        query: dict[str, str] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Each object of a collection, read in pages of 500 (each let go before the next)."""
         for namespace in namespaces or [""]:  # none: every namespace at once
-            path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
+            path = f"{group}/namespaces/{namespace}/{plural}" if namespace else f"{group}/{plural}"
             token = None
             while True:
                 page = await asyncio.to_thread(
                     self.api.request,
                     "GET",
                     path,
-                    {"fieldSelector": selector, "limit": 500, "continue": token},
+                    {**(query or {}), "limit": 500, "continue": token},
                 )
-                for event in page.get("items") or ():
-                    uid = (event.get("involvedObject") or {}).get("uid")
-                    if uid and event.get("message"):
-                        posted.setdefault(uid, set()).add(event["message"])
+                for item in page.get("items") or ():
+                    yield item
                 token = (page.get("metadata") or {}).get("continue")
                 if not token:
                     break
-        return posted
 
     async def load_ledger(self, gateway_id: str) -> tuple[Ledger, Ledger | None]:
         """The confirmed ledger and a pending one (present after a crash mid-PUT)."""

@@ -1,4 +1,4 @@
-"""Pods, Services and SseRoutes, listed in pages and watched by the operator itself.
+"""Pods and Services, listed in pages and watched by the operator itself.
 
 kopf takes in every listed body at once and queues them faster than its handlers drain them: at
 10,000 pods the operator peaked above 350 MiB and the allocator never gave it back. Here each
@@ -9,12 +9,11 @@ deleted.
 """
 
 import asyncio
-import inspect
 import json
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +24,7 @@ from appgw_sse import __version__
 
 log = logging.getLogger(__name__)
 
-# (event type, object body); an async sink is awaited before the next object is handed over.
-Sink = Callable[[str, Mapping[str, Any]], Awaitable[None] | None]
+Sink = Callable[[str, Mapping[str, Any]], None]  # (event type, object body)
 
 PAGE = 500
 WATCH_SECONDS = 600  # the server ends each watch after this; it is resumed at once
@@ -129,13 +127,13 @@ class ListWatch:
                 meta = item["metadata"]
                 key = (meta.get("namespace", ""), meta["name"])
                 seen.add(key)
-                await self._hand_over("ADDED" if key not in self._known else "MODIFIED", item)
+                self.sink("ADDED" if key not in self._known else "MODIFIED", item)
             del listing["items"]  # the page's bodies go before the next page arrives
             token = listing["metadata"].get("continue") or ""
             if not token:
                 break
         for namespace, name in sorted(self._known - seen):
-            await self._hand_over("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+            self.sink("DELETED", {"metadata": {"namespace": namespace, "name": name}})
         self._known = seen
         if not self.listed.is_set():
             log.info("%s: listed %d in %.1fs", self.path, len(seen), time.monotonic() - started)
@@ -172,18 +170,12 @@ class ListWatch:
                     self._known.discard(key)
                 else:
                     self._known.add(key)
-                await self._hand_over(kind, body)
+                self.sink(kind, body)
         return version
 
-    async def _hand_over(self, kind: str, body: Mapping[str, Any]) -> None:
-        result = self.sink(kind, body)
-        if inspect.isawaitable(result):
-            await result
 
-
-def collection_paths(resource: str, namespaces: Sequence[str], api: str = "/api/v1") -> list[str]:
-    """The collection(s) to watch (core/v1 unless `api` names another group's version):
-    cluster-wide, or one per watched namespace."""
+def collection_paths(resource: str, namespaces: Sequence[str]) -> list[str]:
+    """The core/v1 collection(s) to watch: cluster-wide, or one per watched namespace."""
     if not namespaces:
-        return [f"{api}/{resource}"]
-    return [f"{api}/namespaces/{namespace}/{resource}" for namespace in namespaces]
+        return [f"/api/v1/{resource}"]
+    return [f"/api/v1/namespaces/{namespace}/{resource}" for namespace in namespaces]

@@ -1,2 +1,2 @@
-"""kopf wiring: the operator's startup (the route, pod and Service watches, the workers) and
-cleanup, and the Ingress handler of AGIC mode."""
+"""kopf wiring: thin handlers that hand route events to the route book and pod events to the
+pod worker."""

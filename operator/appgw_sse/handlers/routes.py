@@ -1,10 +1,14 @@
-"""kopf wiring: the operator's lifecycle, and Ingresses in AGIC mode. SseRoutes, Pods and
-Services are listed and watched by `adapters.watch`, not by kopf, which holds every listed body
-and works each object in a task of its own; our finalizer on routes is held by `finalizers`."""
+"""kopf wiring: the operator's lifecycle, SseRoute events, and Ingresses in AGIC mode.
+
+kopf watches SseRoutes through one raw-event handler that only hands each event to the route book
+and to `finalizers` (which holds our finalizer) and returns: no kopf handler ever waits for a
+gateway, so a worker slot is held only for one event, and kopf stores no state on routes. Pods
+and Services are listed and watched by `adapters.watch`, not by kopf, which would hold every
+listed body."""
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -17,7 +21,6 @@ from appgw_sse.adapters.watch import ApiServer, ListWatch, collection_paths
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
 from appgw_sse.finalizers import Finalizers
-from appgw_sse.health import ROUTE_WATCH
 from appgw_sse.leader import LEASE_NAME
 from appgw_sse.pods import PodReconciler, ProbeSettings
 from appgw_sse.reconciler import GatewayReconciler
@@ -26,16 +29,30 @@ from appgw_sse.streamcheck import StreamChecker
 
 log = logging.getLogger(__name__)
 
+# kopf runs a task per object with events queued; the handler returns at once, so a few suffice,
+# and fewer tasks alive at once is what keeps a burst of new routes small in memory.
+WORKER_LIMIT = 20
+IDLE_SECONDS = 0.5  # how long such a task outlives its object's last event
+UNSEEN_RECHECK_SECONDS = 30.0
+
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = memo["config"]
+    fence = memo.get("fence")  # the leader's (see running.py)
+    kube = Kube(config.ledger_namespace, fence, LEASE_NAME)
+    try:
+        # Before kopf watches (it starts once this handler is done): see route_event.
+        unseen = await kube.handled_routes(config.namespaces)
+    except (ApiException, OSError) as exc:
+        raise kopf.TemporaryError(f"could not list the SseRoutes: {exc}", delay=5) from exc
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.queueing.idle_timeout = IDLE_SECONDS
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    fence = memo.get("fence")  # the leader's (see running.py)
-    kube = Kube(config.ledger_namespace, fence, LEASE_NAME)
     book = RouteBook(kube, config.allowed_gateways)
+    book.unseen = unseen
     try:
         book.posted = await kube.posted_messages(config.namespaces)
     except (ApiException, OSError) as exc:  # e.g. an older chart's RBAC: warnings come again
@@ -45,13 +62,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["book"], memo["gateways"] = book, gateways
     pods = memo["pods"] = PodReconciler(book, kube, config.debounce, probe)
     memo["streams"] = StreamChecker(book, kube, interval=config.stream_check_interval)
-    finalizers = memo["finalizers"] = Finalizers(kube, _released(gateways, pods))
+    memo["finalizers"] = Finalizers(kube, _released(gateways, pods))
     server = ApiServer.from_configuration()
-    routes = [
-        ListWatch(server, path, _route_sink(book, finalizers))
-        for path in collection_paths(PLURAL, config.namespaces, f"/apis/{API_GROUP}/{API_VERSION}")
-    ]
-    book.listed = lambda: all(watch.listed.is_set() for watch in routes)
     watches = [
         ListWatch(server, path, sink)
         for resource, sink in (("pods", pods.observe_pod), ("services", pods.observe_service))
@@ -61,8 +73,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["tasks"] = [
         asyncio.create_task(gateways.resync(), name="resync"),
         asyncio.create_task(_restore_orphans(kube, gateways, config), name="orphan ledgers"),
+        asyncio.create_task(_drop_vanished(kube, book, config), name="unseen routes"),
         *(asyncio.create_task(watch.run(), name=f"watch {watch.path}") for watch in watches),
-        *(asyncio.create_task(watch.run(), name=f"{ROUTE_WATCH} {watch.path}") for watch in routes),
     ]
     metrics.ROUTES.source = book.routes.values
     log.info(
@@ -87,6 +99,17 @@ async def _restore_orphans(kube: Kube, gateways: GatewayReconciler, config: Oper
     gateways.restore_orphans(ledgers, routed)
 
 
+async def _drop_vanished(kube: Kube, book: RouteBook, config: OperatorConfig) -> None:
+    """A route listed at startup that was gone before kopf listed (its finalizer removed by
+    hand) brings no event: while routes are unseen, look again now and then."""
+    while book.unseen:
+        await asyncio.sleep(UNSEEN_RECHECK_SECONDS)
+        try:
+            book.unseen &= await kube.handled_routes(config.namespaces)
+        except (ApiException, OSError) as exc:
+            log.warning("could not list the SseRoutes again: %s", exc)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     for task in memo["tasks"]:
@@ -99,29 +122,27 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo["gateways"].close()
 
 
-def _route_sink(
-    book: RouteBook, finalizers: Finalizers
-) -> Callable[[str, Mapping[str, Any]], Awaitable[None]]:
-    """The route watch's consumer: each event is taken in before the next is read."""
-
-    async def route_event(event_type: str, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        try:
-            if event_type == "DELETED":
-                finalizers.forget(meta["namespace"], meta["name"])
-                book.forget(meta["namespace"], meta["name"])
-            else:
-                finalizers.observe(body)
-                await book.observe(body)
-        except Exception:  # e.g. a status write refused: the watch goes on with the next
-            log.exception(
-                "route %s/%s: taking in its %s event failed",
-                meta.get("namespace"),
-                meta.get("name"),
-                event_type,
-            )
-
-    return route_event
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def route_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Each route event is taken in and the handler returns: what waits for a gateway (a deleted
+    route's finalizer) waits in `finalizers`, holding none of kopf's worker slots."""
+    book: RouteBook = memo["book"]
+    finalizers: Finalizers = memo["finalizers"]
+    meta = body["metadata"]
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    try:
+        if type == "DELETED":
+            finalizers.forget(namespace, name)
+            book.forget(namespace, name)
+        else:
+            finalizers.observe(body)
+            await book.observe(body)
+    except Exception:  # e.g. a status write refused: kopf goes on with the next event
+        log.exception(
+            "route %s/%s: taking in its %s event failed", namespace, name, type or "listed"
+        )
+    finally:
+        book.unseen.discard(f"{namespace}/{name}")  # the restart guard (see RouteBook.unseen)
 
 
 def _released(
