@@ -22,6 +22,8 @@ from appgw_sse.adapters.azure_gateway import ArmSettings, AzureGateways
 
 kube.load_config = lambda: None  # no cluster: only what constructing the adapters imports
 kube.Kube("appgw-sse")
+kube._Api.request = lambda self, *args, **kwargs: {{"metadata": {{"uid": "u"}}}}
+kube.cluster_uid()  # read by the leader at start
 AzureGateways(ArmSettings(token_file=Path("token")))
 print(sorted(m for m in {UNWANTED!r} if m in sys.modules))
 """

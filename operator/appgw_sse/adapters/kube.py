@@ -49,9 +49,8 @@ def load_config() -> None:
 def cluster_uid() -> str:
     """kube-system's uid: the cluster's identity (kube-system is never deleted)."""
     load_config()
-    namespace = kubernetes.client.CoreV1Api().read_namespace("kube-system")
-    assert namespace.metadata is not None
-    return str(namespace.metadata.uid)
+    namespace = _Api(kubernetes.client.ApiClient()).request("GET", "/api/v1/namespaces/kube-system")
+    return str(namespace["metadata"]["uid"])
 
 
 def ledger_name(gateway_id: str) -> str:
