@@ -171,8 +171,8 @@ def test_flux_applies_and_waits_and_argo_cd_agrees(rig: Rig, tmp_path: Path) -> 
     assert flux.seen[-1]["object"]["status"]["observedGeneration"] == 3
     assert rig.admin_puts() == puts
 
-    # Field ownership: Flux owns what it applied, the operator only its status, finalizer and
-    # progress annotations; nothing Flux applied is owned by anyone else.
+    # Field ownership: Flux owns what it applied, the operator only its status and finalizer;
+    # nothing Flux applied is owned by anyone else.
     route = rig.route("shop", "streams")
     assert route is not None
     managed = route["metadata"]["managedFields"]
@@ -190,7 +190,7 @@ def test_flux_applies_and_waits_and_argo_cd_agrees(rig: Rig, tmp_path: Path) -> 
     operator_owned = by_manager.pop("appgw-sse-operator/Update")
     assert {"f:status.f:observedGeneration", "f:status.f:mode"} <= operator_owned
     assert all(p.startswith("f:status") for p in operator_owned)
-    others = operator_owned.union(*by_manager.values())  # kopf's finalizer and annotations
+    others = operator_owned.union(*by_manager.values())  # with our finalizer's manager
     assert not {p for p in others if p.startswith("f:spec")}, by_manager
     assert not others & flux_owned, by_manager
 
