@@ -433,3 +433,34 @@ async def test_an_existing_ledger_is_adopted_in_one_put_that_says_so(
     ]
     await reconciler.reconcile(KEY)
     assert gateways.puts == 2  # written once
+
+
+async def test_a_listed_route_gone_before_kopf_listed_it_holds_no_pass_for_ever(
+    kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route listed at startup and deleted (its finalizer removed by hand) before kopf's own
+    listing brings no event: a re-list drops it, and the guard lifts once the others are seen."""
+    from appgw_sse.handlers import routes
+
+    class Listing:
+        lists = 0
+        again = asyncio.Event()  # listed a second time: the first re-list has been taken in
+
+        async def handled_routes(self, namespaces: Any) -> set[str]:
+            self.lists += 1
+            if self.lists > 1:
+                self.again.set()
+            return {"ns/r"}  # "ns/gone" is gone
+
+    monkeypatch.setattr(routes, "UNSEEN_RECHECK_SECONDS", 0.01)
+    book = RouteBook(kube, ("*",))
+    book.unseen = {"ns/r", "ns/gone"}
+    listing = Listing()
+    task = asyncio.create_task(
+        routes._drop_vanished(listing, book, OperatorConfig(allowed_gateways=("*",)))
+    )  # type: ignore[arg-type]
+    await asyncio.wait_for(listing.again.wait(), 10)
+    assert book.unseen == {"ns/r"} and not book.listed()
+    book.unseen.discard("ns/r")  # kopf hands it over
+    await asyncio.wait_for(task, 5)  # nothing left to look for: the re-lists stop
+    assert book.listed()
