@@ -8,7 +8,6 @@ cost 18 MiB of the operator's memory.
 
 import asyncio
 import datetime
-import functools
 import hashlib
 import json
 import logging
@@ -296,27 +295,9 @@ class Kube:
 
     async def routed_gateways(self, namespaces: Sequence[str]) -> set[str]:
         """The gateways (lower-cased ids) that the SseRoutes in `namespaces` (none: all) name."""
-        listings: list[Any] = []
-        for namespace in namespaces or [""]:  # none: every namespace at once
-            listings.append(
-                await asyncio.to_thread(
-                    functools.partial(
-                        self.custom.list_namespaced_custom_object,
-                        API_GROUP,
-                        API_VERSION,
-                        namespace,
-                        PLURAL,
-                    )
-                    if namespace
-                    else functools.partial(
-                        self.custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL
-                    )
-                )
-            )
         return {
-            str(((item.get("spec") or {}).get("gateway") or {}).get("id", "")).lower()
-            for listing in listings
-            for item in listing.get("items") or ()
+            str(((route.get("spec") or {}).get("gateway") or {}).get("id", "")).lower()
+            async for route in self._listed(f"/apis/{API_GROUP}/{API_VERSION}", PLURAL, namespaces)
         }
 
     # -- AGIC mode: Ingress annotations, and their ledger ---------------------------------
