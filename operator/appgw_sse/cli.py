@@ -7,12 +7,15 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
 from appgw_sse import __version__, logs, review
 from appgw_sse.models.crd import build_crd
+
+if TYPE_CHECKING:
+    from appgw_sse.ports import ArmSettings
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process that SIGPIPE ended
@@ -105,16 +108,11 @@ def _emulator(args: argparse.Namespace) -> int:
 
 def _claims(args: argparse.Namespace) -> int:
     import asyncio
+    import dataclasses
 
     from appgw_sse import claimtool
-    from appgw_sse.ports import PUBLIC_ARM_ENDPOINT, ArmSettings
 
-    settings = ArmSettings(
-        endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
-        ca_bundle=args.arm_ca_bundle,
-        token_file=args.arm_token_file,
-        polling_interval=1.0,
-    )
+    settings = dataclasses.replace(_arm_settings(args), polling_interval=1.0)
     if args.action == "list":
         return asyncio.run(claimtool.list_claims(settings, args.gateway))
     return asyncio.run(claimtool.release(settings, args.gateway, args.owner, args.dry_run))
@@ -241,7 +239,6 @@ def _run(args: argparse.Namespace) -> int:
     from appgw_sse.core.policy import parse_rules
     from appgw_sse.handlers import routes as handlers  # registers the handlers
     from appgw_sse.leader import LeaseSettings, default_identity
-    from appgw_sse.ports import PUBLIC_ARM_ENDPOINT, ArmSettings
     from appgw_sse.running import StartupError, operate
 
     logs.setup(args.log_format, args.log_level)
@@ -280,11 +277,7 @@ def _run(args: argparse.Namespace) -> int:
         agic=not args.no_agic,
         probe_interval=args.probe_interval,
         stream_check_interval=args.stream_check_interval,
-        arm=ArmSettings(
-            endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
-            ca_bundle=args.arm_ca_bundle,
-            token_file=args.arm_token_file,
-        ),
+        arm=_arm_settings(args),
     )
     if config.agic:
         handlers.watch_ingresses()
@@ -337,6 +330,40 @@ def _header(text: str) -> tuple[str, str]:
 def _crd(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(build_crd(), sort_keys=False, width=100), end="")
     return EXIT_OK
+
+
+def _add_arm_flags(flag: Callable[..., None]) -> None:
+    """How `run` and `claims` reach ARM (each flag with its APPGW_SSE_* env twin)."""
+    flag(
+        "--arm-endpoint",
+        metavar="URL",
+        shown="the public cloud",
+        help="ARM URL (sovereign clouds, emulators)",
+    )
+    flag(
+        "--arm-ca-bundle",
+        parse=Path,
+        metavar="PEM",
+        shown="the system's CAs",
+        help="PEM bundle to trust for ARM",
+    )
+    flag(
+        "--arm-token-file",
+        parse=Path,
+        metavar="PATH",
+        shown="azure-identity",
+        help="bearer token file instead of azure-identity (emulators), re-read when it changes",
+    )
+
+
+def _arm_settings(args: argparse.Namespace) -> "ArmSettings":
+    from appgw_sse.ports import PUBLIC_ARM_ENDPOINT, ArmSettings
+
+    return ArmSettings(
+        endpoint=args.arm_endpoint or PUBLIC_ARM_ENDPOINT,
+        ca_bundle=args.arm_ca_bundle,
+        token_file=args.arm_token_file,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -439,26 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         switch=True,
         help="AGIC mode off: never read or patch Ingresses (routes on AGIC gateways are told)",
     )
-    flag(
-        "--arm-endpoint",
-        metavar="URL",
-        shown="the public cloud",
-        help="ARM URL (sovereign clouds, emulators)",
-    )
-    flag(
-        "--arm-ca-bundle",
-        parse=Path,
-        metavar="PEM",
-        shown="the system's CAs",
-        help="PEM bundle to trust for ARM",
-    )
-    flag(
-        "--arm-token-file",
-        parse=Path,
-        metavar="PATH",
-        shown="azure-identity",
-        help="bearer token file instead of azure-identity (emulators), re-read when it changes",
-    )
+    _add_arm_flags(flag)
     # Operability: where the operator tells what it does, and how it is probed and scraped.
     flag("--log-format", "text", choices=logs.FORMATS, help="stderr lines: text or json")
     flag("--log-level", "info", parse=str.lower, choices=logs.LEVELS, help="least severe logged")
@@ -526,10 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     releasing.add_argument("--dry-run", action="store_true", help="print the change, write none")
     for action in (listing, releasing):
         action.add_argument("--gateway", required=True, metavar="ID", help="gateway resource id")
-        arm = _env_flag_adder(action)
-        arm("--arm-endpoint", metavar="URL", shown="the public cloud", help="ARM URL")
-        arm("--arm-ca-bundle", parse=Path, metavar="PEM", shown="the system's CAs", help="CAs")
-        arm("--arm-token-file", parse=Path, metavar="PATH", shown="azure-identity", help="token")
+        _add_arm_flags(_env_flag_adder(action))
     claims.set_defaults(handler=_claims)
 
     crd = commands.add_parser("crd", help="print the SseRoute CustomResourceDefinition")
