@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
+from appgw_sse.adapters.kube import RouteListing
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.conditions import Condition, Reason
 from appgw_sse.core.fields import REQUEST_TIMEOUT
@@ -446,11 +447,11 @@ async def test_a_listed_route_gone_before_kopf_listed_it_holds_no_pass_for_ever(
         lists = 0
         again = asyncio.Event()  # listed a second time: the first re-list has been taken in
 
-        async def handled_routes(self, namespaces: Any) -> set[str]:
+        async def listed_routes(self, namespaces: Any) -> RouteListing:
             self.lists += 1
             if self.lists > 1:
                 self.again.set()
-            return {"ns/r"}  # "ns/gone" is gone
+            return RouteListing(handled={"ns/r"}, gateways=set())  # "ns/gone" is gone
 
     monkeypatch.setattr(routes, "UNSEEN_RECHECK_SECONDS", 0.01)
     book = RouteBook(kube, ("*",))

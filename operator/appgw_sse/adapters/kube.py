@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -72,6 +72,15 @@ def _discard(response: Any) -> None:
 
 def _resource_version(config_map: dict[str, Any]) -> str:
     return str(config_map["metadata"]["resourceVersion"])
+
+
+class RouteListing(NamedTuple):
+    # The routes handled before (namespace/name: they carry our finalizer), which a restarted
+    # operator must see before it plans.
+    handled: set[str]
+    # The gateways (lower-cased ids) the routes name: one with a ledger and none of them is
+    # left to restore.
+    gateways: set[str]
 
 
 class _Api:
@@ -228,14 +237,18 @@ class Kube:
                 posted.setdefault(uid, set()).add(event["message"])
         return posted
 
-    async def handled_routes(self, namespaces: Sequence[str]) -> set[str]:
-        """The SseRoutes (namespace/name) in `namespaces` (none: all) that carry our finalizer:
-        the routes handled before, which a restarted operator must see before it plans."""
-        return {
-            f"{route['metadata']['namespace']}/{route['metadata']['name']}"
-            async for route in self._listed(f"/apis/{API_GROUP}/{API_VERSION}", PLURAL, namespaces)
-            if FINALIZER in (route["metadata"].get("finalizers") or ())
-        }
+    async def listed_routes(self, namespaces: Sequence[str]) -> RouteListing:
+        """One listing of the SseRoutes in `namespaces` (none: all), kept as keys only."""
+        handled: set[str] = set()
+        gateways: set[str] = set()
+        async for route in self._listed(f"/apis/{API_GROUP}/{API_VERSION}", PLURAL, namespaces):
+            meta = route["metadata"]
+            if FINALIZER in (meta.get("finalizers") or ()):
+                handled.add(f"{meta['namespace']}/{meta['name']}")
+            gateways.add(
+                str(((route.get("spec") or {}).get("gateway") or {}).get("id", "")).lower()
+            )
+        return RouteListing(handled, gateways)
 
     async def _listed(
         self,
@@ -292,13 +305,6 @@ class Kube:
             if str(c["metadata"]["name"]).startswith(_LEDGER_PREFIX)
             if "gatewayId" in (c.get("data") or {})
         ]
-
-    async def routed_gateways(self, namespaces: Sequence[str]) -> set[str]:
-        """The gateways (lower-cased ids) that the SseRoutes in `namespaces` (none: all) name."""
-        return {
-            str(((route.get("spec") or {}).get("gateway") or {}).get("id", "")).lower()
-            async for route in self._listed(f"/apis/{API_GROUP}/{API_VERSION}", PLURAL, namespaces)
-        }
 
     # -- AGIC mode: Ingress annotations, and their ledger ---------------------------------
 

@@ -39,7 +39,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     kube = Kube(config.ledger_namespace, fence, LEASE_NAME)
     try:
         # Before kopf watches (it starts once this handler is done): see route_event.
-        unseen = await kube.handled_routes(config.namespaces)
+        listing = await kube.listed_routes(config.namespaces)
     except (ApiException, OSError) as exc:
         raise kopf.TemporaryError(f"could not list the SseRoutes: {exc}", delay=5) from exc
     # kopf stores nothing on routes: with a raw-event handler only, it writes no progress or
@@ -52,7 +52,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     book = RouteBook(kube, config.allowed_gateways)
-    book.unseen = unseen
+    book.unseen = listing.handled
     try:
         book.posted = await kube.posted_messages(config.namespaces)
     except (ApiException, OSError) as exc:  # e.g. an older chart's RBAC: warnings come again
@@ -72,7 +72,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     pods.listed = lambda: all(watch.listed.is_set() for watch in watches)
     memo["tasks"] = [
         asyncio.create_task(gateways.resync(), name="resync"),
-        asyncio.create_task(_restore_orphans(kube, gateways, config), name="orphan ledgers"),
+        asyncio.create_task(
+            _restore_orphans(kube, gateways, listing.gateways), name="orphan ledgers"
+        ),
         asyncio.create_task(_drop_vanished(kube, book, config), name="unseen routes"),
         *(asyncio.create_task(watch.run(), name=f"watch {watch.path}") for watch in watches),
     ]
@@ -87,12 +89,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
 
 
-async def _restore_orphans(kube: Kube, gateways: GatewayReconciler, config: OperatorConfig) -> None:
+async def _restore_orphans(kube: Kube, gateways: GatewayReconciler, routed: set[str]) -> None:
     """After a restart, a gateway with a ledger but no route left (e.g. its route's finalizer
-    was removed by hand) gets a pass that restores its originals: nothing else would mark it."""
+    was removed by hand) gets a pass that restores its originals: nothing else would mark it.
+    `routed`: the gateways the routes listed at startup name."""
     try:
         ledgers = await kube.ledger_gateways()
-        routed = await kube.routed_gateways(config.namespaces)
     except (ApiException, OSError) as exc:
         log.warning("could not look for ledgers without routes: %s", exc)
         return
@@ -105,7 +107,7 @@ async def _drop_vanished(kube: Kube, book: RouteBook, config: OperatorConfig) ->
     while book.unseen:
         await asyncio.sleep(UNSEEN_RECHECK_SECONDS)
         try:
-            book.unseen &= await kube.handled_routes(config.namespaces)
+            book.unseen &= (await kube.listed_routes(config.namespaces)).handled
         except (ApiException, OSError) as exc:
             log.warning("could not list the SseRoutes again: %s", exc)
 
