@@ -2,6 +2,7 @@
 annotations on pods and AGIC's three on Ingresses (RBAC cannot limit a patch to annotations).
 Enforced by the API server itself: tested on one that has admissionregistration.k8s.io/v1."""
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,9 +107,15 @@ def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
     }
     created = cluster.kubectl("create", "-f", "-", stdin=yaml.safe_dump_all([pod, ingress]))
     assert created.returncode == 0, created.stderr
-    image = {"spec": {"containers": [{"name": "web", "image": "evil:1"}]}}
+    # Each attempt asks for a new image: a patch that lands before the API server enforces the
+    # policy would make a repeat of it a no-op, which the policy rightly allows.
+    attempts = itertools.count()
+
+    def evil() -> dict[str, Any]:
+        return {"spec": {"containers": [{"name": "web", "image": f"evil:{next(attempts)}"}]}}
+
     refused = wait_for(
-        "the policy to be enforced", lambda: operator_patch(cluster, "pod", "web", image)
+        "the policy to be enforced", lambda: operator_patch(cluster, "pod", "web", evil())
     )
     assert "annotations-only" in refused and "never the spec" in refused
     ours = {"metadata": {"annotations": {"sse.appgw.dev/route": "shop.notifications"}}}
@@ -126,6 +133,6 @@ def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
     )
     # Anyone else is not bound by it.
     admin = cluster.kubectl(
-        "patch", "pod", "web", "-n", "vap", "--type=merge", "-p", json.dumps(image)
+        "patch", "pod", "web", "-n", "vap", "--type=merge", "-p", json.dumps(evil())
     )
     assert admin.returncode == 0, admin.stderr  # a pod's image is mutable
