@@ -49,6 +49,25 @@ def test_notes_say_when_the_cluster_cannot_enforce_the_policy() -> None:
     assert "operator's pod patches" in chart.notes({"agic": {"enabled": False}})
 
 
+@pytest.mark.parametrize(
+    ("values", "rendered", "noted"),
+    [
+        ({"rbac": {"admissionPolicy": "always"}}, True, None),
+        ({"rbac": {"admissionPolicy": "never"}}, False, "rbac.admissionPolicy is never"),
+        ({"rbac": {"admissionPolicy": "always", "create": False}}, False, None),
+    ],
+)
+def test_rbac_admission_policy_decides_where_no_cluster_does(
+    values: dict[str, Any], rendered: bool, noted: str | None
+) -> None:
+    # `helm template` sees no cluster: `always` renders the policy anyway; without RBAC
+    # there is no service account of ours to bind, so nothing renders and nothing is noted.
+    kinds = [d["kind"] for d in chart.render(values) if "Admission" in d["kind"]]
+    assert kinds == (["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * rendered)
+    notes = chart.notes(values)
+    assert (noted in notes) if noted else "NOTE: " not in notes
+
+
 @pytest.fixture
 def capable(tmp_path: Path) -> Iterator[Cluster]:
     # ValidatingAdmissionPolicy is GA (admissionregistration.k8s.io/v1) since 1.30; the chart
@@ -63,11 +82,13 @@ RELEASE, NAMESPACE = "vap", "vap-system"
 OPERATOR = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-{chart.SERVICE_ACCOUNT}"
 
 
-def operator_patch(cluster: Cluster, kind: str, name: str, patch: dict[str, Any]) -> str:
+def operator_patch(
+    cluster: Cluster, kind: str, name: str, patch: dict[str, Any], operator: str = OPERATOR
+) -> str:
     """The operator's identity merge-patches an object in namespace vap (as the operator does,
     without reading it first): "" when allowed, else the API server's refusal."""
     client = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-    client.set_default_header("Impersonate-User", OPERATOR)
+    client.set_default_header("Impersonate-User", operator)
     method = {
         "pod": kubernetes.client.CoreV1Api(client).patch_namespaced_pod,
         "ingress": kubernetes.client.NetworkingV1Api(client).patch_namespaced_ingress,
@@ -81,14 +102,7 @@ def operator_patch(cluster: Cluster, kind: str, name: str, patch: dict[str, Any]
     return ""
 
 
-def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
-    cluster = capable
-    installed = chart.install(
-        cluster.kubeconfig, {"crds": {"enabled": False}}, release=RELEASE, namespace=NAMESPACE
-    )
-    policy = [d for d in installed if d["kind"].startswith("ValidatingAdmissionPolicy")]
-    assert len(policy) == 2
-    assert OPERATOR in json.dumps(policy)
+def create_pod_and_ingress(cluster: Cluster) -> None:
     assert cluster.kubectl("create", "namespace", "vap").returncode == 0
     pod = {
         "apiVersion": "v1",
@@ -107,17 +121,37 @@ def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
     }
     created = cluster.kubectl("create", "-f", "-", stdin=yaml.safe_dump_all([pod, ingress]))
     assert created.returncode == 0, created.stderr
-    # Each attempt asks for a new image: a patch that lands before the API server enforces the
-    # policy would make a repeat of it a no-op, which the policy rightly allows.
-    attempts = itertools.count()
 
-    def evil() -> dict[str, Any]:
-        return {"spec": {"containers": [{"name": "web", "image": f"evil:{next(attempts)}"}]}}
 
+# Each use asks for a new image: a patch that lands before the API server enforces the policy
+# would make a repeat of it a no-op, which the policy rightly allows.
+_images = itertools.count()
+
+
+def new_image() -> dict[str, Any]:
+    return {"spec": {"containers": [{"name": "web", "image": f"evil:{next(_images)}"}]}}
+
+
+def wait_until_enforced(cluster: Cluster, operator: str) -> str:
+    """The refusal of the operator's first spec patch once the API server enforces the policy."""
     refused = wait_for(
-        "the policy to be enforced", lambda: operator_patch(cluster, "pod", "web", evil())
+        "the policy to be enforced",
+        lambda: operator_patch(cluster, "pod", "web", new_image(), operator),
     )
     assert "annotations-only" in refused and "never the spec" in refused
+    return refused
+
+
+def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
+    cluster = capable
+    installed = chart.install(
+        cluster.kubeconfig, {"crds": {"enabled": False}}, release=RELEASE, namespace=NAMESPACE
+    )
+    policy = [d for d in installed if d["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert len(policy) == 2
+    assert OPERATOR in json.dumps(policy)
+    create_pod_and_ingress(cluster)
+    wait_until_enforced(cluster, OPERATOR)
     ours = {"metadata": {"annotations": {"sse.appgw.dev/route": "shop.notifications"}}}
     assert operator_patch(cluster, "pod", "web", ours) == ""
     other = operator_patch(cluster, "pod", "web", {"metadata": {"annotations": {"x/y": "1"}}})
@@ -133,6 +167,19 @@ def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
     )
     # Anyone else is not bound by it.
     admin = cluster.kubectl(
-        "patch", "pod", "web", "-n", "vap", "--type=merge", "-p", json.dumps(evil())
+        "patch", "pod", "web", "-n", "vap", "--type=merge", "-p", json.dumps(new_image())
     )
     assert admin.returncode == 0, admin.stderr  # a pod's image is mutable
+
+
+def test_kubectl_apply_k_deploy_binds_the_operator_by_the_policy_too(capable: Cluster) -> None:
+    # The kustomize install users run without Helm: the base plus the admission-policy component.
+    cluster = capable
+    applied = cluster.kubectl("apply", "--server-side", "-k", str(chart.REPO / "deploy"))
+    assert applied.returncode == 0, applied.stderr
+    assert "validatingadmissionpolicybinding" in applied.stdout
+    create_pod_and_ingress(cluster)
+    operator = f"system:serviceaccount:{chart.NAMESPACE}:{chart.SERVICE_ACCOUNT}"
+    wait_until_enforced(cluster, operator)
+    ours = {"metadata": {"annotations": {"sse.appgw.dev/route": "shop.notifications"}}}
+    assert operator_patch(cluster, "pod", "web", ours, operator) == ""

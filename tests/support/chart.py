@@ -10,7 +10,8 @@ template` would, and install or uninstall it on an API server.
 The operator's service account is the release's base name: `appgw-sse-operator` for the default
 release `appgw-sse`, `<release>-appgw-sse-operator` for other names (see the chart's README).
 
-`python3 -m tests.support.chart` regenerates the kustomize base from the chart's defaults.
+`python3 -m tests.support.chart` regenerates the kustomize base and the admission-policy
+component from the chart.
 """
 
 import functools
@@ -23,6 +24,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "deploy" / "helm" / "appgw-sse-operator"
 KUSTOMIZE_BASE = REPO / "deploy" / "kustomize" / "base" / "appgw-sse-operator.yaml"
+KUSTOMIZE_ADMISSION_POLICY = (
+    REPO / "deploy" / "kustomize" / "components" / "admission-policy" / "admission-policy.yaml"
+)
+ADMISSION_POLICY = "ValidatingAdmissionPolicy"  # and its Binding
 RELEASE = "appgw-sse"
 NAMESPACE = "appgw-sse-system"
 SERVICE_ACCOUNT = "appgw-sse-operator"
@@ -94,9 +99,8 @@ def uninstall(kubeconfig: Path, release: str = RELEASE, namespace: str = NAMESPA
         config.uninstall(release, timeout=120)
 
 
-def kustomize_base() -> str:
-    """The chart's default manifests for kustomize: Helm's own labels and annotations dropped."""
-    docs = render()
+def _for_kustomize(docs: list[dict[str, Any]]) -> str:
+    """Manifests for kustomize: Helm's own labels and annotations dropped."""
     for doc in docs:
         metadata = doc["metadata"]
         labels = metadata.get("labels", {})
@@ -105,10 +109,25 @@ def kustomize_base() -> str:
         metadata.get("annotations", {}).pop("helm.sh/resource-policy", None)
         if metadata.get("annotations") == {}:
             del metadata["annotations"]
-    header = "# Generated from the Helm chart's defaults by `python3 -m tests.support.chart`.\n"
+    header = "# Generated from the Helm chart by `python3 -m tests.support.chart`.\n"
     return header + yaml.safe_dump_all(docs, sort_keys=False, width=100)
 
 
+def kustomize_base() -> str:
+    """The chart's defaults as rendered without a cluster: no admission policy."""
+    return _for_kustomize(render())
+
+
+def kustomize_admission_policy() -> str:
+    """The chart's admission policy alone, for the kustomize component that adds it."""
+    docs = render({"rbac": {"admissionPolicy": "always"}})
+    return _for_kustomize([doc for doc in docs if doc["kind"].startswith(ADMISSION_POLICY)])
+
+
 if __name__ == "__main__":
-    KUSTOMIZE_BASE.write_text(kustomize_base())
-    print(f"wrote {KUSTOMIZE_BASE.relative_to(REPO)}")
+    for path, text in (
+        (KUSTOMIZE_BASE, kustomize_base()),
+        (KUSTOMIZE_ADMISSION_POLICY, kustomize_admission_policy()),
+    ):
+        path.write_text(text)
+        print(f"wrote {path.relative_to(REPO)}")

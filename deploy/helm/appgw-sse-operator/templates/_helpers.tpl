@@ -95,3 +95,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   verbs: [list, watch, patch]
 {{- end }}
 {{- end -}}
+
+{{/* "true" when the admission policy is rendered: with RBAC, on a cluster that serves
+     admissionregistration.k8s.io/v1 policies, or wherever rbac.admissionPolicy says always. */}}
+{{- define "appgw-sse.admissionPolicy" -}}
+{{- $mode := .Values.rbac.admissionPolicy -}}
+{{- $served := .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" -}}
+{{- and .Values.rbac.create (or (eq $mode "always") (and (eq $mode "auto") $served)) -}}
+{{- end }}
