@@ -89,3 +89,27 @@ async def test_no_ledger_write_once_the_renew_deadline_has_passed(kubeconfig: Pa
     with pytest.raises(LeadershipLost, match="not renewed"):
         await kube.save_ledger(Ledger(gateway_id=GID))
     assert await kube.load_ledger(GID) == (Ledger(gateway_id=GID), None)
+
+
+async def test_no_pod_ingress_or_route_status_write_once_the_renew_deadline_has_passed(
+    kubeconfig: Path,
+) -> None:
+    # AGIC turns Ingress annotations into gateway writes; pod annotations and route status are
+    # read by everyone else as the operator's word: a resumed, deposed leader writes none.
+    core = kubernetes.client.CoreV1Api()
+    pod = {"metadata": {"name": "web", "annotations": {"sse.appgw.dev/route": "a"}}}
+    core.create_namespaced_pod("shop", {**pod, "spec": {"containers": [{"name": "c"}]}})
+    fence = Fence("a", renew_deadline=10)
+    fence.renewed(time.monotonic() - 11, 0)
+    kube = Kube(NAMESPACE, fence, LEASE_NAME)
+    writes = [
+        kube.patch_pod_annotations("shop", "web", {"sse.appgw.dev/route": "b"}),
+        kube.patch_ingress_annotations("shop", "web", {"appgw.ingress.kubernetes.io/x": "1"}),
+        kube.patch_route_status("shop", "api", {"observedGeneration": 1}),
+    ]
+    for write in writes:
+        with pytest.raises(LeadershipLost, match="not renewed"):
+            await write
+    assert core.read_namespaced_pod("web", "shop").metadata.annotations == {
+        "sse.appgw.dev/route": "a"
+    }

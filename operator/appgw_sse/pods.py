@@ -19,6 +19,7 @@ import aiohttp
 from appgw_sse import metrics
 from appgw_sse.core import backends as bk
 from appgw_sse.core import conditions as cond
+from appgw_sse.fence import LeadershipLost
 from appgw_sse.models.status import BackendsStatus
 from appgw_sse.ports import PodsPort
 from appgw_sse.probe import probe_pod
@@ -215,6 +216,8 @@ class PodReconciler:
             while True:
                 try:
                     await self.probe_namespace(session, namespace)
+                except LeadershipLost:
+                    return  # the process stops and stands by again
                 except Exception:
                     log.exception("namespace %s: probing failed", namespace)
                 await asyncio.sleep(self.probe.interval)

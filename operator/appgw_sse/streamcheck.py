@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from appgw_sse import doctor, metrics
 from appgw_sse.core import conditions as cond
 from appgw_sse.core.contract import MAX_STREAM_CHECKS_AT_ONCE
+from appgw_sse.fence import LeadershipLost
 from appgw_sse.models.route import StreamCheck
 from appgw_sse.routebook import RouteBook, RouteChange, RouteRecord
 
@@ -108,6 +109,8 @@ class StreamChecker:
             started = loop.time()
             try:
                 await self.check(record, check.url, listen)
+            except LeadershipLost:
+                return  # the process stops and stands by again
             except Exception:
                 log.exception("route %s: stream check failed unexpectedly", record.key)
             await asyncio.sleep(max(0.0, started + interval - loop.time()))

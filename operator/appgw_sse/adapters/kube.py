@@ -137,6 +137,7 @@ class Kube:
         self._ledger_epochs: dict[str, int] = {}
 
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.fence.check()  # a deposed leader's status would contradict the new one's
         try:
             _discard(
                 await asyncio.to_thread(
@@ -437,7 +438,9 @@ class Kube:
         return f"/api/v1/namespaces/{self.ledger_namespace}/configmaps"
 
     async def _patch_annotations(self, path: str, patch: dict[str, str | None]) -> None:
-        """Merge-patch only the given annotation keys of an object (None removes one)."""
+        """Merge-patch only the given annotation keys of an object (None removes one). Fenced:
+        AGIC turns an Ingress's annotations into gateway writes, and a pod's are read as ours."""
+        self.fence.check()
         try:
             await asyncio.to_thread(
                 self.api.request,

@@ -20,6 +20,7 @@ from appgw_sse.adapters.kube import Kube
 from appgw_sse.adapters.watch import ApiServer, ListWatch, collection_paths
 from appgw_sse.config import OperatorConfig
 from appgw_sse.core.contract import API_GROUP, API_VERSION, PLURAL
+from appgw_sse.fence import LeadershipLost
 from appgw_sse.finalizers import Finalizers
 from appgw_sse.leader import LEASE_NAME
 from appgw_sse.pods import PodReconciler, ProbeSettings
@@ -139,6 +140,8 @@ async def route_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
         else:
             finalizers.observe(body)
             await book.observe(body)
+    except LeadershipLost as exc:  # the process stops; the next leader lists every route
+        log.warning("route %s/%s: %s", namespace, name, exc)
     except Exception:  # e.g. a status write refused: kopf goes on with the next event
         log.exception(
             "route %s/%s: taking in its %s event failed", namespace, name, type or "listed"
