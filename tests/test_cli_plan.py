@@ -36,7 +36,7 @@ def test_examples_plan_shows_changes_and_exits_2() -> None:
     result = appgw_sse("plan", "-f", ROUTES, "--gateway", GATEWAY)
     assert result.returncode == 2, result.stderr
     out = result.stdout
-    assert "~ globalConfiguration.enableResponseBuffering: true -> false" in out
+    assert "~ globalConfiguration.enableResponseBuffering: enabled -> disabled" in out
     assert "~ backendHttpSettingsCollection[notifications-http].requestTimeout: 30s -> 120s" in out
     assert "Plan: 4 change(s) in 1 PUT(s)" in out
     assert "HTTP/2" in out and "internet-facing" in out
