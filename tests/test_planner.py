@@ -17,7 +17,7 @@ from appgw_sse.core.fields import (
     RESPONSE_BUFFERING,
     gateway_status,
 )
-from appgw_sse.core.ledger import Ledger, Owned
+from appgw_sse.core.ledger import Ledger, Owned, recover
 from appgw_sse.core.planner import Plan, plan_gateway
 from tests.support.gateways import (
     gateway_document,
@@ -379,6 +379,9 @@ def test_drain_is_restored_only_while_it_holds_our_value() -> None:
         "drainTimeoutInSec": 120,
     }
     assert plan.summary.endswith("drainTimeoutInSec 120 -> off (120s stored)")
+    # A crash after the intent (pending, without the place) was written: that restore landed.
+    assert recover(ledger, plan.ledger, plan.apply_to(ours)).is_empty
+    assert recover(ledger, plan.ledger, ours) == ledger  # it did not
     assert plan.ledger.is_empty
     theirs = draining(gateway_document({"a": 300}, buffering=False), "a", 900)
     plan = plan_gateway(GID, [], theirs, ledger)

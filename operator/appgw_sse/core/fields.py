@@ -144,6 +144,11 @@ class Place(NamedTuple):
     def read(self, document: doc.Document) -> Value | None:
         return self.field.read(document).get(self.setting)
 
+    def as_written(self, document: doc.Document, value: Value) -> Value | None:
+        """What the place reads once `value` is written into `document`: not always `value`
+        (draining turned off with no seconds to put back keeps those stored, as ARM requires)."""
+        return self.read(self.field.write(document, {self.setting: value}))
+
 
 class ResponseBuffering(OwnedField):
     name = "responseBuffering"

@@ -295,10 +295,10 @@ def _blocked_outcomes(
 
 
 def _as_written(place: Place, document: doc.Document, value: Value) -> Value:
-    """What `place` reads once `value` is written there: draining turned off with no seconds
-    to put back (an original that ledgers of earlier versions recorded as 0) keeps the seconds
-    stored, as ARM requires; the adapter verifies the write against this."""
-    written = place.read(place.field.write(document, {place.setting: value}))
+    """The value a change writes, as the gateway will read it (the adapter verifies the write
+    against it): e.g. an original draining off that ledgers of earlier versions recorded as 0,
+    whatever seconds it stored, keeps the operator's seconds stored."""
+    written = place.as_written(document, value)
     return value if written is None else written
 
 
