@@ -10,7 +10,7 @@ from appgw_sse.core.claims import Claims, Original
 from appgw_sse.core.conditions import Reason
 from appgw_sse.core.fields import CONNECTION_DRAINING, REQUEST_TIMEOUT, RESPONSE_BUFFERING
 from appgw_sse.core.intent import RouteIntent
-from appgw_sse.core.planner import Plan, plan_gateway
+from appgw_sse.core.planner import Plan, plan_gateway, release_claims
 from tests.support.gateways import gateway_document, gateway_id, intent, owning
 
 GID = gateway_id()
@@ -68,6 +68,8 @@ def test_originals_are_never_overwritten() -> None:
         ({"appgw-sse.claim.blue": "timeout:n=99999"}, "not a number of seconds up to"),
         ({"appgw-sse.claim.blue": "buffering=maybe"}, "not on or off"),
         ({"appgw-sse.claim.blue": "draining:n=-"}, "not a number of seconds"),
+        ({"appgw-sse.originals": "draining:n=-3601"}, "not a number of seconds up to 3600"),
+        ({"appgw-sse.claim.blue": "timeout:n=-5"}, "not a number of seconds up to 86400"),
         ({"appgw-sse.claim.blue": "timeout:n=1;timeout:n=2"}, "appears twice"),
         ({"appgw-sse.claim.blue.2": "timeout:n=1"}, "continuation without"),
         ({"appgw-sse.originals": ""}, "is not <field>"),
@@ -215,6 +217,50 @@ def test_draining_absent_original_is_restored_absent_by_the_last_claimant() -> N
     assert doc.backend_setting_draining(document)["n"] == 30
     _, document = step("blue", [], document)
     assert doc.connection_draining_absent(document, "n")
+
+
+def with_draining_off(document: dict, stored: int) -> dict:
+    return doc.with_connection_draining(document, {"n": -stored})
+
+
+def test_an_original_of_draining_off_keeps_its_stored_seconds_in_the_tags() -> None:
+    claims = Claims(originals={DRAIN: Original(-45)}, needs={"blue": {DRAIN: 120}})
+    assert claims.tags()["appgw-sse.originals"] == "draining:n=-45"
+    assert cl.parse(claims.tags()) == (claims, [])
+    assert claims.implied(DRAIN) == 120
+    assert claims.with_needs("blue", {}).implied(DRAIN) is None
+    assert claims.describe("blue") == "n connection draining 120s"
+
+
+def test_draining_off_with_stored_seconds_is_restored_so_by_the_last_claimant() -> None:
+    original = with_draining_off(ORIGINAL, 45)
+    _, document = step("blue", [route("a", 45, drain=120)], original)
+    assert document["tags"]["appgw-sse.originals"].endswith("draining:n=-45")
+    _, document = step("green", [route("b", 45, drain=300)], document)
+    _, document = step("blue", [], document)
+    assert doc.backend_setting_draining(document)["n"] == 300
+    _, document = step("green", [], document)
+    setting = document["properties"]["backendHttpSettingsCollection"][0]["properties"]
+    assert setting["connectionDraining"] == {"enabled": False, "drainTimeoutInSec": 45}
+    assert document == original
+
+
+def test_draining_someone_turned_off_meanwhile_is_not_restored_by_claims() -> None:
+    _, document = step("blue", [route("a", 45, drain=120)], with_draining_off(ORIGINAL, 45))
+    turned_off = with_draining_off(document, 60)
+    plan = plan_gateway(GID, [], turned_off, owner="blue")
+    assert all(c.field is not CONNECTION_DRAINING for c in plan.changes)
+    assert doc.backend_setting_draining(plan.apply_to(turned_off))["n"] == -60
+
+
+def test_releasing_a_claim_restores_draining_off_with_its_stored_seconds() -> None:
+    original = with_draining_off(ORIGINAL, 45)
+    _, document = step("blue", [route("a", 45, drain=120)], original)
+    plan = release_claims(GID, document, "blue")
+    assert [(c.before, c.after) for c in plan.changes if c.field is CONNECTION_DRAINING] == [
+        (120, -45)
+    ]
+    assert plan.apply_to(document) == original
 
 
 def test_a_lowering_for_another_clusters_claim_names_it() -> None:

@@ -36,7 +36,7 @@ def test_examples_plan_shows_changes_and_exits_2() -> None:
     result = appgw_sse("plan", "-f", ROUTES, "--gateway", GATEWAY)
     assert result.returncode == 2, result.stderr
     out = result.stdout
-    assert "~ globalConfiguration.enableResponseBuffering: true -> false" in out
+    assert "~ globalConfiguration.enableResponseBuffering: enabled -> disabled" in out
     assert "~ backendHttpSettingsCollection[notifications-http].requestTimeout: 30s -> 120s" in out
     assert "Plan: 4 change(s) in 1 PUT(s)" in out
     assert "HTTP/2" in out and "internet-facing" in out
@@ -244,3 +244,34 @@ def test_plan_shows_each_routes_stream_check(tmp_path: Path) -> None:
         "listen": "1m30s",
     }
     assert plan["outcomes"]["shop/plain"]["streamCheck"] is None
+
+
+def test_a_draining_restore_reads_as_off_in_text_and_json(tmp_path: Path) -> None:
+    """The ledger recorded draining off with 45 s stored; the operator set 120 s; no route
+    needs it any more: text says the stored seconds come back, JSON says 0 (off) like status."""
+    gateway = example_gateway()
+    for setting in gateway["properties"]["backendHttpSettingsCollection"]:
+        if setting["name"] == "notifications-http":
+            setting["properties"]["connectionDraining"] = {
+                "enabled": True,
+                "drainTimeoutInSec": 120,
+            }
+    (tmp_path / "gateway.json").write_text(json.dumps(gateway))
+    ledger = {
+        "gatewayId": gateway["id"],
+        "connectionDraining": {"notifications-http": {"original": -45, "applied": 120}},
+    }
+    (tmp_path / "ledger.json").write_text(json.dumps(ledger))
+    args = ["plan", "-f", ROUTES, "--gateway", str(tmp_path / "gateway.json")]
+    args += ["--ledger", str(tmp_path / "ledger.json")]
+    text = appgw_sse(*args)
+    assert text.returncode == 2, text.stderr
+    assert (
+        "~ backendHttpSettingsCollection[notifications-http].connectionDraining."
+        "drainTimeoutInSec: 120s -> off (45s stored)  [restore]"
+    ) in text.stdout
+    assert "-45" not in text.stdout
+    [plan] = json.loads(appgw_sse(*args, "-o", "json").stdout)
+    [change] = [c for c in plan["changes"] if c["field"] == "connectionDraining"]
+    assert (change["before"], change["after"], change["kind"]) == (120, 0, "restore")
+    assert plan["outcomes"]["shop/notifications"]["connectionDraining"] == {"notifications-http": 0}

@@ -70,6 +70,32 @@ def test_a_higher_drain_someone_set_is_kept_and_not_restored(rig: Rig) -> None:
     assert draining(rig.emulator.gateway()) == {"enabled": True, "drainTimeoutInSec": 1800}
 
 
+def test_draining_off_with_seconds_stored_is_restored_with_them(rig: Rig) -> None:
+    """ARM keeps drainTimeoutInSec while draining is disabled (the portal offers it when
+    draining is turned on): the operator's seconds never replace the user's."""
+
+    def turn_off(document: dict[str, Any]) -> None:
+        for setting in document["properties"]["backendHttpSettingsCollection"]:
+            if setting["name"] == SETTING:
+                setting["properties"]["connectionDraining"] = {
+                    "enabled": False,
+                    "drainTimeoutInSec": 45,
+                }
+
+    rig.emulator.third_party_put(turn_off)
+    rig.operator()
+    rig.apply(route_manifest("notifications", drainTimeout="2m"))
+    rig.wait_condition("shop", "notifications", "True", "Applied")
+    assert draining(rig.emulator.gateway()) == {"enabled": True, "drainTimeoutInSec": 120}
+    assert status_drain(rig, "notifications") == 120
+    ledger = rig.ledger()["data"]["ledger"]
+    assert '"connectionDraining":{"notifications-http":{"original":-45,"applied":120}}' in ledger
+
+    rig.kubectl("delete", "sser", "-n", "shop", "notifications", "--wait=false")
+    wait_for("route gone", lambda: rig.route("shop", "notifications") is None)
+    assert draining(rig.emulator.gateway()) == {"enabled": False, "drainTimeoutInSec": 45}
+
+
 def test_a_route_without_drain_timeout_on_undrained_settings_is_warned(rig: Rig) -> None:
     rig.operator()
     rig.apply(route_manifest("notifications"))

@@ -1,16 +1,23 @@
 """The planner: table-driven cases for each rule of the contract, then properties."""
 
+import copy
 import json
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from appgw_sse import EXAMPLES
 from appgw_sse.core import document as doc
 from appgw_sse.core.conditions import Reason
-from appgw_sse.core.fields import CONNECTION_DRAINING, REQUEST_TIMEOUT, RESPONSE_BUFFERING
-from appgw_sse.core.ledger import Ledger, Owned
+from appgw_sse.core.fields import (
+    CONNECTION_DRAINING,
+    REQUEST_TIMEOUT,
+    RESPONSE_BUFFERING,
+    gateway_status,
+)
+from appgw_sse.core.ledger import Ledger, Owned, recover
 from appgw_sse.core.planner import Plan, plan_gateway
 from tests.support.gateways import (
     gateway_document,
@@ -360,12 +367,21 @@ def test_largest_drain_requirement_wins() -> None:
 
 
 def test_drain_is_restored_only_while_it_holds_our_value() -> None:
+    # Off with no seconds recorded (as earlier versions recorded every disabled setting): ARM
+    # needs some, so the restore keeps ours stored, and the change says what the gateway reads.
     ledger = Ledger(gateway_id=GID).with_owned({DRAIN_A: Owned(0, 120)})
     ours = draining(gateway_document({"a": 300}, buffering=False), "a", 120)
     plan = plan_gateway(GID, [], ours, ledger)
-    assert changes(plan) == [("a", 120, 0, "restore")]
+    assert changes(plan) == [("a", 120, -120, "restore")]
     restored = plan.apply_to(ours)["properties"]["backendHttpSettingsCollection"][0]
-    assert restored["properties"]["connectionDraining"]["enabled"] is False
+    assert restored["properties"]["connectionDraining"] == {
+        "enabled": False,
+        "drainTimeoutInSec": 120,
+    }
+    assert plan.summary.endswith("drainTimeoutInSec 120 -> off (120s stored)")
+    # A crash after the intent (pending, without the place) was written: that restore landed.
+    assert recover(ledger, plan.ledger, plan.apply_to(ours)).is_empty
+    assert recover(ledger, plan.ledger, ours) == ledger  # it did not
     assert plan.ledger.is_empty
     theirs = draining(gateway_document({"a": 300}, buffering=False), "a", 900)
     plan = plan_gateway(GID, [], theirs, ledger)
@@ -422,3 +438,95 @@ def test_draining_absent_at_first_is_restored_absent() -> None:
     back = plan_gateway(GID, [], applied_there, kept.ledger).apply_to(applied_there)
     setting = back["properties"]["backendHttpSettingsCollection"][0]["properties"]
     assert setting["connectionDraining"]["enabled"] is False
+
+
+# -- draining off with seconds stored: ARM keeps drainTimeoutInSec while disabled ------------
+
+
+def off_with_45() -> dict:
+    return draining(gateway_document({"a": 300}, buffering=False), "a", 45, enabled=False)
+
+
+def drain_block(document: dict) -> object:
+    return document["properties"]["backendHttpSettingsCollection"][0]["properties"].get(
+        "connectionDraining"
+    )
+
+
+def test_disabled_draining_keeps_its_stored_seconds_through_apply_and_restore() -> None:
+    original = off_with_45()
+    assert CONNECTION_DRAINING.read(original) == {"a": -45}
+    applied = plan_gateway(GID, [route("r", drain=120)], original)
+    assert changes(applied) == [("a", -45, 120, "apply")]
+    assert applied.ledger.owned == {DRAIN_A: Owned(-45, 120)}
+    assert json.loads(applied.ledger.to_json())["connectionDraining"]["a"] == {
+        "original": -45,
+        "applied": 120,
+    }
+    stored = Ledger.from_json(applied.ledger.to_json())  # through the ConfigMap
+    assert stored == applied.ledger
+    document = applied.apply_to(original)
+    assert drain_block(document) == {"enabled": True, "drainTimeoutInSec": 120}
+    restore = plan_gateway(GID, [], document, stored)
+    assert changes(restore) == [("a", 120, -45, "restore")]
+    assert restore.summary.endswith("drainTimeoutInSec 120 -> off (45s stored)")
+    back = restore.apply_to(document)
+    assert drain_block(back) == {"enabled": False, "drainTimeoutInSec": 45}
+    assert back == original and restore.ledger.is_empty
+
+
+def test_disabled_draining_with_seconds_stored_counts_as_off_everywhere() -> None:
+    original = off_with_45()
+    [notice] = plan_gateway(GID, [route("r")], original).notices
+    assert notice.reason is Reason.DRAINING_OFF
+    assert gateway_status(original, [DRAIN_A])["backendSettings"] == [
+        {"name": "a", "requestTimeout": 300, "connectionDraining": 0}
+    ]
+    assert CONNECTION_DRAINING.show(-45) == "off (45s stored)"
+    assert CONNECTION_DRAINING.show(0) == "off" and CONNECTION_DRAINING.show(45) == "45s"
+    # A route that needs draining is not satisfied by stored seconds, however many.
+    more = draining(gateway_document({"a": 300}, buffering=False), "a", 600, enabled=False)
+    assert changes(plan_gateway(GID, [route("r", drain=120)], more)) == [("a", -600, 120, "apply")]
+
+
+def test_two_routes_raise_and_lower_over_a_disabled_original() -> None:
+    original = off_with_45()
+    first = plan_gateway(GID, [route("r", drain=120)], original)
+    document = first.apply_to(original)
+    both = plan_gateway(GID, [route("r", drain=120), route("s", drain=300)], document, first.ledger)
+    assert changes(both) == [("a", 120, 300, "apply")]
+    assert both.ledger.owned[DRAIN_A] == Owned(-45, 300)
+    document = both.apply_to(document)
+    one = plan_gateway(GID, [route("r", drain=120)], document, both.ledger)
+    assert changes(one) == [("a", 300, 120, "apply")]
+    document = one.apply_to(document)
+    none = plan_gateway(GID, [], document, one.ledger)
+    assert drain_block(none.apply_to(document)) == {"enabled": False, "drainTimeoutInSec": 45}
+
+
+def test_a_third_party_change_over_a_disabled_original_is_left_alone() -> None:
+    original = off_with_45()
+    applied = plan_gateway(GID, [route("r", drain=120)], original)
+    document = applied.apply_to(original)
+    # Someone turns draining off again, storing 60: theirs now, never "restored" to 45.
+    turned_off = draining(copy.deepcopy(document), "a", 60, enabled=False)
+    plan = plan_gateway(GID, [], turned_off, applied.ledger)
+    assert plan.changes == () and plan.ledger.is_empty
+    [notice] = plan.notices
+    assert "left a connection draining at off (60s stored)" in notice.message
+    assert "original off (45s stored) is not restored" in notice.message
+    # Someone raises it: kept while a route needs less, and not restored after.
+    raised = draining(copy.deepcopy(document), "a", 1800)
+    kept = plan_gateway(GID, [route("r", drain=120)], raised, applied.ledger)
+    assert kept.changes == () and kept.ledger.is_empty
+    assert plan_gateway(GID, [], raised, kept.ledger).changes == ()
+
+
+def test_draining_values_parse_within_arms_range_either_sign() -> None:
+    assert CONNECTION_DRAINING.parse(-3600) == -3600 and CONNECTION_DRAINING.parse(0) == 0
+    assert CONNECTION_DRAINING.from_tag(CONNECTION_DRAINING.tag_text(-45)) == -45
+    for bad in (-3601, 3601, True, "45"):
+        with pytest.raises(ValueError, match="not a number of seconds up to 3600"):
+            CONNECTION_DRAINING.parse(bad)
+    with pytest.raises(ValueError, match="up to 86400"):
+        REQUEST_TIMEOUT.parse(-1)  # the sign is draining's alone

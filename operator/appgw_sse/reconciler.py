@@ -364,9 +364,9 @@ class GatewayReconciler:
                 continue
             routes = {key: generations.get(key, 0) for key in change.routes}
             message = (
-                f"{change.label} was changed to {change.before} by someone else repeatedly (the "
-                f"operator set {change.after}); stopped correcting it because every update cuts "
-                "live streams. Change the route to retry."
+                f"{change.label} was changed to {change.field.held(change.before)} by someone "
+                f"else repeatedly (the operator set {change.field.held(change.after)}); stopped "
+                "correcting it because every update cuts live streams. Change the route to retry."
             )
             if tracker.in_conflict(change.place.path, routes):
                 held.add(change.place)

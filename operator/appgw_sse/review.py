@@ -134,10 +134,6 @@ def unconfigurable_routes(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> 
     return problems
 
 
-def _value(value: int | bool) -> str:
-    return str(value).lower() if isinstance(value, bool) else f"{value}s"
-
-
 def _stream_check(route: SseRoute | None) -> dict[str, str] | None:
     """What the operator will listen to for `route` (spec.streamCheck, defaults applied)."""
     check = route.spec.stream_check if route is not None else None
@@ -157,7 +153,8 @@ def render_text(plans: Sequence[Plan], routes: Sequence[SseRoute]) -> str:
         if plan.changes:
             for change in plan.changes:
                 lines.append(
-                    f"  ~ {change.label}: {_value(change.before)} -> {_value(change.after)}"
+                    f"  ~ {change.label}: {change.field.show(change.before)} -> "
+                    f"{change.field.show(change.after)}"
                     f"  [{change.kind}{': ' + ', '.join(change.routes) if change.routes else ''}]"
                 )
         else:
@@ -201,7 +198,8 @@ def _outcome_data(outcome: RouteOutcome, route: SseRoute | None) -> dict[str, An
     data["streamCheck"] = _stream_check(route)
     for field in FIELDS:
         values = {p.setting: v for p, v in outcome.values.items() if p.field is field}
-        data[field.plan_key] = values if field.per_setting else values.get(None)
+        shown = {setting: field.plan_value(value) for setting, value in values.items()}
+        data[field.plan_key] = shown if field.per_setting else shown.get(None)
     return data
 
 
@@ -218,8 +216,8 @@ def render_json(plans: Sequence[Plan], routes: Sequence[SseRoute] = ()) -> str:
                     {
                         "field": change.field.name,
                         "setting": change.setting,
-                        "before": change.before,
-                        "after": change.after,
+                        "before": change.field.plan_value(change.before),
+                        "after": change.field.plan_value(change.after),
                         "kind": change.kind,
                         "routes": list(change.routes),
                     }

@@ -302,6 +302,8 @@ class AzureGateways:
                 raise TransientGatewayError(
                     Reason.APPLYING,
                     "VerificationFailed",
-                    f"{change.label} is {actual} after the update, expected {change.after}",
+                    f"{change.label} is "
+                    f"{'missing' if actual is None else change.field.held(actual)} after the "
+                    f"update, expected {change.field.held(change.after)}",
                     5,
                 )

@@ -156,19 +156,21 @@ def with_request_timeouts(document: Document, timeouts: Mapping[str, int]) -> di
 
 
 def backend_setting_draining(document: Document) -> dict[str, int]:
-    """Name -> drainTimeoutInSec of every backend setting with connection draining enabled,
-    0 where it is not."""
+    """Name -> connection draining of every backend setting, as core/fields.py's
+    ConnectionDraining holds it: drainTimeoutInSec while enabled, -drainTimeoutInSec while
+    disabled with seconds stored, 0 while disabled without them or absent."""
     result = {}
     for setting in _settings(document):
         draining = (setting.get("properties") or {}).get("connectionDraining") or {}
-        enabled = bool(draining.get("enabled")) and draining.get("drainTimeoutInSec")
-        result[str(setting["name"])] = int(draining["drainTimeoutInSec"]) if enabled else 0
+        seconds = int(draining.get("drainTimeoutInSec") or 0)
+        result[str(setting["name"])] = seconds if draining.get("enabled") else -seconds
     return result
 
 
 def with_connection_draining(document: Document, drains: Mapping[str, int]) -> dict[str, Any]:
-    """A copy with only the named settings' connectionDraining changed (0: disabled, keeping
-    the stored drainTimeoutInSec, which ARM requires even then)."""
+    """A copy with only the named settings' connectionDraining changed, each given as
+    backend_setting_draining reads it. ARM requires drainTimeoutInSec even while disabled:
+    0 keeps the seconds stored (1 if none)."""
     result = copy.deepcopy(dict(document))
     for setting in result.get("properties", {}).get("backendHttpSettingsCollection") or []:
         if setting["name"] in drains:
@@ -178,7 +180,7 @@ def with_connection_draining(document: Document, drains: Mapping[str, int]) -> d
             props["connectionDraining"] = {
                 **old,
                 "enabled": seconds > 0,
-                "drainTimeoutInSec": seconds or old.get("drainTimeoutInSec") or 1,
+                "drainTimeoutInSec": abs(seconds) or old.get("drainTimeoutInSec") or 1,
             }
     return result
 

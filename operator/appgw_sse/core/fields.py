@@ -5,6 +5,7 @@ The planner, the ledger, the adapter's verification, route status, the CRD's sta
 when routes ask for it, the requirement in RouteIntent and the spec).
 """
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, NamedTuple
@@ -14,6 +15,7 @@ from appgw_sse.core.intent import RouteIntent
 
 Value = int | bool
 Schema = dict[str, Any]
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class OwnedField(ABC):
@@ -99,7 +101,16 @@ class OwnedField(ABC):
         """The value to set, from the original value and what the routes require."""
         return required
 
+    def held(self, value: Value) -> str:
+        """A value as the property holds it, in change lines (`label before -> after`) of
+        logs, Events, conditions and errors."""
+        return str(value)
+
     def status_value(self, value: Value) -> Any:
+        return value
+
+    def plan_value(self, value: Value) -> Any:
+        """A value in `plan -o json` (its changes and route outcomes)."""
         return value
 
     def tag_text(self, value: Value) -> str:
@@ -108,7 +119,7 @@ class OwnedField(ABC):
 
     def from_tag(self, text: str) -> Value:
         """A value from a claim tag; ValueError when it is not one."""
-        if not text.isdigit():
+        if not _INTEGER.fullmatch(text):
             raise ValueError(f"{text!r} is not a number of seconds")
         return self.parse(int(text))
 
@@ -132,6 +143,11 @@ class Place(NamedTuple):
 
     def read(self, document: doc.Document) -> Value | None:
         return self.field.read(document).get(self.setting)
+
+    def as_written(self, document: doc.Document, value: Value) -> Value | None:
+        """What the place reads once `value` is written into `document`: not always `value`
+        (draining turned off with no seconds to put back keeps those stored, as ARM requires)."""
+        return self.read(self.field.write(document, {self.setting: value}))
 
 
 class ResponseBuffering(OwnedField):
@@ -257,8 +273,12 @@ class RequestTimeout(_SecondsPerSetting):
 
 class ConnectionDraining(_SecondsPerSetting):
     """connectionDraining of a backend setting, as one number: drainTimeoutInSec while
-    draining is enabled, 0 while it is not. Every update of the gateway ends the setting's open
-    connections after that long, so more is better: "at least", like the request timeout."""
+    draining is enabled; -drainTimeoutInSec while it is disabled (ARM keeps the seconds then:
+    what the portal offers when draining is turned on again, so a restore puts them back); 0
+    while it is disabled with no seconds stored, or the property is absent (ledgers of earlier
+    versions recorded every disabled setting as 0). Every update of the gateway ends the
+    setting's open connections after that long, so more is better: "at least", like the
+    request timeout; any need beats a disabled original (max)."""
 
     name = property_name = "connectionDraining"
     label_suffix = "connectionDraining.drainTimeoutInSec"
@@ -274,7 +294,26 @@ class ConnectionDraining(_SecondsPerSetting):
     absent_value = 0
 
     def show(self, value: Value) -> str:
-        return f"{value}s" if value else "off"
+        if value > 0:
+            return f"{value}s"
+        return f"off ({-value}s stored)" if value else "off"
+
+    def held(self, value: Value) -> str:
+        return str(value) if value > 0 else self.show(value)
+
+    def status_value(self, value: Value) -> Any:
+        return max(int(value), 0)
+
+    def plan_value(self, value: Value) -> Any:
+        return self.status_value(value)
+
+    def parse(self, raw: Any) -> Value:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not -self.most <= raw <= self.most:
+            raise ValueError(
+                f"{raw!r} is not a number of seconds up to {self.most} (negative: draining "
+                "off, with that many seconds stored)"
+            )
+        return raw
 
     def absent(self, document: doc.Document, setting: str | None) -> bool:
         return setting is not None and doc.connection_draining_absent(document, setting)

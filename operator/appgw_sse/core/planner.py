@@ -61,6 +61,11 @@ class Change:
     def label(self) -> str:
         return self.place.label
 
+    @property
+    def text(self) -> str:
+        """`label before -> after`, for logs, Events and conditions."""
+        return f"{self.label} {self.field.held(self.before)} -> {self.field.held(self.after)}"
+
 
 @dataclass(frozen=True)
 class RouteOutcome:
@@ -135,21 +140,18 @@ class Plan:
     @property
     def summary(self) -> str:
         """One line for logs, Events and conditions: each change as `field before -> after`."""
-        return "; ".join(f"{c.label} {c.before} -> {c.after}" for c in self.changes)
+        return "; ".join(c.text for c in self.changes)
 
     def summary_for(self, route: str) -> str:
         """The changes `route` needs, the others left out: a route that leaves a field to
         others (responseBuffering Unmanaged) is not credited with changing it."""
-        return "; ".join(
-            f"{c.label} {c.before} -> {c.after}" for c in self.changes if route in c.routes
-        )
+        return "; ".join(c.text for c in self.changes if route in c.routes)
 
     @property
     def attributed(self) -> str:
         """Each change with the routes that need it, for the log."""
         return "; ".join(
-            f"{c.label} {c.before} -> {c.after} for "
-            + (f"routes {', '.join(c.routes)}" if c.routes else self._unrouted(c))
+            f"{c.text} for " + (f"routes {', '.join(c.routes)}" if c.routes else self._unrouted(c))
             for c in self.changes
         )
 
@@ -292,6 +294,14 @@ def _blocked_outcomes(
     return blocked
 
 
+def _as_written(place: Place, document: doc.Document, value: Value) -> Value:
+    """The value a change writes, as the gateway will read it (the adapter verifies the write
+    against it): e.g. an original draining off that ledgers of earlier versions recorded as 0,
+    whatever seconds it stored, keeps the operator's seconds stored."""
+    written = place.as_written(document, value)
+    return value if written is None else written
+
+
 def draining_off_message(settings: Sequence[str]) -> str:
     return (
         f"connection draining is off on {', '.join(settings)}: any update of the gateway (by "
@@ -309,7 +319,7 @@ def _route_notices(
 ) -> list[Notice]:
     notices = []
     for route in routes:
-        undrained = [s for s in route.backend_settings if not drains.get(s)]
+        undrained = [s for s in route.backend_settings if (drains.get(s) or 0) <= 0]
         if route.drain_timeout is None and undrained:
             notices.append(
                 Notice(
@@ -461,7 +471,16 @@ def plan_gateway(
             own, theirs = required.get(place), claims.combined(place, others)
             need = own if theirs is None else theirs if own is None else field.combine(own, theirs)
             decision = _decide(place, before, need, entry, place in let_go)
-            final[place.setting] = decision.desired
+            absent_after = (
+                decision.kind == "restore"
+                and entry is not None
+                and entry.original_absent
+                and decision.desired == entry.original
+            )
+            desired = decision.desired
+            if decision.kind == "restore" and not absent_after and desired != before:
+                desired = _as_written(place, document, desired)
+            final[place.setting] = desired
             if decision.owned is not None and own is not None:
                 needs[place] = own
                 # Whether the original was no property at all: seen when first owned, kept.
@@ -479,18 +498,15 @@ def plan_gateway(
             # Notices about a place only this operator's routes or records involve.
             if decision.notice and (own is not None or place in mine or place in ledger.owned):
                 notices.append(Notice(level="Warning", message=decision.notice))
-            if decision.desired != before and decision.kind is not None:
+            if desired != before and decision.kind is not None:
                 changes.append(
                     Change(
                         place=place,
                         before=before,
-                        after=decision.desired,
+                        after=desired,
                         kind=decision.kind,
                         routes=tuple(contributors.get(place, ())),
-                        absent_after=decision.kind == "restore"
-                        and entry is not None
-                        and entry.original_absent
-                        and decision.desired == entry.original,
+                        absent_after=absent_after,
                     )
                 )
 
@@ -581,8 +597,10 @@ def release_claims(gateway_id: str, document: doc.Document, owner: str) -> Plan:
             )
             continue
         desired = after.implied(place)
-        restored = desired is None
+        absent_after = desired is None and original.absent
         desired = original.value if desired is None else desired
+        if not absent_after and desired != before:
+            desired = _as_written(place, document, desired)
         if desired != before:
             changes.append(
                 Change(
@@ -590,7 +608,7 @@ def release_claims(gateway_id: str, document: doc.Document, owner: str) -> Plan:
                     before=before,
                     after=desired,
                     kind="restore",
-                    absent_after=restored and original.absent,
+                    absent_after=absent_after,
                 )
             )
     return Plan(
