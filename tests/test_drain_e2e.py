@@ -1,6 +1,7 @@
 """spec.drainTimeout end to end: connection draining applied, raised, restored and warned about,
 on a real API server against the ARM emulator."""
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.support.e2e import Rig, route_manifest, wait_for
@@ -50,16 +51,20 @@ def test_drain_timeout_applied_raised_restored(rig: Rig) -> None:
     assert draining(rig.emulator.gateway()) is None  # absent at first: restored absent
 
 
-def test_a_higher_drain_someone_set_is_kept_and_not_restored(rig: Rig) -> None:
-    def raise_drain(document: dict[str, Any]) -> None:
+def set_draining(enabled: bool, seconds: int) -> Callable[[dict[str, Any]], None]:
+    """Someone else's change to the setting's connectionDraining, for third_party_put."""
+
+    def change(document: dict[str, Any]) -> None:
         for setting in document["properties"]["backendHttpSettingsCollection"]:
             if setting["name"] == SETTING:
-                setting["properties"]["connectionDraining"] = {
-                    "enabled": True,
-                    "drainTimeoutInSec": 1800,
-                }
+                draining = {"enabled": enabled, "drainTimeoutInSec": seconds}
+                setting["properties"]["connectionDraining"] = draining
 
-    rig.emulator.third_party_put(raise_drain)
+    return change
+
+
+def test_a_higher_drain_someone_set_is_kept_and_not_restored(rig: Rig) -> None:
+    rig.emulator.third_party_put(set_draining(enabled=True, seconds=1800))
     rig.operator()
     rig.apply(route_manifest("notifications", drainTimeout="2m"))
     rig.wait_condition("shop", "notifications", "True", "Applied")
@@ -73,16 +78,7 @@ def test_a_higher_drain_someone_set_is_kept_and_not_restored(rig: Rig) -> None:
 def test_draining_off_with_seconds_stored_is_restored_with_them(rig: Rig) -> None:
     """ARM keeps drainTimeoutInSec while draining is disabled (the portal offers it when
     draining is turned on): the operator's seconds never replace the user's."""
-
-    def turn_off(document: dict[str, Any]) -> None:
-        for setting in document["properties"]["backendHttpSettingsCollection"]:
-            if setting["name"] == SETTING:
-                setting["properties"]["connectionDraining"] = {
-                    "enabled": False,
-                    "drainTimeoutInSec": 45,
-                }
-
-    rig.emulator.third_party_put(turn_off)
+    rig.emulator.third_party_put(set_draining(enabled=False, seconds=45))
     rig.operator()
     rig.apply(route_manifest("notifications", drainTimeout="2m"))
     rig.wait_condition("shop", "notifications", "True", "Applied")
