@@ -64,7 +64,7 @@ def test_no_room_for_the_claim_writes_nothing_until_the_user_makes_room(rig: Rig
     rig.apply(route_manifest(ROUTE))
 
     message = blocked(rig, "GatewayTagLimit")
-    assert "room for 1 more tags (ARM allows 50 per resource; 49 are the gateway's own)" in message
+    assert "room for 1 more tag (ARM allows 50 per resource; 49 are the gateway's own)" in message
     assert "the claims of blue need 2: nothing is written" in message
     assert rig.emulator.gateway()["tags"] == user
 

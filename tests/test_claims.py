@@ -188,7 +188,7 @@ def test_no_room_for_the_tags_blocks_every_route_and_writes_nothing() -> None:
     plan = plan_gateway(GID, [route("a", 90)], full, owner="blue")
     assert not plan.has_changes
     assert plan.outcomes["ns/a"].reason is Reason.GATEWAY_TAG_LIMIT
-    assert "room for 1 more tags" in plan.outcomes["ns/a"].message
+    assert "room for 1 more tag" in plan.outcomes["ns/a"].message
     roomy = gateway_document({"n": 30}, tags={f"t{i}": "x" for i in range(48)})
     assert plan_gateway(GID, [route("a", 90)], roomy, owner="blue").has_changes
 

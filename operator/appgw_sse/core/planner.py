@@ -519,7 +519,7 @@ def plan_gateway(
         # streams); the ledger forgets them now, the next write drops them.
         after = claims
     if after != claims and len(after.tags()) > max(cl.tag_room(document), len(claims.tags())):
-        room = cl.tag_room(document)
+        room = max(cl.tag_room(document), 0)
         return _everyone_blocked(
             gateway_id,
             owner,
@@ -528,8 +528,9 @@ def plan_gateway(
             ledger,
             claims,
             Reason.GATEWAY_TAG_LIMIT,
-            f"gateway {name} has room for {max(room, 0)} more tags (ARM allows {cl.MAX_TAGS} "
-            f"per resource; {cl.MAX_TAGS - room} are the gateway's own) but the claims of "
+            f"gateway {name} has room for {room} more tag{'' if room == 1 else 's'} (ARM "
+            f"allows {cl.MAX_TAGS} per resource; {cl.MAX_TAGS - room} are the gateway's own) "
+            "but the claims of "
             f"{', '.join(sorted({owner, *others}))} need {len(after.tags())}: nothing is "
             "written; remove tags from the gateway, or release the claims of clusters that "
             "no longer exist (appgw-sse claims release)",
