@@ -62,6 +62,10 @@ def ingress_ledger_name(namespace: str) -> str:
     return f"appgw-sse-ingresses-{digest}"
 
 
+def _route_path(namespace: str, name: str) -> str:
+    return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
 def _discard(response: Any) -> None:
     """Let a write's answer go unread: the API server echoes the whole object, which the watch
     brings anyway, and decoding it into the client's models costs more than the request (at
@@ -129,8 +133,6 @@ class Kube:
         self.ledger_namespace, self.lease_name = ledger_namespace, lease_name
         self.fence = fence or Unfenced()
         self.api = _Api(kubernetes.client.ApiClient())
-        self.custom = kubernetes.client.CustomObjectsApi()
-        self.coordination = kubernetes.client.CoordinationV1Api()
         # The ledger ConfigMaps' resourceVersions as last read or written, by gateway id, and
         # the Lease holding that wrote each (as read).
         self._ledger_versions: dict[str, str] = {}
@@ -139,18 +141,14 @@ class Kube:
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.fence.check()  # a deposed leader's status would contradict the new one's
         try:
-            _discard(
-                await asyncio.to_thread(
-                    self.custom.patch_namespaced_custom_object_status,
-                    API_GROUP,
-                    API_VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    {"status": status},
-                    field_manager=_FIELD_MANAGER,
-                    _preload_content=False,
-                )
+            await asyncio.to_thread(
+                self.api.request,
+                "PATCH",
+                f"{_route_path(namespace, name)}/status",
+                query={"fieldManager": _FIELD_MANAGER},
+                body={"status": status},
+                content_type="application/merge-patch+json",
+                decode=False,
             )
         except ApiException as exc:
             if exc.status != 404:  # a route deleted meanwhile needs no status
@@ -164,19 +162,14 @@ class Kube:
         self.fence.check()
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         try:
-            _discard(
-                await asyncio.to_thread(
-                    self.custom.patch_namespaced_custom_object,
-                    API_GROUP,
-                    API_VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    patch,
-                    field_manager=_FINALIZER_MANAGER,
-                    _content_type="application/merge-patch+json",
-                    _preload_content=False,
-                )
+            await asyncio.to_thread(
+                self.api.request,
+                "PATCH",
+                _route_path(namespace, name),
+                query={"fieldManager": _FINALIZER_MANAGER},
+                body=patch,
+                content_type="application/merge-patch+json",
+                decode=False,
             )
         except ApiException as exc:
             if exc.status in (404, 409):
@@ -378,12 +371,13 @@ class Kube:
         if not self.fence.enforced or self._ledger_epochs.get(key, 0) <= self.fence.epoch:
             return
         found = await asyncio.to_thread(
-            self.coordination.list_namespaced_lease,
-            self.ledger_namespace,
-            field_selector=f"metadata.name={self.lease_name}",
+            self.api.request,
+            "GET",
+            f"/apis/coordination.k8s.io/v1/namespaces/{self.ledger_namespace}/leases",
+            query={"fieldSelector": f"metadata.name={self.lease_name}"},
         )
-        spec = found.items[0].spec if found.items else None
-        if spec is None or (spec.holder_identity, spec.lease_transitions or 0) != (
+        spec = (found["items"][0].get("spec") or {}) if found["items"] else {}
+        if (spec.get("holderIdentity"), spec.get("leaseTransitions") or 0) != (
             self.fence.identity,
             self.fence.epoch,
         ):
