@@ -54,6 +54,32 @@ async def test_a_new_route_gets_our_finalizer_once_on_its_latest_version() -> No
     await finalizers.close()
 
 
+async def test_kopfs_diff_base_of_earlier_versions_goes_once_with_or_without_a_finalizer_write() -> (
+    None
+):
+    kube = FakeKube()
+    finalizers = Finalizers(kube, never, writers=1)
+    legacy = {fin.LEGACY_ANNOTATIONS[0]: '{"spec": {"idleInterval": "10s"}}', "team": "shop"}
+    upgraded = version(body("a"), "1", FINALIZER)  # taken in by an earlier version
+    upgraded["metadata"]["annotations"] = dict(legacy)
+    fresh = version(body("b"), "2")
+    fresh["metadata"]["annotations"] = dict(legacy)
+    finalizers.observe(upgraded)
+    finalizers.observe(fresh)
+    await kube.wait_until(lambda: len(kube.finalizer_writes) == 2)
+    assert writes_for(kube, "a") == [([FINALIZER], "1")]  # the finalizers as they were
+    assert writes_for(kube, "b") == [([FINALIZER], "2")]
+    assert kube.annotations_dropped == [
+        ("a", fin.LEGACY_ANNOTATIONS),
+        ("b", fin.LEGACY_ANNOTATIONS),
+    ]
+    finalizers.observe(version(body("a"), "3", FINALIZER))  # gone: nothing more to write
+    finalizers.observe(version(body("c"), "4"))
+    await kube.wait_until(lambda: writes_for(kube, "c"))
+    assert len(writes_for(kube, "a")) == 1
+    await finalizers.close()
+
+
 async def test_while_deletions_wait_for_a_stuck_gateway_new_routes_get_their_finalizer() -> None:
     kube, gateways = FakeKube(), FakeGateways(gateway_document({"a": 30}))
     book = RouteBook(kube, ("*",))

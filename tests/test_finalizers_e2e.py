@@ -63,3 +63,29 @@ def test_deletions_waiting_for_a_stuck_gateway_hold_up_no_new_route_and_go_in_on
         if r["time"] >= recovered and r["status"] < 300
     ]
     assert len(puts) == 1, puts  # one update restored the gateway for all of them
+
+
+def test_kopfs_diff_base_left_by_an_earlier_version_is_dropped_and_nothing_else(rig: Rig) -> None:
+    # A route as an earlier version left it: our finalizer, and kopf's copy of an old spec.
+    route = route_manifest("legacy", idle="100s")
+    route["metadata"] |= {
+        "finalizers": ["sse.appgw.dev/finalizer"],
+        "annotations": {
+            "sse.appgw.dev/last-handled-configuration": '{"spec": {"idleInterval": "10s"}}',
+            "team": "shop",
+        },
+    }
+    rig.apply(route)
+    rig.operator()
+    wait_for(
+        "the stale diff-base dropped",
+        lambda: (
+            "sse.appgw.dev/last-handled-configuration"
+            not in (routes(rig)["legacy"]["metadata"].get("annotations") or {})
+        ),
+    )
+    wait_for("the route Ready", lambda: all_ready(rig, {"legacy"}))
+    metadata = routes(rig)["legacy"]["metadata"]
+    metadata["annotations"].pop("kubectl.kubernetes.io/last-applied-configuration")
+    assert metadata["annotations"] == {"team": "shop"}
+    assert metadata["finalizers"] == ["sse.appgw.dev/finalizer"]

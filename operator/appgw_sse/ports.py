@@ -3,6 +3,7 @@ below the shell imports an adapter or its SDK (azure-mgmt-network, kubernetes, k
 adapters implement these protocols and raise these errors; tests pass fakes.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,10 +88,16 @@ class StatusPort(Protocol):
 
 class FinalizerPort(Protocol):
     async def patch_route_finalizers(
-        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+        self,
+        namespace: str,
+        name: str,
+        finalizers: list[str],
+        resource_version: str,
+        drop_annotations: Sequence[str] = (),
     ) -> bool:
-        """Write the route's finalizers if it is still at `resource_version`; False when it
-        changed meanwhile (the watch brings the newer version) or is gone."""
+        """Write the route's finalizers (and remove these annotations) if it is still at
+        `resource_version`; False when it changed meanwhile (the watch brings the newer
+        version) or is gone."""
         ...
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import copy
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from appgw_sse.core import agic
@@ -79,6 +80,7 @@ class FakeKube:
         # (route, finalizers, resourceVersion) per finalizer write; the versions in `stale`
         # answer as the API server does when the route changed since (False).
         self.finalizer_writes: list[tuple[str, list[str], str]] = []
+        self.annotations_dropped: list[tuple[str, tuple[str, ...]]] = []
         self.stale: set[str] = set()
         self.changed = asyncio.Condition()
 
@@ -103,10 +105,17 @@ class FakeKube:
         self.ledgers.pop(gateway_id.lower(), None)
 
     async def patch_route_finalizers(
-        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+        self,
+        namespace: str,
+        name: str,
+        finalizers: list[str],
+        resource_version: str,
+        drop_annotations: Sequence[str] = (),
     ) -> bool:
         async with self.changed:
             self.finalizer_writes.append((name, list(finalizers), resource_version))
+            if drop_annotations:
+                self.annotations_dropped.append((name, tuple(drop_annotations)))
             self.changed.notify_all()
         return resource_version not in self.stale
 

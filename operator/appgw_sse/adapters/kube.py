@@ -155,12 +155,21 @@ class Kube:
                 raise
 
     async def patch_route_finalizers(
-        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+        self,
+        namespace: str,
+        name: str,
+        finalizers: list[str],
+        resource_version: str,
+        drop_annotations: Sequence[str] = (),
     ) -> bool:
-        """Write the route's finalizers if it is still at `resource_version` (another writer's
-        change to the list is never lost); False when it changed meanwhile or is gone."""
+        """Write the route's finalizers (and remove these annotations) if it is still at
+        `resource_version` (another writer's change to the list is never lost); False when it
+        changed meanwhile or is gone."""
         self.fence.check()
-        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        metadata: dict[str, Any] = {"finalizers": finalizers, "resourceVersion": resource_version}
+        if drop_annotations:
+            metadata["annotations"] = dict.fromkeys(drop_annotations)
+        patch = {"metadata": metadata}
         try:
             await asyncio.to_thread(
                 self.api.request,
