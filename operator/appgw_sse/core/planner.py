@@ -9,6 +9,7 @@ its original combined with what every remaining claim needs.
 """
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -380,6 +381,217 @@ def _everyone_blocked(
     )
 
 
+def _in_order(place: Place) -> tuple[int, str]:
+    """Places in the order of FIELDS, then of backend setting."""
+    return FIELDS.index(place.field), place.setting or ""
+
+
+def _requirements(
+    routes: Sequence[RouteIntent],
+) -> tuple[dict[Place, Value], dict[Place, list[str]]]:
+    """What `routes` require of each place, combined, and which of them require something."""
+    required: dict[Place, Value] = {}
+    contributors: dict[Place, list[str]] = {}
+    for field in FIELDS:
+        for route in routes:
+            need = field.required_by(route)
+            if need is None:
+                continue
+            for place in places(route, field):
+                known = required.get(place)
+                required[place] = need if known is None else field.combine(known, need)
+                contributors.setdefault(place, []).append(route.key)
+    return required, contributors
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """The plan for one place."""
+
+    place: Place
+    after: Value  # what the place holds after the plan
+    change: Change | None
+    owned: Owned | None  # this owner's entry after the plan (ledger and claimed original)
+    need: Value | None  # this owner's claim on the place after the plan
+    dropped: bool  # a claim of ours dropped without a value change of its own
+    notice: str | None
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """What each place of one gateway is planned from."""
+
+    document: doc.Document
+    claims: Claims
+    ledger: Ledger
+    others: Sequence[str]  # the owners of the other claims
+    mine: Mapping[Place, Value]  # this owner's claim as the plan found it
+    required: Mapping[Place, Value]  # by this owner's active routes
+    contributors: Mapping[Place, Sequence[str]]
+    let_go: set[Place]  # released routes' and forgotten claims': left as they are, not restored
+
+    def plan(self) -> list[_Placed]:
+        """Every place a route needs or a record speaks of, planned, in order."""
+        recorded = {p for n in self.claims.needs.values() for p in n}
+        recorded |= set(self.ledger.owned) | set(self.claims.originals)
+        current = {field: field.read(self.document) for field in FIELDS}
+        return [
+            _plan_place(place, current[place.field][place.setting], self)
+            for place in sorted(set(self.required) | recorded, key=_in_order)
+            # else a setting we owned was removed from the gateway: nothing to restore
+            if place.setting in current[place.field]
+        ]
+
+    def entry(self, place: Place) -> Owned | None:
+        """What this owner knows of a place: the original the claim tags record and the value
+        they imply."""
+        tagged = self.claims.originals.get(place)
+        implied = self.claims.implied(place)
+        if tagged is not None and implied is not None:
+            return Owned(tagged.value, implied, original_absent=tagged.absent)
+        return self.ledger.owned.get(place)  # no claim recorded: adopt this ledger's
+
+
+def _plan_place(place: Place, before: Value, basis: _Basis) -> _Placed:
+    """One place: what this owner's routes and the other claims need of it, and what the plan
+    does to it."""
+    field, entry = place.field, basis.entry(place)
+    own, theirs = basis.required.get(place), basis.claims.combined(place, basis.others)
+    need = own if theirs is None else theirs if own is None else field.combine(own, theirs)
+    decision = _decide(place, before, need, entry, place in basis.let_go)
+    absent_after = (
+        decision.kind == "restore"
+        and entry is not None
+        and entry.original_absent
+        and decision.desired == entry.original
+    )
+    desired = decision.desired
+    if decision.kind == "restore" and not absent_after and desired != before:
+        desired = _as_written(place, basis.document, desired)
+    owned = None
+    if decision.owned is not None and own is not None:
+        # Whether the original was no property at all: seen when first owned, kept.
+        absent = (
+            entry.original_absent
+            if entry is not None and decision.owned.original == entry.original
+            else field.absent(basis.document, place.setting)
+        )
+        owned = dataclasses.replace(decision.owned, original_absent=absent)
+    dropped = (
+        owned is None
+        and place in basis.mine
+        and (place in basis.let_go or (entry is not None and before != entry.applied))
+    )
+    # Notices about a place only this operator's routes or records involve.
+    involved = own is not None or place in basis.mine or place in basis.ledger.owned
+    change = None
+    if desired != before and decision.kind is not None:
+        routes = tuple(basis.contributors.get(place, ()))
+        change = Change(place, before, desired, decision.kind, routes, absent_after)
+    return _Placed(
+        place=place,
+        after=desired,
+        change=change,
+        owned=owned,
+        need=own if owned is not None else None,
+        dropped=dropped,
+        notice=decision.notice if involved else None,
+    )
+
+
+def _claims_after(claims: Claims, owner: str, placed: Sequence[_Placed]) -> Claims:
+    """The claims as the plan leaves them: this owner's needs, and the originals it is the
+    first to record."""
+    first = {
+        p.place: Original(p.owned.original, p.owned.original_absent)
+        for p in placed
+        if p.owned is not None
+    }
+    needs = {p.place: p.need for p in placed if p.need is not None}
+    mine = claims.needs.get(owner, {})
+    kept = needs | {p.place: mine[p.place] for p in placed if p.dropped}
+    if not any(p.change for p in placed) and (
+        claims.with_originals(first).with_needs(owner, kept) == claims
+    ):
+        # Only released claims of ours would go: not worth a PUT of their own (each can cut
+        # streams); the ledger forgets them now, the next write drops them.
+        return claims
+    return claims.with_originals(first).with_needs(owner, needs)
+
+
+def _tag_limit_exceeded(
+    document: doc.Document, claims: Claims, after: Claims, owner: str
+) -> str | None:
+    """Why the claims after the plan cannot be written (None: they can): more tags than the
+    gateway has room for, unless they are the claims it carries already."""
+    if after == claims or len(after.tags()) <= max(cl.tag_room(document), len(claims.tags())):
+        return None
+    room = max(cl.tag_room(document), 0)
+    return (
+        f"gateway {doc.gateway_name(document)} has room for {room} more "
+        f"tag{'' if room == 1 else 's'} (ARM allows {cl.MAX_TAGS} per resource; "
+        f"{cl.MAX_TAGS - room} are the gateway's own) but the claims of "
+        f"{', '.join(sorted({owner, *claims.others(owner)}))} need {len(after.tags())}: nothing "
+        "is written; remove tags from the gateway, or release the claims of clusters that no "
+        "longer exist (appgw-sse claims release)"
+    )
+
+
+def _settled(
+    document: doc.Document, placed: Iterable[_Placed]
+) -> dict[OwnedField, dict[str | None, Value]]:
+    """Every owned value as the plan leaves the gateway."""
+    settled = {field: dict(field.read(document)) for field in FIELDS}
+    for p in placed:
+        settled[p.place.field][p.place.setting] = p.after
+    return settled
+
+
+def _notices(
+    document: doc.Document,
+    stale: bool,
+    placed: Iterable[_Placed],
+    routes: Iterable[RouteIntent],
+    settled: Mapping[OwnedField, Mapping[str | None, Value]],
+) -> list[Notice]:
+    """For users: claim tags of an earlier instance, then each place's, then each route's."""
+    notices: list[Notice] = []
+    if stale:
+        notices.append(
+            Notice(
+                level="Normal",
+                message=f"gateway {doc.gateway_name(document)} carries claim tags of an earlier "
+                "instance of it (a gateway deleted and created again under its id): disregarded, "
+                "and replaced by the next update",
+            )
+        )
+    notices += [Notice(level="Warning", message=p.notice) for p in placed if p.notice]
+    external = doc.settings_with_internet_backends(document)
+    notices += _route_notices(
+        routes, settled[REQUEST_TIMEOUT], external, settled[CONNECTION_DRAINING]
+    )
+    return notices
+
+
+def _applied_outcomes(
+    routes: Iterable[RouteIntent], settled: Mapping[OwnedField, Mapping[str | None, Value]]
+) -> dict[str, RouteOutcome]:
+    """Each route applied, with the values it depends on as the plan leaves them."""
+    outcomes = {}
+    for route in routes:
+        values = {p: settled[f][p.setting] for f in FIELDS for p in places(route, f)}
+        parts = [
+            f"{f.describe(p.setting)} {f.show(values[p])}"
+            for f in FIELDS
+            if f.required_by(route) is not None
+            for p in places(route, f)
+        ]
+        outcomes[route.key] = RouteOutcome(
+            reason=Reason.APPLIED, message="; ".join(parts), values=values
+        )
+    return outcomes
+
+
 def plan_gateway(
     gateway_id: str,
     routes: Sequence[RouteIntent],
@@ -400,165 +612,38 @@ def plan_gateway(
         return Plan(gateway_id=gateway_id, changes=(), ledger=ledger, outcomes=blocked, owner=owner)
     name = doc.gateway_name(document)
     claims, problems, stale = cl.read(document)
+    refuse = functools.partial(
+        _everyone_blocked, gateway_id, owner, routes, blocked, ledger, claims
+    )
     if problems:
-        return _everyone_blocked(
-            gateway_id,
-            owner,
-            routes,
-            blocked,
-            ledger,
-            claims,
+        return refuse(
             Reason.GATEWAY_TAGS_INVALID,
             f"gateway {name} carries tags under the {cl.PREFIX} prefix that are not claims of "
             f"appgw-sse ({'; '.join(problems)}): nothing is written until they are removed or "
             "corrected, so that no claim of another cluster is lost",
         )
-    others = claims.others(owner)
     mine = claims.needs.get(owner, {})
     # A claim of ours that our ledger no longer owns was released (restoreOnDelete false, or
-    # a value someone else changed): left as it is, dropped by our next write (see below).
+    # a value someone else changed): left as it is, dropped by our next write (_claims_after).
     forgotten = set() if given_ledger is None else set(mine) - set(ledger.owned)
     active = sorted((r for r in routes if r.key not in blocked), key=lambda r: r.key)
-
-    changes: list[Change] = []
-    notices: list[Notice] = []
-    if stale:
-        notices.append(
-            Notice(
-                level="Normal",
-                message=f"gateway {name} carries claim tags of an earlier instance of it (a "
-                "gateway deleted and created again under its id): disregarded, and replaced by "
-                "the next update",
-            )
-        )
-    quiet: set[Place] = set()  # claims of ours dropped without a value change of their own
-    owned: dict[Place, Owned] = {}
-    needs: dict[Place, Value] = {}  # this owner's claim after the plan
-    first: dict[Place, Original] = {}  # originals recorded by this plan (first claimant)
-    settled: dict[OwnedField, dict[str | None, Value]] = {}
-    for field in FIELDS:
-        required: dict[Place, Value] = {}
-        contributors: dict[Place, list[str]] = {}
-        for route in active:
-            need = field.required_by(route)
-            if need is None:
-                continue
-            for place in places(route, field):
-                known = required.get(place)
-                required[place] = need if known is None else field.combine(known, need)
-                contributors.setdefault(place, []).append(route.key)
-        let_go = {p for r in released if field.required_by(r) is not None for p in places(r, field)}
-        let_go |= {p for p in forgotten if p.field is field}
-        current = field.read(document)
-        settled[field] = final = dict(current)
-        candidates = (
-            set(required)
-            | {p for p in ledger.owned if p.field is field}
-            | {p for p in claims.originals if p.field is field}
-            | {p for n in claims.needs.values() for p in n if p.field is field}
-        )
-        for place in sorted(candidates, key=lambda p: p.setting or ""):
-            if place.setting not in current:
-                continue  # a setting we owned was removed from the gateway: nothing to restore
-            before = current[place.setting]
-            tagged = claims.originals.get(place)
-            implied = claims.implied(place)
-            entry = (
-                Owned(tagged.value, implied, original_absent=tagged.absent)
-                if tagged is not None and implied is not None
-                else ledger.owned.get(place)  # no claim recorded: adopt this ledger's
-            )
-            own, theirs = required.get(place), claims.combined(place, others)
-            need = own if theirs is None else theirs if own is None else field.combine(own, theirs)
-            decision = _decide(place, before, need, entry, place in let_go)
-            absent_after = (
-                decision.kind == "restore"
-                and entry is not None
-                and entry.original_absent
-                and decision.desired == entry.original
-            )
-            desired = decision.desired
-            if decision.kind == "restore" and not absent_after and desired != before:
-                desired = _as_written(place, document, desired)
-            final[place.setting] = desired
-            if decision.owned is not None and own is not None:
-                needs[place] = own
-                # Whether the original was no property at all: seen when first owned, kept.
-                absent = (
-                    entry.original_absent
-                    if entry is not None and decision.owned.original == entry.original
-                    else field.absent(document, place.setting)
-                )
-                owned[place] = dataclasses.replace(decision.owned, original_absent=absent)
-                first[place] = Original(decision.owned.original, absent)
-            elif place in mine and (
-                place in let_go or (entry is not None and before != entry.applied)
-            ):
-                quiet.add(place)
-            # Notices about a place only this operator's routes or records involve.
-            if decision.notice and (own is not None or place in mine or place in ledger.owned):
-                notices.append(Notice(level="Warning", message=decision.notice))
-            if desired != before and decision.kind is not None:
-                changes.append(
-                    Change(
-                        place=place,
-                        before=before,
-                        after=desired,
-                        kind=decision.kind,
-                        routes=tuple(contributors.get(place, ())),
-                        absent_after=absent_after,
-                    )
-                )
-
-    after = claims.with_originals(first).with_needs(owner, needs)
-    if not changes and (
-        claims.with_originals(first).with_needs(owner, needs | {p: mine[p] for p in quiet})
-        == claims
-    ):
-        # Only released claims of ours would go: not worth a PUT of their own (each can cut
-        # streams); the ledger forgets them now, the next write drops them.
-        after = claims
-    if after != claims and len(after.tags()) > max(cl.tag_room(document), len(claims.tags())):
-        room = max(cl.tag_room(document), 0)
-        return _everyone_blocked(
-            gateway_id,
-            owner,
-            routes,
-            blocked,
-            ledger,
-            claims,
-            Reason.GATEWAY_TAG_LIMIT,
-            f"gateway {name} has room for {room} more tag{'' if room == 1 else 's'} (ARM "
-            f"allows {cl.MAX_TAGS} per resource; {cl.MAX_TAGS - room} are the gateway's own) "
-            "but the claims of "
-            f"{', '.join(sorted({owner, *others}))} need {len(after.tags())}: nothing is "
-            "written; remove tags from the gateway, or release the claims of clusters that "
-            "no longer exist (appgw-sse claims release)",
-        )
-    external = doc.settings_with_internet_backends(document)
-    notices.extend(
-        _route_notices(active, settled[REQUEST_TIMEOUT], external, settled[CONNECTION_DRAINING])
-    )
-    outcomes = dict(blocked)
-    for route in active:
-        values = {p: settled[f][p.setting] for f in FIELDS for p in places(route, f)}
-        parts = [
-            f"{f.describe(p.setting)} {f.show(values[p])}"
-            for f in FIELDS
-            if f.required_by(route) is not None
-            for p in places(route, f)
-        ]
-        outcomes[route.key] = RouteOutcome(
-            reason=Reason.APPLIED, message="; ".join(parts), values=values
-        )
+    required, contributors = _requirements(active)
+    let_go = set(_requirements(released)[0]) | forgotten
+    others = claims.others(owner)
+    placed = _Basis(document, claims, ledger, others, mine, required, contributors, let_go).plan()
+    after = _claims_after(claims, owner, placed)
+    exceeded = _tag_limit_exceeded(document, claims, after, owner)
+    if exceeded is not None:
+        return refuse(Reason.GATEWAY_TAG_LIMIT, exceeded)
+    settled = _settled(document, placed)
     return Plan(
         gateway_id=gateway_id,
-        changes=tuple(changes),
+        changes=tuple(p.change for p in placed if p.change is not None),
         ledger=Ledger(gateway_id=ledger.gateway_id, resource_guid=ledger.resource_guid).with_owned(
-            owned
+            {p.place: p.owned for p in placed if p.owned is not None}
         ),
-        outcomes=dict(sorted(outcomes.items())),
-        notices=tuple(notices),
+        outcomes=dict(sorted((blocked | _applied_outcomes(active, settled)).items())),
+        notices=tuple(_notices(document, stale, placed, active, settled)),
         owner=owner,
         claims_before=claims,
         claims=after,
@@ -581,9 +666,7 @@ def release_claims(gateway_id: str, document: doc.Document, owner: str) -> Plan:
         )
     after = claims.with_needs(owner, {})
     changes, notices = [], []
-    for place in sorted(
-        claims.needs[owner], key=lambda p: (FIELDS.index(p.field), p.setting or "")
-    ):
+    for place in sorted(claims.needs[owner], key=_in_order):
         before, implied = place.read(document), claims.implied(place)
         original = claims.originals.get(place)
         if before is None or original is None:
