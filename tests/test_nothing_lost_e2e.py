@@ -56,12 +56,13 @@ def test_a_route_deleted_mid_pass_keeps_its_finalizer_until_restored_even_across
     rig.wait_condition("shop", "api", "True", "Applied")
     assert api_timeout(rig) == 150
     # The next PUT is held 4 s (then lands); the route changes to 110 s, and is deleted while
-    # that PUT is in flight; every PUT after it fails.
+    # that PUT is in flight; every PUT after it fails: made to fail before the deletion, so
+    # that no restore can slip in however long kubectl takes on a busy machine.
     rig.emulator.admin("POST", "faults", [{"method": "PUT", "status": 0, "delay": 4}])
     rig.apply(route_manifest("api", settings=API, idle="110s"))
     wait_for("the PUT of 110 s held", lambda: fault_taken(rig))
-    rig.kubectl("delete", "sser", "-n", "shop", "api", "--wait=false")
     rig.emulator.admin("POST", "faults", [{"method": "PUT", "status": 500, "count": 1000}])
+    rig.kubectl("delete", "sser", "-n", "shop", "api", "--wait=false")
     wait_for("the held PUT to land", lambda: api_timeout(rig) == 165)
     # The pass that applied 110 s never releases the route; the next one fails to restore it
     # and says that the release waits, and why.
