@@ -42,7 +42,7 @@ def test_agic_off_drops_the_ingress_rights_and_the_ingress_watch() -> None:
 
 def test_notes_say_when_the_cluster_cannot_enforce_the_policy() -> None:
     # Rendered offline, as for a cluster without admissionregistration.k8s.io/v1 policies.
-    assert [d for d in chart.render() if "Admission" in d["kind"]] == []
+    assert chart.admission_policy(chart.render()) == []
     notes = chart.notes()
     assert "no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy" in notes
     assert "operator's pod and Ingress patches" in notes
@@ -62,7 +62,7 @@ def test_rbac_admission_policy_decides_where_no_cluster_does(
 ) -> None:
     # `helm template` sees no cluster: `always` renders the policy anyway; without RBAC
     # there is no service account of ours to bind, so nothing renders and nothing is noted.
-    kinds = [d["kind"] for d in chart.render(values) if "Admission" in d["kind"]]
+    kinds = [d["kind"] for d in chart.admission_policy(chart.render(values))]
     assert kinds == (["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * rendered)
     notes = chart.notes(values)
     assert (noted in notes) if noted else "NOTE: " not in notes
@@ -151,7 +151,7 @@ def test_the_operator_may_patch_only_its_annotations(capable: Cluster) -> None:
     installed = chart.install(
         cluster.kubeconfig, {"crds": {"enabled": False}}, release=RELEASE, namespace=NAMESPACE
     )
-    policy = [d for d in installed if d["kind"].startswith("ValidatingAdmissionPolicy")]
+    policy = chart.admission_policy(installed)
     assert len(policy) == 2
     assert OPERATOR in json.dumps(policy)
     create_pod_and_ingress(cluster)

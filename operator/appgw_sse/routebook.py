@@ -1,9 +1,9 @@
 """The route book: what the operator knows of each SseRoute, and the one writer of its status.
 
-kopf's route events come in through observe() and forget() (see handlers.routes). Each returns the RouteChange it
-made and hands it to the listeners: the gateway and pod workers, which subscribe when they are
-constructed. Both workers report through write_status(), one at a time per route, each update
-merged over the other's conditions; a write that would change nothing is skipped.
+kopf's route events come in through observe() and forget() (see handlers.routes). Each returns the
+RouteChange it made and hands it to the listeners: the gateway and pod workers, which subscribe
+when they are constructed. Both workers report through write_status(), one at a time per route,
+each update merged over the other's conditions; a write that would change nothing is skipped.
 """
 
 import asyncio

@@ -27,7 +27,6 @@ KUSTOMIZE_BASE = REPO / "deploy" / "kustomize" / "base" / "appgw-sse-operator.ya
 KUSTOMIZE_ADMISSION_POLICY = (
     REPO / "deploy" / "kustomize" / "components" / "admission-policy" / "admission-policy.yaml"
 )
-ADMISSION_POLICY = "ValidatingAdmissionPolicy"  # and its Binding
 RELEASE = "appgw-sse"
 NAMESPACE = "appgw-sse-system"
 SERVICE_ACCOUNT = "appgw-sse-operator"
@@ -118,10 +117,14 @@ def kustomize_base() -> str:
     return _for_kustomize(render())
 
 
+def admission_policy(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ValidatingAdmissionPolicy and its binding among rendered or installed manifests."""
+    return [doc for doc in docs if doc["kind"].startswith("ValidatingAdmissionPolicy")]
+
+
 def kustomize_admission_policy() -> str:
     """The chart's admission policy alone, for the kustomize component that adds it."""
-    docs = render({"rbac": {"admissionPolicy": "always"}})
-    return _for_kustomize([doc for doc in docs if doc["kind"].startswith(ADMISSION_POLICY)])
+    return _for_kustomize(admission_policy(render({"rbac": {"admissionPolicy": "always"}})))
 
 
 if __name__ == "__main__":

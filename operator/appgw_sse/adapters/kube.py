@@ -1,9 +1,9 @@
 """Kubernetes access for the reconciler: route status, Events, and the ledger ConfigMaps.
 
 The official client is synchronous; every call runs in a thread so the event loop (the
-watches, the gateway workers) never blocks. Core and networking requests go through its ApiClient
-(`_Api`), not its generated CoreV1Api and NetworkingV1Api: importing those for a handful of calls
-cost 18 MiB of the operator's memory.
+watches, the gateway workers) never blocks. Every request goes by path through its ApiClient
+(`_Api`), not through its generated API classes: importing CoreV1Api and NetworkingV1Api for a
+handful of calls cost 18 MiB of the operator's memory.
 """
 
 import asyncio
@@ -141,14 +141,8 @@ class Kube:
     async def patch_route_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.fence.check()  # a deposed leader's status would contradict the new one's
         try:
-            await asyncio.to_thread(
-                self.api.request,
-                "PATCH",
-                f"{_route_path(namespace, name)}/status",
-                query={"fieldManager": _FIELD_MANAGER},
-                body={"status": status},
-                content_type="application/merge-patch+json",
-                decode=False,
+            await self._merge_patch(
+                f"{_route_path(namespace, name)}/status", {"status": status}, _FIELD_MANAGER
             )
         except ApiException as exc:
             if exc.status != 404:  # a route deleted meanwhile needs no status
@@ -169,16 +163,9 @@ class Kube:
         metadata: dict[str, Any] = {"finalizers": finalizers, "resourceVersion": resource_version}
         if drop_annotations:
             metadata["annotations"] = dict.fromkeys(drop_annotations)
-        patch = {"metadata": metadata}
         try:
-            await asyncio.to_thread(
-                self.api.request,
-                "PATCH",
-                _route_path(namespace, name),
-                query={"fieldManager": _FINALIZER_MANAGER},
-                body=patch,
-                content_type="application/merge-patch+json",
-                decode=False,
+            await self._merge_patch(
+                _route_path(namespace, name), {"metadata": metadata}, _FINALIZER_MANAGER
             )
         except ApiException as exc:
             if exc.status in (404, 409):
@@ -445,14 +432,21 @@ class Kube:
         AGIC turns an Ingress's annotations into gateway writes, and a pod's are read as ours."""
         self.fence.check()
         try:
-            await asyncio.to_thread(
-                self.api.request,
-                "PATCH",
-                path,
-                body={"metadata": {"annotations": patch}},
-                content_type="application/merge-patch+json",
-                decode=False,
-            )
+            await self._merge_patch(path, {"metadata": {"annotations": patch}})
         except ApiException as exc:
             if exc.status != 404:  # an object gone meanwhile needs nothing
                 raise
+
+    async def _merge_patch(
+        self, path: str, patch: dict[str, Any], field_manager: str | None = None
+    ) -> None:
+        """A JSON merge patch, its answer let go unread."""
+        await asyncio.to_thread(
+            self.api.request,
+            "PATCH",
+            path,
+            query={"fieldManager": field_manager},
+            body=patch,
+            content_type="application/merge-patch+json",
+            decode=False,
+        )

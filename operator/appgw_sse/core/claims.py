@@ -8,13 +8,13 @@ wrote, so that whichever deletes last restores them:
     appgw-sse.claim.<owner>   buffering=off;timeout:notifications-http=135;draining:x=30
     appgw-sse.originals       instance=1a2b3c4d;buffering=on;timeout:notifications-http=30
 
-Keys are the fields' `tag_key`, per backend setting after a colon; `-` marks an original that
-was no property at all; values are the fields' (`draining:x=-45`: off, 45 s stored). A value longer than ARM's 256 characters continues in
-`<name>.1`, `<name>.2`, ... The originals of a place are written by its first claimant, never
-overwritten, and removed with its last claim. `instance` is the start of the gateway's
-resourceGuid: tags copied onto a gateway created again under the same id (from an exported
-template, say) speak of another instance and are disregarded. Tags outside the `appgw-sse.`
-prefix are the user's and never touched.
+Keys are the fields' `tag_key`, per backend setting after a colon; `-` marks an original that was
+no property at all; values are the fields' (`draining:x=-45`: off, 45 s stored). A value longer
+than ARM's 256 characters continues in `<name>.1`, `<name>.2`, ... The originals of a place are
+written by its first claimant, never overwritten, and removed with its last claim. `instance` is
+the start of the gateway's resourceGuid: tags copied onto a gateway created again under the same id
+(from an exported template, say) speak of another instance and are disregarded. Tags outside the
+`appgw-sse.` prefix are the user's and never touched.
 """
 
 import hashlib

@@ -144,10 +144,12 @@ class Place(NamedTuple):
     def read(self, document: doc.Document) -> Value | None:
         return self.field.read(document).get(self.setting)
 
-    def as_written(self, document: doc.Document, value: Value) -> Value | None:
-        """What the place reads once `value` is written into `document`: not always `value`
-        (draining turned off with no seconds to put back keeps those stored, as ARM requires)."""
-        return self.read(self.field.write(document, {self.setting: value}))
+    def as_written(self, document: doc.Document, value: Value) -> Value:
+        """What the place reads once `value` is written into `document`, as the adapter verifies
+        the write: not always `value` (draining turned off with no seconds to put back, as
+        ledgers of earlier versions recorded it, keeps those stored, as ARM requires)."""
+        written = self.read(self.field.write(document, {self.setting: value}))
+        return value if written is None else written
 
 
 class ResponseBuffering(OwnedField):

@@ -156,17 +156,18 @@ def recover(confirmed: Ledger, pending: Ledger | None, document: Document) -> Le
         value = place.read(document)
         if planned is not None and value == planned.applied:
             owned[place] = planned
-        elif known is not None and not (planned is None and _restored(place, known, document)):
+        elif known is not None and not (
+            planned is None and value is not None and _restored(place, known, value, document)
+        ):
             owned[place] = known
     return confirmed.with_owned(owned)
 
 
-def _restored(place: Place, known: Owned, document: Document) -> bool:
-    """Whether the document holds what a restore of `known` leaves: its original, or that
+def _restored(place: Place, known: Owned, value: Value, document: Document) -> bool:
+    """Whether the place's `value` is what a restore of `known` leaves: its original, or that
     original as written over the applied value (draining off recorded as 0 by earlier versions
     keeps the applied seconds stored)."""
-    value = place.read(document)
-    if value is None or value == known.original:
-        return value is not None
+    if value == known.original:
+        return True
     applied = place.field.write(document, {place.setting: known.applied})
     return value == place.as_written(applied, known.original)

@@ -295,14 +295,6 @@ def _blocked_outcomes(
     return blocked
 
 
-def _as_written(place: Place, document: doc.Document, value: Value) -> Value:
-    """The value a change writes, as the gateway will read it (the adapter verifies the write
-    against it): e.g. an original draining off that ledgers of earlier versions recorded as 0,
-    whatever seconds it stored, keeps the operator's seconds stored."""
-    written = place.as_written(document, value)
-    return value if written is None else written
-
-
 def draining_off_message(settings: Sequence[str]) -> str:
     return (
         f"connection draining is off on {', '.join(settings)}: any update of the gateway (by "
@@ -467,7 +459,7 @@ def _plan_place(place: Place, before: Value, basis: _Basis) -> _Placed:
     )
     desired = decision.desired
     if decision.kind == "restore" and not absent_after and desired != before:
-        desired = _as_written(place, basis.document, desired)
+        desired = place.as_written(basis.document, desired)
     owned = None
     if decision.owned is not None and own is not None:
         # Whether the original was no property at all: seen when first owned, kept.
@@ -524,9 +516,9 @@ def _tag_limit_exceeded(
 ) -> str | None:
     """Why the claims after the plan cannot be written (None: they can): more tags than the
     gateway has room for, unless they are the claims it carries already."""
-    if after == claims or len(after.tags()) <= max(cl.tag_room(document), len(claims.tags())):
-        return None
     room = max(cl.tag_room(document), 0)
+    if after == claims or len(after.tags()) <= max(room, len(claims.tags())):
+        return None
     return (
         f"gateway {doc.gateway_name(document)} has room for {room} more "
         f"tag{'' if room == 1 else 's'} (ARM allows {cl.MAX_TAGS} per resource; "
@@ -684,7 +676,7 @@ def release_claims(gateway_id: str, document: doc.Document, owner: str) -> Plan:
         absent_after = desired is None and original.absent
         desired = original.value if desired is None else desired
         if not absent_after and desired != before:
-            desired = _as_written(place, document, desired)
+            desired = place.as_written(document, desired)
         if desired != before:
             changes.append(
                 Change(
